@@ -1,0 +1,1 @@
+"""torq_nb: research inside notebooks, with live staged progress and exports."""
