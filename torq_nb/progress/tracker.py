@@ -1,0 +1,512 @@
+"""ProgressTracker: an observable record of a staged operation, cheap enough to update in a tight loop.
+
+The tracker is the model; views (the notebook widget, the terminal line, callbacks) observe it.
+Counters (done, percent, rate, eta, duration, message) change on every call but are *published* to
+the observable traits at most once per ``refresh_interval`` seconds, as tqdm does; stage changes and
+terminal states are published at once. ``get_status()`` always reads the exact current values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from time import monotonic
+from types import TracebackType
+from typing import Any, TypeVar
+
+import traitlets
+
+from torq_nb.progress.models import TERMINAL_STATES, ErrorInfo, ProgressStatus, StageStatus
+
+__all__ = ["DEFAULT_STAGES", "ProgressTracker", "StageSpec", "get_progress"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+StageSpec = Sequence[str] | Sequence[tuple[str, float]]
+StatusCallback = Callable[[dict[str, Any]], object]
+
+#: The research pipeline's stages and the percentage at which each begins.
+DEFAULT_STAGES: tuple[tuple[str, float], ...] = (
+    ("initializing", 0.0),
+    ("searching", 25.0),
+    ("extracting", 50.0),
+    ("synthesizing", 75.0),
+    ("complete", 100.0),
+)
+
+#: How many finished operations ``get_progress`` still remembers after their trackers are gone.
+FINISHED_KEPT = 256
+
+_live: weakref.WeakValueDictionary[str, ProgressTracker] = weakref.WeakValueDictionary()
+_finished: OrderedDict[str, ProgressStatus] = OrderedDict()
+_registry_lock = threading.Lock()
+
+
+def get_progress(operation_id: str) -> ProgressStatus | None:
+    """The current status of the operation with this id, or None if no tracker has it."""
+    tracker = _live.get(operation_id)
+    if tracker is not None:
+        return tracker.status()
+    with _registry_lock:
+        return _finished.get(operation_id)
+
+
+def _remember_finished(status: ProgressStatus) -> None:
+    with _registry_lock:
+        _finished[status.operation_id] = status
+        _finished.move_to_end(status.operation_id)
+        while len(_finished) > FINISHED_KEPT:
+            _finished.popitem(last=False)
+
+
+def _utc_iso(moment: datetime | None = None) -> str:
+    moment = moment or datetime.now(timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _normalise_stages(stages: StageSpec | None) -> tuple[tuple[str, float], ...]:
+    """Stage names evenly spaced over 0–100, or (name, percent) pairs, validated."""
+    if stages is None:
+        return DEFAULT_STAGES
+    items = list(stages)
+    if not items:
+        raise ValueError("stages must name at least one stage")
+    if all(isinstance(item, str) for item in items):
+        count = len(items)
+        pairs = [(str(name), 100.0 * index / count) for index, name in enumerate(items)]
+    elif all(isinstance(item, (tuple, list)) and len(item) == 2 for item in items):
+        pairs = [(str(name), float(percent)) for name, percent in items]  # type: ignore[misc]
+    else:
+        raise TypeError("stages must be a list of names or a list of (name, percent) pairs")
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"stage names must be unique, got {names}")
+    percents = [percent for _, percent in pairs]
+    if any(not 0.0 <= p <= 100.0 for p in percents) or percents != sorted(percents):
+        raise ValueError(f"stage percentages must rise from 0 to 100, got {percents}")
+    return tuple(pairs)
+
+
+class _Guarded:
+    """Wraps an observer so that an exception in it is logged instead of breaking the tracked work."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Callable[..., object]) -> None:
+        self.handler = handler
+
+    def __call__(self, change: Any) -> None:
+        try:
+            self.handler(change)
+        except Exception:
+            log.exception("progress observer %r raised; the operation continues", self.handler)
+
+    def __eq__(self, other: object) -> bool:
+        target = other.handler if isinstance(other, _Guarded) else other
+        return bool(self.handler == target)
+
+    def __hash__(self) -> int:
+        return hash(self.handler)
+
+
+class ProgressTracker(traitlets.HasTraits):
+    """Tracks an operation through named stages, with counts, rate, ETA and errors.
+
+    >>> tracker = ProgressTracker("research_task")
+    >>> tracker.progress("initializing"); tracker.progress("searching")
+    >>> for page in tracker.track(pages): ...
+    >>> tracker.complete()
+
+    Observe it like any traitlets object (``tracker.observe(fn, names=["stage"])``) or register a plain
+    callback with ``add_callback``; a failing observer is logged and never breaks the operation.
+    Safe to update from several threads and asyncio tasks at once.
+    """
+
+    operation = traitlets.Unicode(read_only=True)
+    operation_id = traitlets.Unicode(read_only=True)
+    stage = traitlets.Unicode(None, allow_none=True, read_only=True)
+    state = traitlets.Unicode("pending", read_only=True)
+    percent = traitlets.Float(0.0, read_only=True)
+    message = traitlets.Unicode(None, allow_none=True, read_only=True)
+    done = traitlets.Int(0, read_only=True)
+    total = traitlets.Int(None, allow_none=True, read_only=True)
+    rate = traitlets.Float(None, allow_none=True, read_only=True)
+    eta = traitlets.Float(None, allow_none=True, read_only=True)
+    duration = traitlets.Float(0.0, read_only=True)
+    error = traitlets.Dict(None, allow_none=True, read_only=True)
+    stages = traitlets.List(read_only=True)
+    metadata = traitlets.Dict(read_only=True)
+
+    def __init__(
+        self,
+        operation_name: str,
+        stages: StageSpec | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        refresh_interval: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if not isinstance(operation_name, str) or not operation_name:
+            raise ValueError("operation_name must be a non-empty string")
+        self._stage_spec = _normalise_stages(stages)
+        self._stage_index = {name: index for index, (name, _) in enumerate(self._stage_spec)}
+        self.refresh_interval = refresh_interval
+        self._lock = threading.RLock()
+        self._callbacks: list[StatusCallback] = []
+        self._warned_terminal = False
+        self.set_trait("operation", operation_name)
+        self.set_trait("operation_id", uuid.uuid4().hex)
+        self._initial_metadata = dict(metadata or {})
+        self._clear()
+        _live[self.operation_id] = self
+
+    # ----------------------------------------------------------------- internal state
+
+    def _clear(self) -> None:
+        """Back to the pending state: no stage entered, no counts, no error."""
+        self._state = "pending"
+        self._current = -1
+        self._message: str | None = None
+        self._done = 0
+        self._total: int | None = None
+        self._started: float | None = None
+        self._started_at: str | None = None
+        self._ended: float | None = None
+        self._count_started = 0.0
+        self._error: ErrorInfo | None = None
+        self._metadata = dict(self._initial_metadata)
+        self._stage_started: list[float | None] = [None] * len(self._stage_spec)
+        self._stage_started_at: list[str | None] = [None] * len(self._stage_spec)
+        self._stage_duration: list[float | None] = [None] * len(self._stage_spec)
+        self._stage_state: list[str] = ["pending"] * len(self._stage_spec)
+        self._next_publish = 0.0
+
+    @property
+    def stage_names(self) -> list[str]:
+        """The names of this tracker's stages, in order."""
+        return [name for name, _ in self._stage_spec]
+
+    @property
+    def finished(self) -> bool:
+        """True once the operation is complete, failed or cancelled."""
+        return self._state in TERMINAL_STATES
+
+    def _refuse_if_finished(self, what: str) -> bool:
+        if self._state not in TERMINAL_STATES:
+            return False
+        level = logging.DEBUG if self._warned_terminal else logging.WARNING
+        log.log(level, "%s ignored: operation %r is already %s", what, self.operation, self._state)
+        self._warned_terminal = True
+        return True
+
+    def _percent_now(self) -> float:
+        if self._state == "complete":
+            return 100.0
+        if self._current < 0:
+            return 0.0
+        start = self._stage_spec[self._current][1]
+        following = self._stage_spec[self._current + 1][1] if self._current + 1 < len(self._stage_spec) else 100.0
+        if self._total:
+            return start + (following - start) * min(self._done / self._total, 1.0)
+        return start
+
+    # ----------------------------------------------------------------- reading
+
+    def status(self) -> ProgressStatus:
+        """A typed snapshot of the current status (exact, not throttled)."""
+        with self._lock:
+            now = monotonic()
+            end = self._ended if self._ended is not None else now
+            duration = end - self._started if self._started is not None else 0.0
+            counting = end - self._count_started
+            rate = self._done / counting if self._done and counting > 0 else None
+            eta = None
+            if rate and self._total is not None and self._state == "running":
+                eta = max(self._total - self._done, 0) / rate
+            stages = []
+            for index, (name, percent) in enumerate(self._stage_spec):
+                started = self._stage_started[index]
+                stage_duration = self._stage_duration[index]
+                if stage_duration is None and started is not None:
+                    stage_duration = end - started
+                stages.append(
+                    StageStatus(name, percent, self._stage_state[index], self._stage_started_at[index], stage_duration)  # type: ignore[arg-type]
+                )
+            return ProgressStatus(
+                operation=self.operation,
+                operation_id=self.operation_id,
+                stage=self._stage_spec[self._current][0] if self._current >= 0 else None,
+                percent=round(self._percent_now(), 3),
+                state=self._state,  # type: ignore[arg-type]
+                message=self._message,
+                duration=duration,
+                timestamp=_utc_iso(),
+                started_at=self._started_at,
+                done=self._done,
+                total=self._total,
+                rate=rate,
+                eta=eta,
+                error=self._error,
+                metadata=dict(self._metadata),
+                stages=tuple(stages),
+            )
+
+    def get_status(self) -> dict[str, Any]:
+        """The current status as a plain dict (see ProgressStatus for its keys)."""
+        return self.status().to_dict()
+
+    # ----------------------------------------------------------------- publishing
+
+    def add_callback(self, callback: StatusCallback) -> None:
+        """Call ``callback(get_status())`` on every published change (throttled like the traits)."""
+        with self._lock:
+            self._callbacks.append(callback)
+
+    def remove_callback(self, callback: StatusCallback) -> None:
+        """Stop calling a callback added with ``add_callback``."""
+        with self._lock:
+            self._callbacks.remove(callback)
+
+    def _add_notifiers(self, handler: Any, name: Any, type: Any) -> None:  # noqa: A002 - traitlets' signature
+        super()._add_notifiers(_Guarded(handler), name, type)
+
+    def _publish(self) -> None:
+        """Push the exact current status to the traits and callbacks. Called with the lock held."""
+        status = self.status()
+        self._next_publish = monotonic() + self.refresh_interval
+        with self.hold_trait_notifications():
+            self.set_trait("stage", status.stage)
+            self.set_trait("state", status.state)
+            self.set_trait("percent", status.percent)
+            self.set_trait("message", status.message)
+            self.set_trait("done", status.done)
+            self.set_trait("total", status.total)
+            self.set_trait("rate", status.rate)
+            self.set_trait("eta", status.eta)
+            self.set_trait("duration", status.duration)
+            self.set_trait("error", status.to_dict()["error"])
+            self.set_trait("stages", [stage.__dict__.copy() for stage in status.stages])
+            self.set_trait("metadata", status.metadata)
+        if self._callbacks:
+            data = status.to_dict()
+            for callback in list(self._callbacks):
+                try:
+                    callback(data)
+                except Exception:
+                    log.exception("progress callback %r raised; the operation continues", callback)
+        if status.finished:
+            _remember_finished(status)
+
+    # ----------------------------------------------------------------- stages
+
+    def _begin(self) -> None:
+        if self._started is None:
+            self._started = monotonic()
+            self._started_at = _utc_iso()
+        self._state = "running"
+
+    def _close_stage(self, state: str, now: float) -> None:
+        if self._current >= 0 and self._stage_state[self._current] == "running":
+            self._stage_state[self._current] = state
+            started = self._stage_started[self._current]
+            self._stage_duration[self._current] = now - started if started is not None else 0.0
+
+    def _enter(self, index: int, now: float) -> None:
+        self._close_stage("complete", now)
+        for skipped in range(self._current + 1, index):
+            self._stage_state[skipped] = "skipped"
+        self._current = index
+        self._stage_state[index] = "running"
+        self._stage_started[index] = now
+        self._stage_started_at[index] = _utc_iso()
+        self._done, self._total, self._count_started = 0, None, now
+
+    def progress(self, stage: str, message: str | None = None, **metadata: Any) -> None:
+        """Enter ``stage`` (or stay in it), with an optional message and metadata to record."""
+        with self._lock:
+            if self._refuse_if_finished(f"progress({stage!r})"):
+                return
+            index = self._stage_index.get(stage)
+            if index is None:
+                raise ValueError(f"unknown stage {stage!r}; valid stages are {', '.join(self.stage_names)}")
+            if index < self._current:
+                current = self._stage_spec[self._current][0]
+                raise ValueError(f"cannot move back from stage {current!r} to earlier stage {stage!r}")
+            self._begin()
+            if index != self._current:
+                self._enter(index, monotonic())
+            self._message = message
+            self._metadata.update(metadata)
+            self._publish()
+
+    def update(self, done: int, total: int | None = None, message: str | None = None) -> None:
+        """Set the count of items done in the current stage (and the total, and a message, if given)."""
+        with self._lock:
+            if self._refuse_if_finished("update()"):
+                return
+            if self._current < 0:
+                self._begin()
+                self._enter(0, monotonic())
+            self._done = int(done)
+            if total is not None:
+                self._total = int(total)
+            if message is not None:
+                self._message = message
+            if total is not None or monotonic() >= self._next_publish:
+                self._publish()
+
+    def advance(self, n: int = 1) -> None:
+        """Count ``n`` more items done in the current stage. Cheap: publishes at most every refresh_interval."""
+        with self._lock:
+            if self._state != "running":
+                if self._refuse_if_finished("advance()"):
+                    return
+                self._begin()
+                self._enter(0, monotonic())
+            self._done += n
+            if monotonic() >= self._next_publish:
+                self._publish()
+
+    def _add_count(self, n: int) -> None:
+        with self._lock:
+            if self._state == "running":
+                self._done += n
+                self._publish()
+
+    def track(self, iterable: Iterable[T] | AsyncIterable[T], total: int | None = None) -> Any:
+        """Yield from a sync or async iterable, counting each item in the current stage, like tqdm."""
+        if total is None:
+            try:
+                total = len(iterable)  # type: ignore[arg-type]
+            except TypeError:
+                total = None
+        self.update(0, total)
+        if isinstance(iterable, AsyncIterable):
+            return self._track_async(iterable)
+        return self._track_sync(iterable)
+
+    def _track_sync(self, iterable: Iterable[T]) -> Iterator[T]:
+        pending = 0
+        deadline = self._next_publish
+        try:
+            for item in iterable:
+                yield item
+                pending += 1
+                if monotonic() >= deadline:
+                    self._add_count(pending)
+                    pending, deadline = 0, self._next_publish
+        finally:
+            self._add_count(pending)
+
+    async def _track_async(self, iterable: AsyncIterable[T]) -> AsyncIterator[T]:
+        pending = 0
+        deadline = self._next_publish
+        try:
+            async for item in iterable:
+                yield item
+                pending += 1
+                if monotonic() >= deadline:
+                    self._add_count(pending)
+                    pending, deadline = 0, self._next_publish
+        finally:
+            self._add_count(pending)
+
+    # ----------------------------------------------------------------- endings
+
+    def _finish(self, state: str, stage_state: str) -> None:
+        now = monotonic()
+        self._close_stage(stage_state, now)
+        self._state = state
+        self._ended = now
+        self._publish()
+
+    def complete(self, message: str | None = None) -> None:
+        """Finish successfully: 100%, every stage done (the final marker stage, if any, entered)."""
+        with self._lock:
+            if self._refuse_if_finished("complete()"):
+                return
+            self._begin()
+            last = len(self._stage_spec) - 1
+            if self._stage_spec[last][1] >= 100.0 and self._current < last:
+                self._enter(last, monotonic())
+            for index in range(self._current + 1, len(self._stage_spec)):
+                self._stage_state[index] = "skipped"
+            if message is not None:
+                self._message = message
+            self._finish("complete", "complete")
+
+    def fail(self, error: BaseException | str) -> None:
+        """Finish with an error; the current stage is marked failed and the error recorded."""
+        with self._lock:
+            if self._refuse_if_finished("fail()"):
+                return
+            self._begin()
+            if isinstance(error, BaseException):
+                self._error = ErrorInfo(type(error).__name__, str(error) or repr(error))
+            else:
+                self._error = ErrorInfo("Error", str(error))
+            self._finish("failed", "failed")
+
+    def cancel(self, message: str | None = None) -> None:
+        """Finish as cancelled; counts reached so far are kept."""
+        with self._lock:
+            if self._refuse_if_finished("cancel()"):
+                return
+            self._begin()
+            if message is not None:
+                self._message = message
+            self._finish("cancelled", "cancelled")
+
+    def reset(self) -> None:
+        """Forget all progress and return to the pending state (same operation id)."""
+        with self._lock:
+            self._clear()
+            self._warned_terminal = False
+            self._publish()
+
+    # ----------------------------------------------------------------- context managers
+
+    def __enter__(self) -> ProgressTracker:
+        with self._lock:
+            if self._state == "pending":
+                self.progress(self._stage_spec[0][0])
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            if not self.finished:
+                self.complete()
+        elif isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+            self.cancel()
+        else:
+            self.fail(exc)
+
+    async def __aenter__(self) -> ProgressTracker:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # ----------------------------------------------------------------- display
+
+    def __repr__(self) -> str:
+        status = self.status()
+        counts = f" ({status.done}/{status.total})" if status.total else ""
+        return f"<ProgressTracker {self.operation!r} {status.state} {status.stage or '-'} {status.percent:.0f}%{counts}>"
+
+    def _ipython_display_(self) -> None:
+        from torq_nb.progress.widget import ProgressWidget
+
+        ProgressWidget(self)._ipython_display_()
+
