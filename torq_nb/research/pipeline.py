@@ -1,0 +1,197 @@
+"""One research run: search → fetch → extract → synthesize, reported to a ProgressTracker.
+
+The pipeline only *reports* to the tracker; it knows nothing of widgets or terminals. Every search hit
+ends as exactly one row of the results table: fetched ("ok"), failed ("error", with the reason), not
+fetched by design ("snippet", quick depth), or not reached because the run was cancelled ("cancelled").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import polars as pl
+
+from torq_nb.progress.tracker import ProgressTracker
+from torq_nb.research.extract import Extractor
+from torq_nb.research.fetch import Fetcher, FetchPolicy
+from torq_nb.research.models import Document, Hit, Page
+from torq_nb.research.results import SCHEMA, ResearchResults
+from torq_nb.research.sources.base import Source, unique_hits
+from torq_nb.research.synthesize import SourceText, Synthesizer
+
+
+@dataclass(frozen=True)
+class Depth:
+    """How much a run does: hits kept, whether pages are fetched, and which query variants are searched."""
+
+    name: str
+    limit: int
+    fetch: bool
+    variants: tuple[str, ...]
+
+
+#: quick: top 5 hits, snippets only. standard: top 10, fetched and extracted.
+#: deep: up to 25 hits from each of three query variants, merged by canonical URL, at most 50, all fetched.
+DEPTHS: dict[str, Depth] = {
+    "quick": Depth("quick", 5, False, ("{topic}",)),
+    "standard": Depth("standard", 10, True, ("{topic}",)),
+    "deep": Depth("deep", 50, True, ("{topic}", "{topic} overview", "{topic} history")),
+}
+_PER_VARIANT = {"quick": 5, "standard": 10, "deep": 25}
+
+
+def get_depth(depth: str) -> Depth:
+    """The Depth named ``depth``; a ValueError lists the valid names."""
+    try:
+        return DEPTHS[depth]
+    except KeyError:
+        raise ValueError(f"unknown depth {depth!r}; choose one of {', '.join(DEPTHS)}") from None
+
+
+class ResearchCancelled(asyncio.CancelledError):
+    """The run was cancelled; ``results`` holds what it had gathered (unreached hits are "cancelled" rows)."""
+
+    def __init__(self, results: ResearchResults) -> None:
+        done = results.df.filter(pl.col("status") == "ok").height
+        super().__init__(f"research on {results.topic!r} cancelled after reading {done} pages; see .results")
+        self.results = results
+
+
+def _domain(url: str) -> str | None:
+    host = urlsplit(url).hostname
+    if not host:
+        return None
+    return host[4:] if host.startswith("www.") else host
+
+
+def _row(rank: int, hit: Hit, status: str, page: Page | None = None, doc: Document | None = None,
+         error: str | None = None) -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "title": (doc.title if doc and doc.title else None) or hit.title,
+        "url": hit.url,
+        "domain": _domain(hit.url),
+        "snippet": hit.snippet,
+        "content": doc.text if doc else None,
+        "word_count": doc.word_count if doc else None,
+        "published": (doc.published if doc else None) or hit.published,
+        "author": doc.author if doc else None,
+        "source": hit.source,
+        "score": hit.score,
+        "status": status,
+        "error": error or (page.error if page else None),
+        "http_status": page.http_status if page else None,
+        "fetched_at": page.fetched_at if page else None,
+        "elapsed_ms": page.elapsed_ms if page else None,
+    }
+
+
+class Run:
+    """The state of one run, kept so that a cancelled run can still hand back its partial results."""
+
+    def __init__(self, topic: str, depth: Depth, source: Source, tracker: ProgressTracker) -> None:
+        self.topic, self.depth, self.source, self.tracker = topic, depth, source, tracker
+        self.hits: list[Hit] = []
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.summary = ""
+
+    def results(self) -> ResearchResults:
+        """The results as they stand: rows not finished yet are marked "cancelled"."""
+        rows = [self.rows.get(rank) or _row(rank, hit, "cancelled", error="run cancelled before this page was read")
+                for rank, hit in enumerate(self.hits, start=1)]
+        status = self.tracker.status()
+        counts = {name: sum(1 for row in rows if row["status"] == name) for name in ("ok", "error", "snippet", "cancelled")}
+        return ResearchResults(
+            topic=self.topic,
+            df=pl.DataFrame(rows, schema=SCHEMA),
+            summary=self.summary,
+            depth=self.depth.name,
+            source=self.source.name,
+            operation_id=self.tracker.operation_id,
+            progress=status,
+            metadata={"started_at": status.started_at, "duration": status.duration, "pages": counts},
+        )
+
+
+async def _search(run: Run, fetcher: Fetcher) -> list[Hit]:
+    per_variant = _PER_VARIANT[run.depth.name]
+    queries = [variant.format(topic=run.topic) for variant in run.depth.variants]
+    batches = await asyncio.gather(*(run.source.search(query, per_variant, fetcher) for query in queries))
+    # Interleave the variants' rankings so each contributes its best hits first.
+    longest = max((len(batch) for batch in batches), default=0)
+    merged = [batch[i] for i in range(longest) for batch in batches if i < len(batch)]
+    return unique_hits(merged, run.depth.limit)
+
+
+async def _read(run: Run, rank: int, hit: Hit, fetcher: Fetcher, extractor: Extractor) -> None:
+    if hit.content is not None:
+        page = Page(hit.url, "ok", final_url=hit.url, content_type=hit.content_type, text=hit.content,
+                    fetched_at=datetime.now(timezone.utc), elapsed_ms=0.0)
+    else:
+        page = await run.source.fetch(hit, fetcher)
+    if page.status != "ok":
+        run.rows[rank] = _row(rank, hit, "error", page)
+        return
+    doc = await extractor.extract(page)
+    if doc is None or not doc.text.strip():
+        run.rows[rank] = _row(rank, hit, "error", page, error="no readable text in the page")
+    else:
+        run.rows[rank] = _row(rank, hit, "ok", page, doc)
+
+
+async def _read_all(run: Run, fetcher: Fetcher, extractor: Extractor) -> None:
+    tasks = {asyncio.ensure_future(_read(run, rank, hit, fetcher, extractor)): hit
+             for rank, hit in enumerate(run.hits, start=1)}
+    run.tracker.update(0, total=len(tasks), message=f"reading {len(tasks)} pages")
+    try:
+        for done, finished in enumerate(asyncio.as_completed(list(tasks)), start=1):
+            await finished
+            run.tracker.update(done, message=f"read {done} of {len(tasks)} pages")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_research(
+    run: Run,
+    *,
+    policy: FetchPolicy,
+    extractor: Extractor,
+    synthesizer: Synthesizer,
+) -> ResearchResults:
+    """Carry out ``run`` and return its results.
+
+    A failed search fails the run (the SourceError propagates, the tracker records it); a failed page is
+    a row. On cancellation the tracker is marked cancelled and ResearchCancelled carries the partial results.
+    """
+    tracker = run.tracker
+    try:
+        tracker.progress("initializing", f"{run.depth.name} research on {run.source.name}")
+        async with Fetcher(policy) as fetcher:
+            tracker.progress("searching", f"searching {run.source.name} for {run.topic!r}")
+            run.hits = await _search(run, fetcher)
+            tracker.progress("extracting", f"{len(run.hits)} hits")
+            if run.depth.fetch:
+                await _read_all(run, fetcher, extractor)
+            else:
+                run.rows = {rank: _row(rank, hit, "snippet") for rank, hit in enumerate(run.hits, start=1)}
+        tracker.progress("synthesizing", "writing the cited summary")
+        texts = [
+            SourceText(rank, row["title"] or row["url"], row["url"], row["content"])
+            for rank, row in sorted(run.rows.items())
+            if row["status"] == "ok"
+        ]
+        run.summary = await synthesizer.synthesize(run.topic, texts)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        tracker.cancel("cancelled")
+        raise ResearchCancelled(run.results()) from None
+    except BaseException as error:
+        tracker.fail(error)
+        raise
+    tracker.complete(f"{len(run.hits)} hits")
+    return run.results()

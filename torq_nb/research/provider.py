@@ -1,0 +1,178 @@
+"""The entry points of a research run: WebSearchProvider (the seed's API) and research/aresearch/start_research.
+
+This is the top of the research layer: it wires a source, a fetch policy, the extractor and a synthesizer
+into a run, and in a notebook it shows the run's live progress widget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torq_nb.progress.models import ProgressStatus
+from torq_nb.progress.tracker import ProgressTracker, get_progress
+from torq_nb.research.extract import Extractor, shared_extractor
+from torq_nb.research.fetch import FetchPolicy
+from torq_nb.research.jobs import ResearchJob
+from torq_nb.research.pipeline import Run, get_depth, run_research
+from torq_nb.research.results import ResearchResults
+from torq_nb.research.sources import Source, resolve_source
+from torq_nb.research.synthesize import ExtractiveSynthesizer, Synthesizer
+
+ProgressCallback = Callable[[dict[str, Any]], object]
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel, where a widget can be shown."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _show(obj: object) -> None:
+    from IPython.display import display
+
+    display(obj)
+
+
+class WebSearchProvider:
+    """Researches topics on one source with one fetch policy.
+
+    ``source`` is a Source, a source name ("wikipedia", "searxng", "duckduckgo", "local", or a plug-in's),
+    or None for ``$TORQ_NB_SOURCE`` (default "wikipedia"); ``source_options`` go to that source
+    (for example ``base_url=`` for SearXNG, ``path=`` for local files).
+    ``allow_private_networks=True`` (or ``TORQ_NB_ALLOW_PRIVATE_NETWORKS=1``) lets pages on loopback and
+    private addresses be fetched; by default they are refused.
+    """
+
+    def __init__(
+        self,
+        source: str | Source | None = None,
+        *,
+        policy: FetchPolicy | None = None,
+        allow_private_networks: bool | None = None,
+        synthesizer: Synthesizer | None = None,
+        extractor: Extractor | None = None,
+        **source_options: Any,
+    ) -> None:
+        self.source = resolve_source(source, **source_options)
+        policy = policy or FetchPolicy()
+        if allow_private_networks is not None:
+            policy = dataclasses.replace(policy, allow_private_networks=allow_private_networks)
+        self.policy = policy
+        self.synthesizer = synthesizer or ExtractiveSynthesizer()
+        self._extractor = extractor
+
+    def _prepare(self, topic: str, depth: str, progress_callback: ProgressCallback | None) -> Run:
+        if not isinstance(topic, str) or not topic.strip():
+            raise ValueError("topic must be a non-empty string, for example research('solar energy storage')")
+        tracker = ProgressTracker(f"research: {topic.strip()}", metadata={"topic": topic.strip(), "depth": depth,
+                                                                        "source": self.source.name})
+        if progress_callback is not None:
+            tracker.add_callback(progress_callback)
+        return Run(topic.strip(), get_depth(depth), self.source, tracker)
+
+    async def _execute(self, run: Run) -> ResearchResults:
+        return await run_research(
+            run, policy=self.policy, extractor=self._extractor or shared_extractor(), synthesizer=self.synthesizer
+        )
+
+    async def research_topic_with_progress(
+        self,
+        topic: str,
+        depth: str = "standard",
+        progress_callback: ProgressCallback | None = None,
+        *,
+        display: bool = False,
+    ) -> ResearchResults:
+        """Research ``topic`` in the running event loop; ``progress_callback`` receives get_status() dicts.
+
+        Cancelling the awaiting task raises ResearchCancelled, whose ``.results`` are the partial results.
+        """
+        run = self._prepare(topic, depth, progress_callback)
+        if display and _in_notebook():
+            _show(run.tracker)
+        return await self._execute(run)
+
+    def start(
+        self,
+        topic: str,
+        depth: str = "standard",
+        progress_callback: ProgressCallback | None = None,
+        *,
+        display: bool = True,
+    ) -> ResearchJob:
+        """Start researching ``topic`` in the background and return the job at once."""
+        run = self._prepare(topic, depth, progress_callback)
+        job = ResearchJob(run, lambda: self._execute(run))
+        if display and _in_notebook():
+            _show(job)
+        return job
+
+    def get_research_progress(self, operation_id: str) -> ProgressStatus | None:
+        """The current progress of a run by its operation id, or None if unknown."""
+        return get_progress(operation_id)
+
+    async def export_research_results(
+        self, results: Any, format: str = "markdown", output_path: str | os.PathLike[str] | None = None
+    ) -> str | Path:
+        """Export results: without ``output_path`` the Markdown text; with it, the written file's path."""
+        from torq_nb.export import ExportManager
+
+        return ExportManager().export_research_results(results, format=format, output_path=output_path)
+
+
+def research(
+    topic: str,
+    depth: str = "standard",
+    source: str | Source | None = None,
+    *,
+    display: bool = True,
+    progress_callback: ProgressCallback | None = None,
+    **options: Any,
+) -> ResearchResults:
+    """Research ``topic`` and return its results; works in a notebook cell and in a script.
+
+    In a notebook the live progress widget appears (``display=False`` turns it off). An interrupt (Ctrl-C,
+    or the kernel's stop button) cancels the run and raises ResearchCancelled with the partial results.
+    ``options`` go to WebSearchProvider (policy, allow_private_networks, synthesizer, source options).
+    """
+    job = WebSearchProvider(source, **options).start(topic, depth, progress_callback, display=display)
+    return job.wait_interruptibly()
+
+
+async def aresearch(
+    topic: str,
+    depth: str = "standard",
+    source: str | Source | None = None,
+    *,
+    display: bool = True,
+    progress_callback: ProgressCallback | None = None,
+    **options: Any,
+) -> ResearchResults:
+    """The async form of ``research``: ``results = await torq_nb.aresearch("topic")``."""
+    provider = WebSearchProvider(source, **options)
+    return await provider.research_topic_with_progress(topic, depth, progress_callback, display=display)
+
+
+def start_research(
+    topic: str,
+    depth: str = "standard",
+    source: str | Source | None = None,
+    *,
+    display: bool = True,
+    progress_callback: ProgressCallback | None = None,
+    **options: Any,
+) -> ResearchJob:
+    """Start a run in the background and return its job at once; displayed, it has a Cancel button.
+
+    The Cancel button works because the cell is not busy: the notebook kernel cannot handle a click while
+    a cell runs, which is why ``research()`` offers only the interrupt.
+    """
+    return WebSearchProvider(source, **options).start(topic, depth, progress_callback, display=display)
