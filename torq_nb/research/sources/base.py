@@ -1,0 +1,132 @@
+"""The contract every search source fulfils, and the helpers the built-in sources share.
+
+A source turns a query into ranked `Hit`s. Hits that already carry their text (`hit.content`) need no
+fetch; for the others the pipeline calls `source.fetch(hit, fetcher)`, which by default is an
+untrusted fetch of the hit's URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+import lxml.html
+from lxml.etree import ParserError
+
+from torq_nb.research.models import Hit, Page
+
+if TYPE_CHECKING:
+    from torq_nb.research.fetch import Fetcher
+
+
+class SourceError(Exception):
+    """A search that failed as a whole: the message names the source, the cause and what to do."""
+
+
+class Source(ABC):
+    """Where hits come from. Subclass it and register it under the `torq_nb.sources` entry-point group."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    async def search(self, query: str, limit: int, fetcher: Fetcher) -> list[Hit]:
+        """Return at most `limit` plain-text hits for `query`, best first; raise SourceError if the search fails."""
+
+    async def fetch(self, hit: Hit, fetcher: Fetcher) -> Page:
+        """Fetch a hit that has no `content`. URLs from search results are untrusted."""
+        return await fetcher.fetch(hit.url)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def env_or(value: str | None, variable: str, default: str | None = None) -> str | None:
+    """An explicit value, else the environment variable (if set and not blank), else the default."""
+    if value:
+        return value
+    return os.environ.get(variable, "").strip() or default
+
+
+def html_to_text(fragment: str | None) -> str:
+    """Plain text of an HTML fragment (search snippets, titles): tags dropped, entities decoded, spaces collapsed."""
+    if not fragment or not fragment.strip():
+        return ""
+    try:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    except ParserError:
+        return ""
+    for hidden in root.xpath(".//script | .//style"):
+        hidden.drop_tree()
+    return " ".join(root.text_content().split())
+
+
+def canonical_url(url: str) -> str:
+    """A key under which two spellings of one address compare equal (case of scheme and host, fragment,
+    default port and a trailing slash do not matter)."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    default_port = {"http": 80, "https": 443}.get(scheme)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host if port in (None, default_port) else f"{host}:{port}"
+    path = parts.path.rstrip("/") or "/"
+    return urlunsplit((scheme, netloc, path, parts.query, ""))
+
+
+def unique_hits(hits: Iterable[Hit], limit: int) -> list[Hit]:
+    """The first `limit` hits whose canonical URLs differ, in the given order."""
+    seen: set[str] = set()
+    kept: list[Hit] = []
+    for hit in hits:
+        key = canonical_url(hit.url)
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(hit)
+        if len(kept) >= limit:
+            break
+    return kept
+
+
+def parse_date(value: Any) -> date | None:
+    """The date of an ISO-8601 date or timestamp; None when absent or unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(text).date()
+    except ValueError:
+        pass
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        return None
+
+
+def failure(source: str, what: str, page: Page) -> SourceError:
+    """The SourceError for an API request whose page came back as an error."""
+    status = f"HTTP {page.http_status}" if page.http_status else "no HTTP response"
+    return SourceError(f"{source}: {what} failed ({status}: {page.error or 'unknown error'}).")
+
+
+def read_json(source: str, what: str, page: Page, hint: str) -> Any:
+    """The JSON body of an API answer, or a SourceError naming what came back instead and what to check."""
+    if page.status != "ok":
+        raise failure(source, what, page)
+    try:
+        return json.loads(page.text or "")
+    except ValueError:
+        kind = page.content_type or "an unknown content type"
+        raise SourceError(
+            f"{source}: {what} returned {kind}, not JSON (HTTP {page.http_status}). {hint}"
+        ) from None

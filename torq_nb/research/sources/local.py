@@ -1,0 +1,296 @@
+"""LocalFiles: the offline source. It ranks a folder of .html, .htm, .md and .txt files (and their .gz forms)
+against the query with BM25 (bm25s), and hands back each file's own content, so nothing is fetched.
+
+The index of a folder is built once, off the event loop, and kept for the process; a file added, removed
+or modified (size or mtime) is picked up at the next search, re-reading only what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import re
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+from urllib.parse import unquote, urlsplit
+
+import bm25s
+import charset_normalizer
+import lxml.html
+import mistune
+import trafilatura
+from lxml.etree import ParserError
+
+from torq_nb.research.models import Hit, Page
+from torq_nb.research.sources.base import Source, SourceError, env_or, html_to_text
+
+if TYPE_CHECKING:
+    from torq_nb.research.fetch import Fetcher
+
+log = logging.getLogger(__name__)
+
+#: File types indexed, by suffix (each also gzip-compressed: page.html.gz).
+CONTENT_TYPES = {".html": "text/html", ".htm": "text/html", ".md": "text/markdown", ".txt": "text/plain"}
+#: Files larger than this (after decompression) are skipped, with a warning in the log.
+MAX_FILE_BYTES = 20 * 1024 * 1024
+#: Snippets are the best-matching passage, cut at a word boundary to about this many characters.
+SNIPPET_CHARS = 300
+
+_BLANK_LINES = re.compile(r"\n\s*\n")  # between paragraphs of text and Markdown
+_LINE_BREAK = re.compile(r"\n")  # between paragraphs of trafilatura's output
+
+
+def _stemmer() -> Callable[[list[str]], list[str]] | None:
+    """PyStemmer's English stemmer when installed (`pip install PyStemmer`); plain tokens otherwise."""
+    try:
+        import Stemmer  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    stem: Callable[[list[str]], list[str]] = Stemmer.Stemmer("english").stemWords
+    return stem
+
+
+STEMMER = _stemmer()
+
+
+def tokenize(texts: list[str]) -> list[list[str]]:
+    """Lower-cased word tokens without English stop words, stemmed when a stemmer is installed."""
+    tokens: list[list[str]] = bm25s.tokenize(
+        texts, stopwords="en", stemmer=STEMMER, return_ids=False, show_progress=False
+    )
+    return tokens
+
+
+@dataclass(frozen=True)
+class _Doc:
+    """One indexed file: its raw content (what the hit carries) and its plain-text passages (what is ranked)."""
+
+    path: Path
+    stamp: tuple[int, int]
+    content_type: str
+    raw: str
+    title: str
+    passages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Index:
+    stamps: dict[Path, tuple[int, int]]
+    docs: list[_Doc]
+    retriever: bm25s.BM25
+
+
+_INDEXES: dict[Path, _Index] = {}
+_BUILD_LOCK = threading.Lock()
+
+
+class LocalFiles(Source):
+    """Search the files of a folder (recursively). `path` defaults to $TORQ_NB_LOCAL_PATH."""
+
+    name: ClassVar[str] = "local"
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        folder = env_or(str(path) if path is not None else None, "TORQ_NB_LOCAL_PATH")
+        if not folder:
+            raise ValueError(
+                "LocalFiles needs a folder of .html, .md or .txt files: LocalFiles('path/to/folder') "
+                "or the TORQ_NB_LOCAL_PATH environment variable."
+            )
+        self.path = Path(folder).expanduser().resolve()
+
+    def __repr__(self) -> str:
+        return f"LocalFiles({str(self.path)!r})"
+
+    async def search(self, query: str, limit: int, fetcher: Fetcher) -> list[Hit]:
+        if limit < 1 or not query.strip():
+            return []
+        return await asyncio.to_thread(self._search, query, limit)
+
+    async def fetch(self, hit: Hit, fetcher: Fetcher) -> Page:
+        """Read a hit's file again (hits normally carry their content, so this is rarely needed)."""
+        parts = urlsplit(hit.url)
+        path = Path(unquote(parts.path)).resolve()
+        if parts.scheme != "file" or not path.is_relative_to(self.path):
+            return Page(url=hit.url, status="error", error=f"LocalFiles serves only files under {self.path}.")
+        try:
+            raw, content_type = await asyncio.to_thread(_read, path)
+        except (OSError, ValueError) as error:
+            return Page(url=hit.url, status="error", error=f"cannot read {path}: {error}")
+        return Page(url=hit.url, status="ok", final_url=hit.url, content_type=content_type, text=raw)
+
+    def _search(self, query: str, limit: int) -> list[Hit]:
+        query_tokens = tokenize([query])
+        if not query_tokens[0]:
+            return []
+        index = self.index()
+        results = index.retriever.retrieve(query_tokens, k=min(limit, len(index.docs)), show_progress=False)
+        hits = []
+        for position, score in zip(results.documents[0], results.scores[0]):
+            if score <= 0:
+                break
+            doc = index.docs[int(position)]
+            hits.append(
+                Hit(
+                    title=doc.title,
+                    url=doc.path.as_uri(),
+                    snippet=_best_passage(doc.passages, query_tokens),
+                    source=self.name,
+                    score=float(score),
+                    content=doc.raw,
+                    content_type=doc.content_type,
+                )
+            )
+        return hits
+
+    def index(self) -> _Index:
+        """The folder's index, built or brought up to date as needed (thread-safe; blocking)."""
+        if not self.path.is_dir():
+            raise SourceError(
+                f"LocalFiles: the folder {self.path} does not exist (or is not a folder). "
+                "Pass the folder that holds your .html, .md or .txt files."
+            )
+        stamps = _scan(self.path)
+        if not stamps:
+            raise SourceError(
+                f"LocalFiles: no .html, .htm, .md or .txt files (or .gz of them) under {self.path}."
+            )
+        with _BUILD_LOCK:
+            previous = _INDEXES.get(self.path)
+            if previous is not None and previous.stamps == stamps:
+                return previous
+            known = {doc.path: doc for doc in previous.docs} if previous else {}
+            docs = [
+                doc
+                for path, stamp in stamps.items()
+                if (doc := _reuse(known.get(path), stamp) or _load(path, stamp)) is not None
+            ]
+            if not docs:
+                raise SourceError(f"LocalFiles: none of the files under {self.path} could be read; see the log.")
+            tokens = tokenize([f"{doc.title}\n" + "\n".join(doc.passages) for doc in docs])
+            if not any(tokens):
+                raise SourceError(f"LocalFiles: the files under {self.path} contain no searchable words.")
+            retriever = bm25s.BM25()
+            retriever.index(tokens, show_progress=False)
+            index = _Index(stamps=stamps, docs=docs, retriever=retriever)
+            _INDEXES[self.path] = index
+            return index
+
+
+def _scan(folder: Path) -> dict[Path, tuple[int, int]]:
+    """Supported files under `folder` (hidden ones skipped) with their (mtime_ns, size), in a stable order."""
+    stamps: dict[Path, tuple[int, int]] = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts) or _content_type(path) is None:
+            continue
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        if path.is_file():
+            stamps[path] = (info.st_mtime_ns, info.st_size)
+    return stamps
+
+
+def _content_type(path: Path) -> str | None:
+    name = path.name.lower().removesuffix(".gz")
+    return CONTENT_TYPES.get(Path(name).suffix)
+
+
+def _reuse(doc: _Doc | None, stamp: tuple[int, int]) -> _Doc | None:
+    return doc if doc is not None and doc.stamp == stamp else None
+
+
+def _read(path: Path) -> tuple[str, str]:
+    """A file's decoded text and content type (gzip undone; UTF-8, else the detected charset)."""
+    content_type = _content_type(path)
+    if content_type is None:
+        raise ValueError("not an .html, .htm, .md or .txt file")
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as stream:
+        data = stream.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8-sig"), content_type
+    except UnicodeDecodeError:
+        best = charset_normalizer.from_bytes(data).best()
+        return (str(best) if best is not None else data.decode("latin-1")), content_type
+
+
+def _load(path: Path, stamp: tuple[int, int]) -> _Doc | None:
+    """Read and take apart one file; None (logged) when it cannot be read."""
+    try:
+        raw, content_type = _read(path)
+    except (OSError, ValueError, EOFError, zlib.error) as error:  # what a damaged .gz raises
+        log.warning("LocalFiles: skipping %s: %s", path, error)
+        return None
+    fallback_title = path.name.split(".")[0].replace("_", " ").replace("-", " ")
+    if content_type == "text/html":
+        title, passages = _html_parts(raw)
+    elif content_type == "text/markdown":
+        title, passages = _markdown_parts(raw)
+    else:
+        title, passages = "", _paragraphs(raw, _BLANK_LINES)
+    return _Doc(path, stamp, content_type, raw, title or fallback_title, passages)
+
+
+def _html_parts(raw: str) -> tuple[str, tuple[str, ...]]:
+    """Title (<title>, else the first <h1>) and main-text paragraphs (trafilatura; all text if it finds none)."""
+    title = ""
+    try:
+        root = lxml.html.document_fromstring(raw)
+        for element in root.iter("title", "h1"):
+            title = " ".join(element.text_content().split())
+            if title:
+                break
+    except (ParserError, ValueError):
+        pass
+    text = trafilatura.extract(raw, fast=True, include_comments=False) or trafilatura.html2txt(raw) or ""
+    return title, _paragraphs(text, _LINE_BREAK)
+
+
+def _markdown_parts(raw: str) -> tuple[str, tuple[str, ...]]:
+    """Title (the first heading) and plain-text blocks, each block rendered by mistune and stripped of markup."""
+    title = ""
+    blocks = []
+    for block in _BLANK_LINES.split(raw):
+        rendered = str(mistune.html(block))
+        text = html_to_text(rendered)
+        if not text:
+            continue
+        if not title and re.match(r"\s*<h[1-6]", rendered):
+            title = text
+        blocks.append(text)
+    return title, tuple(blocks)
+
+
+def _paragraphs(text: str, separator: re.Pattern[str]) -> tuple[str, ...]:
+    """The non-empty parts of plain text between separators, spaces collapsed."""
+    return tuple(part for part in (" ".join(chunk.split()) for chunk in separator.split(text)) if part)
+
+
+def _best_passage(passages: tuple[str, ...], query_tokens: list[list[str]]) -> str:
+    """The passage that best matches the query (BM25 over the document's passages), cut to SNIPPET_CHARS."""
+    if not passages:
+        return ""
+    tokens = tokenize(list(passages))
+    if not any(tokens):
+        return _shorten(passages[0], SNIPPET_CHARS)
+    retriever = bm25s.BM25()
+    retriever.index(tokens, show_progress=False)
+    results = retriever.retrieve(query_tokens, k=1, show_progress=False)
+    best = passages[int(results.documents[0][0])] if results.scores[0][0] > 0 else passages[0]
+    return _shorten(best, SNIPPET_CHARS)
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:") + "…"

@@ -1,0 +1,153 @@
+"""Wikipedia (or any MediaWiki) through its action API: list=search for hits, TextExtracts for article text.
+
+Wikimedia's API etiquette is followed: one request at a time per source, `maxlag=5` (and a short,
+capped wait when the servers say they are lagging), and a descriptive User-Agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from torq_nb.research.models import Hit, Page
+from torq_nb.research.sources.base import Source, SourceError, env_or, html_to_text, read_json, unique_hits
+
+if TYPE_CHECKING:
+    from torq_nb.research.fetch import Fetcher
+
+try:
+    _VERSION = version("torq_nb")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    _VERSION = "dev"
+
+DEFAULT_ENDPOINT = "https://en.wikipedia.org/w/api.php"
+#: Wikimedia blocks library-default User-Agents; its policy asks for the tool's name, version and a contact.
+DEFAULT_USER_AGENT = (
+    f"torq_nb/{_VERSION} (Jupyter research extension; https://pypi.org/project/torq_nb/) aiohttp"
+)
+_LANG = re.compile(r"^[a-z][a-z0-9-]{1,20}$")
+#: How often to retry when the API answers `maxlag` (the servers are lagging and ask bots to pause).
+_MAXLAG_RETRIES = 2
+
+
+class Wikipedia(Source):
+    """Search Wikipedia articles; the article text comes as a plain-text extract.
+
+    `endpoint` defaults to $TORQ_NB_WIKIPEDIA_URL, else the English Wikipedia API. `lang="de"` picks
+    another language edition of Wikipedia (only with the default endpoint). `maxlag_wait` is the pause,
+    in seconds, before retrying when the API reports replication lag (Wikimedia asks for at least 5).
+    """
+
+    name: ClassVar[str] = "wikipedia"
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        lang: str | None = None,
+        user_agent: str | None = None,
+        maxlag_wait: float = 5.0,
+    ) -> None:
+        configured = env_or(endpoint, "TORQ_NB_WIKIPEDIA_URL")
+        if lang is not None:
+            if not _LANG.match(lang):
+                raise ValueError(f"Wikipedia: {lang!r} is not a language code such as 'en', 'de' or 'zh-yue'.")
+            if configured:
+                raise ValueError(
+                    "Wikipedia: give either lang= or an endpoint (or TORQ_NB_WIKIPEDIA_URL), not both: "
+                    "the endpoint already decides the language."
+                )
+            configured = f"https://{lang}.wikipedia.org/w/api.php"
+        self.endpoint = configured or DEFAULT_ENDPOINT
+        parts = urlsplit(self.endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"Wikipedia: endpoint {self.endpoint!r} is not an http(s) URL of a MediaWiki api.php.")
+        self._article_base = urlunsplit((parts.scheme, parts.netloc, "/wiki/", "", ""))
+        self.user_agent = user_agent or DEFAULT_USER_AGENT
+        self.maxlag_wait = maxlag_wait
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"Wikipedia(endpoint={self.endpoint!r})"
+
+    def article_url(self, title: str) -> str:
+        """The reader's URL of an article (what a hit links to)."""
+        return self._article_base + quote(title.replace(" ", "_"), safe="/:(),!'*@$;")
+
+    def title_of(self, hit: Hit) -> str:
+        """The article title a hit stands for: from its URL when it is one of ours, else its title."""
+        if hit.url.startswith(self._article_base):
+            return unquote(hit.url[len(self._article_base) :].split("#", 1)[0]).replace("_", " ")
+        return hit.title
+
+    async def search(self, query: str, limit: int, fetcher: Fetcher) -> list[Hit]:
+        if limit < 1 or not query.strip():
+            return []
+        params = {
+            "action": "query",
+            "list": "search",
+            "srsearch": query,
+            "srlimit": str(min(limit, 500)),
+            "srprop": "snippet",
+        }
+        data = await self._api(fetcher, params, "search")
+        results = data.get("query", {}).get("search", []) if isinstance(data, dict) else []
+        hits = [
+            Hit(
+                title=html_to_text(str(item.get("title", ""))),
+                url=self.article_url(str(item["title"])),
+                snippet=html_to_text(str(item.get("snippet", ""))),
+                source=self.name,
+            )
+            for item in results
+            if isinstance(item, dict) and item.get("title")
+        ]
+        return unique_hits(hits, limit)
+
+    async def fetch(self, hit: Hit, fetcher: Fetcher) -> Page:
+        """The article's plain text through the API (TextExtracts), as a text/plain page."""
+        title = self.title_of(hit)
+        params = {"action": "query", "prop": "extracts", "explaintext": "1", "redirects": "1", "titles": title}
+        try:
+            data = await self._api(fetcher, params, f"the extract of {title!r}")
+        except SourceError as error:
+            return Page(url=hit.url, status="error", error=str(error))
+        pages = data.get("query", {}).get("pages", []) if isinstance(data, dict) else []
+        page = pages[0] if pages and isinstance(pages[0], dict) else {}
+        extract = page.get("extract")
+        if page.get("missing") or page.get("invalid") or not isinstance(extract, str):
+            return Page(url=hit.url, status="error", error=f"Wikipedia has no article titled {title!r}.")
+        return Page(url=hit.url, status="ok", final_url=self.article_url(str(page.get("title", title))),
+                    http_status=200, content_type="text/plain", text=extract)
+
+    async def _api(self, fetcher: Fetcher, params: dict[str, str], what: str) -> dict[str, Any]:
+        """One API request at a time; waits and retries (bounded) while the servers report replication lag."""
+        params = {**params, "format": "json", "formatversion": "2", "maxlag": "5"}
+        async with self._serial():
+            retries = 0
+            while True:
+                page = await fetcher.fetch(
+                    self.endpoint, trusted=True, params=params, headers={"User-Agent": self.user_agent}
+                )
+                data = read_json("Wikipedia", what, page, f"Check that {self.endpoint} is a MediaWiki api.php.")
+                error = data.get("error") if isinstance(data, dict) else None
+                if not isinstance(error, dict):
+                    return data if isinstance(data, dict) else {}
+                if error.get("code") != "maxlag" or retries == _MAXLAG_RETRIES:
+                    raise SourceError(
+                        f"Wikipedia: {what} was refused by the API ({error.get('code')}: {error.get('info')}). "
+                        "If the servers are lagging, retry in a minute."
+                    )
+                retries += 1
+                await asyncio.sleep(self.maxlag_wait)
+
+    def _serial(self) -> asyncio.Lock:
+        """This source's request lock for the running event loop (a notebook may run several loops in turn)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
