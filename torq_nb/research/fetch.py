@@ -1,0 +1,515 @@
+"""Polite, bounded, safe HTTP fetching for a research run.
+
+One `Fetcher` per run owns one aiohttp session. `Fetcher.fetch(url)` always returns a `Page`: network,
+HTTP and content problems become `Page(status="error", error=<reason>)` rows instead of exceptions,
+so every search hit ends as exactly one row. Only cancellation and programming errors propagate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import email.utils
+import os
+import random
+import re
+import time
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from types import TracebackType
+from typing import AsyncIterator
+from urllib.robotparser import RobotFileParser
+
+import aiohttp
+import charset_normalizer
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from torq_nb.research.models import Page
+from torq_nb.research.urlsafety import GuardedResolver, UnsafeURLError, check_scheme, untrusted_request, vet_url
+
+ALLOW_PRIVATE_ENV = "TORQ_NB_ALLOW_PRIVATE_NETWORKS"
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+
+
+def _version() -> str:
+    try:
+        return metadata.version("torq_nb")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+DEFAULT_USER_AGENT = f"torq_nb/{_version()} (+https://github.com/torq-nb/torq_nb; research notebook extension)"
+
+
+def env_allows_private_networks() -> bool:
+    """True when TORQ_NB_ALLOW_PRIVATE_NETWORKS is set to 1/true/yes/on."""
+    return os.environ.get(ALLOW_PRIVATE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """How a run fetches pages: limits, timeouts, retries, content rules and URL safety.
+
+    Fields:
+        concurrency: requests in flight at once, over all hosts.
+        per_host: requests in flight at once to one host (politeness).
+        connect_timeout: seconds to open a TCP (and TLS) connection.
+        read_timeout: seconds allowed between two received chunks.
+        total_timeout: seconds for one HTTP request (one attempt of one redirect hop), body included.
+        retries: extra attempts after 429, 502, 503, 504 or a connection error (not after timeouts).
+        backoff: base delay in seconds; attempt n waits backoff * 2**n, with +-50% jitter,
+            unless the server sent Retry-After (seconds or an HTTP date), which wins.
+        max_retry_after: ceiling in seconds for any wait between attempts.
+        max_bytes: body size cap, enforced while streaming: reading stops once it is passed.
+        content_types: media types accepted; anything else is an "unsupported content type" row.
+        max_redirects: redirect hops followed before giving up.
+        deadline: seconds for the whole run from `async with Fetcher(...)`; later fetches and
+            in-flight requests end as "deadline exceeded" rows. None means no deadline.
+        obey_robots: check each untrusted URL against its host's robots.txt (cached per host).
+        allow_private_networks: let untrusted URLs reach loopback, private, link-local and metadata
+            addresses (intranets, test servers). Defaults to the TORQ_NB_ALLOW_PRIVATE_NETWORKS
+            environment variable, read when the policy is created; an explicit argument wins.
+        user_agent: the User-Agent header sent with every request.
+    """
+
+    concurrency: int = 16
+    per_host: int = 4
+    connect_timeout: float = 10.0
+    read_timeout: float = 20.0
+    total_timeout: float = 30.0
+    retries: int = 3
+    backoff: float = 0.5
+    max_retry_after: float = 30.0
+    max_bytes: int = 5_000_000
+    content_types: tuple[str, ...] = (
+        "text/html",
+        "application/xhtml+xml",
+        "text/plain",
+        "text/markdown",
+        "application/json",
+    )
+    max_redirects: int = 5
+    deadline: float | None = None
+    obey_robots: bool = False
+    allow_private_networks: bool = field(default_factory=env_allows_private_networks)
+    user_agent: str = DEFAULT_USER_AGENT
+
+    def __post_init__(self) -> None:
+        positive = ("concurrency", "per_host", "connect_timeout", "read_timeout", "total_timeout", "max_bytes")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"FetchPolicy.{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("retries", "backoff", "max_retry_after", "max_redirects"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"FetchPolicy.{name} must not be negative, got {getattr(self, name)!r}")
+        if self.deadline is not None and self.deadline <= 0:
+            raise ValueError(f"FetchPolicy.deadline must be positive or None, got {self.deadline!r}")
+        if isinstance(self.content_types, str):
+            raise ValueError("FetchPolicy.content_types must be a tuple of media types, not one string")
+
+
+class _Failure(Exception):
+    """A fetch that will not succeed; `Fetcher.fetch` turns it into an error row."""
+
+    def __init__(self, reason: str, http_status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.http_status = http_status
+
+
+class _Refused(_Failure):
+    """URL safety refused the URL."""
+
+
+class _DeadlineExceeded(_Failure):
+    """The run's deadline has passed."""
+
+
+class _Transient(_Failure):
+    """A failure worth retrying (429/5xx, connection trouble); may carry the server's Retry-After."""
+
+    def __init__(self, reason: str, http_status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(reason, http_status)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One HTTP response: a redirect (body None) or a 2xx with its body."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    content_type: str
+    charset: str | None
+    body: bytes | None
+
+
+class Fetcher:
+    """Fetches pages for one research run under a `FetchPolicy`; use as `async with Fetcher(policy) as f`."""
+
+    def __init__(self, policy: FetchPolicy | None = None) -> None:
+        self.policy = policy if policy is not None else FetchPolicy()
+        self._session: aiohttp.ClientSession | None = None
+        self._resolver: GuardedResolver | None = None
+        self._slots = asyncio.Semaphore(self.policy.concurrency)
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._robots: dict[str, tuple[RobotFileParser, str]] = {}
+        self._robots_locks: dict[str, asyncio.Lock] = {}
+        self._deadline_at: float | None = None
+
+    async def __aenter__(self) -> Fetcher:
+        if self._session is not None:
+            raise RuntimeError("this Fetcher is already open; create one Fetcher per run")
+        self._resolver = GuardedResolver()
+        connector = aiohttp.TCPConnector(resolver=self._resolver, use_dns_cache=False, limit=self.policy.concurrency)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": self.policy.user_agent, "Accept": _accept_header(self.policy.content_types)},
+            trust_env=False,
+        )
+        if self.policy.deadline is not None:
+            self._deadline_at = time.monotonic() + self.policy.deadline
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session, resolver = self._session, self._resolver
+        self._session = self._resolver = None
+        if session is not None:
+            await session.close()
+        if resolver is not None:
+            await resolver.close()
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        trusted: bool = False,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Page:
+        """Fetch `url` and return its decoded text, or an error row saying why not.
+
+        trusted: the URL is an endpoint the user configured (a local SearXNG, a search API), so its
+            address is not checked; redirect targets are always checked.
+        params: query parameters added to the URL. headers: extra request headers, sent only to the
+            URL's own origin (dropped when a redirect leaves it).
+        The result's `redirects` lists the URLs that answered with a redirect, in order;
+        `final_url` is the URL that gave the final answer (or the last one tried, on error).
+        """
+        if self._session is None:
+            raise RuntimeError("Fetcher is not open; use `async with Fetcher(policy) as fetcher:`")
+        trail: list[str] = [url]
+        started = time.monotonic()
+        try:
+            start = URL(url)
+            check_scheme(start)
+            if params:
+                start = start.extend_query(params)
+        except UnsafeURLError as refused:
+            return _error_page(url, trail, started, _Refused(str(refused)))
+        except (ValueError, TypeError) as bad:
+            return _error_page(url, trail, started, _Failure(f"invalid URL {url!r}: {bad}"))
+        try:
+            answer, final = await self._follow(
+                start, trusted=trusted, headers=headers, trail=trail,
+                types=self.policy.content_types, robots=self.policy.obey_robots,
+            )
+        except _Failure as failure:
+            return _error_page(url, trail, started, failure)
+        assert answer.body is not None
+        return Page(
+            url=url,
+            status="ok",
+            final_url=str(final),
+            http_status=answer.status,
+            content_type=answer.content_type,
+            text=decode_text(answer.body, declared=answer.charset, content_type=answer.content_type),
+            fetched_at=datetime.now(timezone.utc),
+            elapsed_ms=_ms_since(started),
+            redirects=tuple(trail[:-1]),
+        )
+
+    async def _follow(
+        self,
+        start: URL,
+        *,
+        trusted: bool,
+        headers: Mapping[str, str] | None,
+        trail: list[str],
+        types: tuple[str, ...] | None,
+        robots: bool,
+    ) -> tuple[_Answer, URL]:
+        """Request `start` and follow redirects hop by hop, checking each hop; `trail` records the URLs."""
+        current, seen = start, {start}
+        for hop in range(self.policy.max_redirects + 1):
+            hop_trusted = trusted and hop == 0
+            if robots and not hop_trusted:
+                await self._check_robots(current)
+            same_origin = current.origin() == start.origin()
+            answer = await self._with_retries(current, trusted=hop_trusted, headers=headers if same_origin else None, types=types)
+            if answer.body is not None:
+                return answer, current
+            if hop == self.policy.max_redirects:
+                raise _Failure(f"too many redirects (more than {self.policy.max_redirects})", answer.status)
+            location = answer.headers["Location"]
+            try:
+                target = current.join(URL(location))
+            except ValueError:
+                raise _Failure(f"invalid redirect Location {location!r} from {current}", answer.status) from None
+            if target in seen:
+                raise _Failure(f"redirect loop: {current} redirects back to {target}", answer.status)
+            seen.add(target)
+            trail.append(str(target))
+            current = target
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _with_retries(
+        self, url: URL, *, trusted: bool, headers: Mapping[str, str] | None, types: tuple[str, ...] | None
+    ) -> _Answer:
+        """One hop, retried with back-off after transient failures."""
+        attempts = self.policy.retries + 1
+        for attempt in range(attempts):
+            try:
+                return await self._attempt(url, trusted=trusted, headers=headers, types=types)
+            except _Transient as problem:
+                if attempt == attempts - 1:
+                    raise _Failure(f"{problem.reason} (gave up after {attempts} attempts)", problem.http_status) from None
+                delay = problem.retry_after if problem.retry_after is not None else self._backoff(attempt)
+                remaining = self._remaining()
+                if remaining is not None and delay >= remaining:
+                    raise _DeadlineExceeded(f"deadline exceeded while retrying after {problem.reason}", problem.http_status) from None
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _attempt(
+        self, url: URL, *, trusted: bool, headers: Mapping[str, str] | None, types: tuple[str, ...] | None
+    ) -> _Answer:
+        """One HTTP request, inside the concurrency slots and (for untrusted URLs) the address guard."""
+        assert self._session is not None and self._resolver is not None
+        async with self._slot(url.raw_host or ""):
+            remaining = self._remaining()
+            if remaining is not None and remaining <= 0:
+                raise _DeadlineExceeded("deadline exceeded")
+            total = self.policy.total_timeout if remaining is None else min(self.policy.total_timeout, remaining)
+            timeout = aiohttp.ClientTimeout(
+                total=total, sock_connect=self.policy.connect_timeout, sock_read=self.policy.read_timeout
+            )
+            try:
+                guard: AbstractContextManager[None] = (
+                    nullcontext() if trusted else untrusted_request(allow_private=self.policy.allow_private_networks)
+                )
+                with guard:
+                    if not trusted:
+                        await vet_url(url, self._resolver)
+                    async with self._session.get(url, headers=headers, allow_redirects=False, timeout=timeout) as resp:
+                        return await self._answer(resp, types)
+            except UnsafeURLError as refused:
+                raise _Refused(str(refused)) from None
+            except aiohttp.ConnectionTimeoutError:
+                raise _Failure(f"timed out connecting to {url.host} (after {self.policy.connect_timeout:g} s)") from None
+            except aiohttp.SocketTimeoutError:
+                raise _Failure(f"timed out: no data for {self.policy.read_timeout:g} s") from None
+            except asyncio.TimeoutError:
+                if total < self.policy.total_timeout:
+                    raise _DeadlineExceeded("deadline exceeded") from None
+                raise _Failure(f"timed out after {total:g} s") from None
+            except aiohttp.ClientConnectorDNSError as dns:
+                raise _Failure(f"could not resolve host {url.host}: {_cause(dns)}") from None
+            except aiohttp.ClientPayloadError as broken:
+                raise _Transient(f"connection broke while reading the body: {_cause(broken)}") from None
+            except aiohttp.ClientConnectionError as lost:
+                raise _Transient(f"connection error: {_cause(lost)}") from None
+            except aiohttp.ClientError as other:
+                raise _Failure(f"request failed: {_cause(other)}") from None
+            except OSError as dns:  # the pre-connection lookup in vet_url
+                raise _Failure(f"could not resolve host {url.host}: {_cause(dns)}") from None
+
+    async def _answer(self, resp: aiohttp.ClientResponse, types: tuple[str, ...] | None) -> _Answer:
+        """Classify a response; read the body (within the cap) only for an acceptable 2xx."""
+        status, reason = resp.status, f"HTTP {resp.status} {resp.reason or ''}".rstrip()
+        if status in RETRY_STATUSES:
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            if retry_after is not None:
+                retry_after = min(retry_after, self.policy.max_retry_after)
+            raise _Transient(reason, status, retry_after)
+        if status in REDIRECT_STATUSES and "Location" in resp.headers:
+            return _Answer(status, resp.headers, resp.content_type, None, None)
+        if not 200 <= status < 300:
+            raise _Failure(reason, status)
+        if "Content-Type" not in resp.headers and types is not None:
+            raise _Failure("unsupported content type: the server declared none", status)
+        if types is not None and resp.content_type not in types:
+            raise _Failure(f"unsupported content type {resp.content_type}", status)
+        body = await self._read_capped(resp)
+        if not body.strip():
+            raise _Failure(f"empty body ({reason})", status)
+        return _Answer(status, resp.headers, resp.content_type, resp.charset, body)
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        """Read the body, stopping as soon as it passes max_bytes (the rest is never downloaded)."""
+        cap = self.policy.max_bytes
+        if resp.content_length is not None and resp.content_length > cap:
+            resp.close()
+            raise _Failure(f"body larger than {cap} bytes (Content-Length {resp.content_length})", resp.status)
+        body = bytearray()
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            body += chunk
+            if len(body) > cap:
+                resp.close()
+                raise _Failure(f"body larger than {cap} bytes", resp.status)
+        return bytes(body)
+
+    @asynccontextmanager
+    async def _slot(self, host: str) -> AsyncIterator[None]:
+        """Hold a per-host slot, then a global one (in that order, so waiting on one busy host
+        never ties up global slots that other hosts could use)."""
+        host_slots = self._host_slots.setdefault(host, asyncio.Semaphore(self.policy.per_host))
+        async with host_slots, self._slots:
+            yield
+
+    async def _check_robots(self, url: URL) -> None:
+        """Refuse `url` if its host's robots.txt disallows it for our user agent."""
+        key = str(url.origin())
+        async with self._robots_locks.setdefault(key, asyncio.Lock()):
+            if key not in self._robots:
+                self._robots[key] = await self._load_robots(url.origin())
+        parser, note = self._robots[key]
+        if not parser.can_fetch(self.policy.user_agent, str(url)):
+            raise _Failure(f"disallowed by robots.txt{note}")
+
+    async def _load_robots(self, origin: URL) -> tuple[RobotFileParser, str]:
+        """Fetch and parse robots.txt per RFC 9309: 4xx allows everything, unreachable disallows everything."""
+        robots_url = origin.with_path("/robots.txt")
+        parser = RobotFileParser(str(robots_url))
+        try:
+            answer, _ = await self._follow(robots_url, trusted=False, headers=None, trail=[], types=None, robots=False)
+        except (_Refused, _DeadlineExceeded):
+            raise
+        except _Failure as failure:
+            if failure.http_status is not None and 400 <= failure.http_status < 500:
+                parser.allow_all = True
+                return parser, ""
+            parser.disallow_all = True
+            return parser, f" (robots.txt unreachable: {failure.reason})"
+        assert answer.body is not None
+        parser.parse(decode_text(answer.body, declared=answer.charset, content_type="text/plain").splitlines())
+        return parser, ""
+
+    def _remaining(self) -> float | None:
+        return None if self._deadline_at is None else self._deadline_at - time.monotonic()
+
+    def _backoff(self, attempt: int) -> float:
+        delay = self.policy.backoff * 2**attempt * random.uniform(0.5, 1.5)
+        return min(delay, self.policy.max_retry_after)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None if absent/invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+# Labels browsers (WHATWG Encoding Standard) decode with a superset codec: a page labelled
+# latin-1 or shift_jis really uses windows-1252 or cp932 characters.
+_BROWSER_SUPERSETS = {
+    "ascii": "cp1252",
+    "iso8859-1": "cp1252",
+    "iso8859-9": "cp1254",
+    "shift_jis": "cp932",
+    "euc_kr": "cp949",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+}
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]+encoding\s*=\s*["']([A-Za-z0-9_.:-]+)""")
+_SNIFF_BYTES = 4096
+
+
+def text_codec(label: str | None) -> str | None:
+    """The Python text codec for a charset label as browsers read it, or None if unknown."""
+    if not label:
+        return None
+    try:
+        name = codecs.lookup(label.strip().strip("\"'")).name
+        b"".decode(name)  # rejects bytes-to-bytes codecs such as base64
+    except (LookupError, ValueError):
+        return None
+    return _BROWSER_SUPERSETS.get(name, name)
+
+
+def declared_codec(body: bytes) -> str | None:
+    """The codec a document declares in its first bytes: a BOM, an XML declaration or an HTML <meta>."""
+    for bom, codec in _BOMS:
+        if body.startswith(bom):
+            return codec
+    head = body[:_SNIFF_BYTES]
+    match = _XML_ENCODING.search(head) or _META_CHARSET.search(head)
+    return text_codec(match.group(1).decode("ascii")) if match else None
+
+
+def decode_text(body: bytes, *, declared: str | None = None, content_type: str = "text/html") -> str:
+    """Decode a page body: BOM, else the HTTP charset, else <meta>/XML declaration, else UTF-8 if valid,
+    else charset-normalizer's guess. Undecodable bytes become U+FFFD rather than errors."""
+    bom = next((codec for prefix, codec in _BOMS if body.startswith(prefix)), None)
+    codec = bom or text_codec(declared) or declared_codec(body)
+    if codec is None and content_type == "application/json":
+        codec = "utf-8"  # RFC 8259: JSON exchanged between systems is UTF-8
+    if codec is None:
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            best = charset_normalizer.from_bytes(body).best()
+            codec = text_codec(best.encoding) if best is not None else None
+    return body.decode(codec or "utf-8", errors="replace")
+
+
+def _accept_header(types: tuple[str, ...]) -> str:
+    return ", ".join((*types, "*/*;q=0.1"))
+
+
+def _cause(exc: BaseException) -> str:
+    """A short human description of an aiohttp/OS error (its innermost cause, without class noise)."""
+    inner: BaseException = exc
+    while inner.__cause__ is not None:
+        inner = inner.__cause__
+    text = getattr(inner, "strerror", None) or getattr(inner, "message", None) or str(inner) or type(inner).__name__
+    return " ".join(str(text).split())
+
+
+def _error_page(url: str, trail: list[str], started: float, failure: _Failure) -> Page:
+    return Page(
+        url=url,
+        status="error",
+        final_url=trail[-1],
+        http_status=failure.http_status,
+        error=failure.reason,
+        fetched_at=datetime.now(timezone.utc),
+        elapsed_ms=_ms_since(started),
+        redirects=tuple(trail[:-1]),
+    )
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)

@@ -1,0 +1,175 @@
+"""Refuse URLs that would make a research run reach into private networks (SSRF protection).
+
+A search result or a redirect can point anywhere, including the notebook host's own services
+(127.0.0.1), the office LAN, or a cloud provider's metadata endpoint that hands out credentials.
+Such untrusted URLs must be http(s) and every address their host resolves to must be public.
+
+The check runs on the resolved addresses, and `GuardedResolver` makes the connection use exactly
+the addresses that were checked, so a DNS answer that changes between check and connect
+(DNS rebinding) cannot slip a private address through.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ALLOWED_SCHEMES = frozenset({"http", "https"})
+
+#: Instance-metadata endpoints of cloud providers (AWS, GCP, Azure, OpenStack, Oracle, Alibaba, ECS tasks).
+CLOUD_METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "169.254.170.2", "169.254.169.123", "192.0.0.192", "100.100.100.200",
+              "fd00:ec2::254", "fd00:ec2::23")
+)
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+ALLOW_HINT = "pass allow_private_networks=True (or set TORQ_NB_ALLOW_PRIVATE_NETWORKS=1) to allow private networks"
+
+
+class UnsafeURLError(ValueError):
+    """An untrusted URL was refused; the message says why and how to allow it."""
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, compatible, NAT64, 6to4, Teredo), if any."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def address_problem(address: str | IPAddress) -> str | None:
+    """Why `address` must not be contacted from an untrusted URL ("a loopback address", ...), or None if public."""
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id:
+            ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            problem = address_problem(inner)
+            return f"{problem} ({inner} embedded in IPv6)" if problem else None
+    if ip in CLOUD_METADATA_ADDRESSES:
+        return "a link-local/cloud-metadata address" if ip.is_link_local else "a cloud-metadata address"
+    checks = (
+        (ip.is_unspecified, "an unspecified address"),
+        (ip.is_loopback, "a loopback address"),
+        (ip.is_link_local, "a link-local address"),
+        (ip in _CGNAT, "a CGNAT (shared, 100.64.0.0/10) address"),
+        (ip.is_multicast, "a multicast address"),
+        (ip.is_private, "a private-network address"),
+        (ip.is_reserved, "a reserved address"),
+        (not ip.is_global, "a non-public address"),
+    )
+    return next((reason for failed, reason in checks if failed), None)
+
+
+def check_scheme(url: URL) -> None:
+    """Refuse anything but http(s) URLs with a host."""
+    if url.scheme not in ALLOWED_SCHEMES:
+        shown = url.scheme or "no scheme"
+        raise UnsafeURLError(f"refused: only http and https URLs are fetched, not {shown} ({url})")
+    if not url.raw_host:
+        raise UnsafeURLError(f"refused: {url} has no host")
+
+
+def check_address(host: str, address: str) -> None:
+    """Raise UnsafeURLError if `host`, resolved to `address`, is not a public address."""
+    problem = address_problem(address)
+    if problem is None:
+        return
+    subject = address if host == address else f"{host} resolves to {address}, which"
+    raise UnsafeURLError(f"refused: {subject} is {problem}; {ALLOW_HINT}")
+
+
+def literal_ip(host: str) -> IPAddress | None:
+    """The address if `host` is an IP literal in canonical form, else None (a name to resolve)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+@dataclass
+class _Guard:
+    """The checked DNS answers of one untrusted request, reused when aiohttp connects."""
+
+    allow_private: bool
+    pinned: dict[tuple[str, int], list[ResolveResult]] = field(default_factory=dict)
+
+
+_GUARD: ContextVar[_Guard | None] = ContextVar("torq_nb_url_guard", default=None)
+
+
+@contextmanager
+def untrusted_request(*, allow_private: bool) -> Iterator[None]:
+    """Within this block, `GuardedResolver` checks and pins every name it resolves."""
+    token = _GUARD.set(_Guard(allow_private=allow_private))
+    try:
+        yield
+    finally:
+        _GUARD.reset(token)
+
+
+class GuardedResolver(AbstractResolver):
+    """An aiohttp resolver that refuses non-public answers inside `untrusted_request()`.
+
+    The first answer for a host within the block is checked and pinned: later lookups (aiohttp's own,
+    at connect time) get the same addresses, so the connection goes where the check looked.
+    Outside the block (trusted endpoints) it resolves like aiohttp's default resolver.
+    """
+
+    def __init__(self, base: AbstractResolver | None = None) -> None:
+        self._base = base if base is not None else DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        guard = _GUARD.get()
+        if guard is None:
+            return await self._base.resolve(host, port, family)
+        key = (host, port)
+        if key not in guard.pinned:
+            answers = await self._base.resolve(host, port, family)
+            if not guard.allow_private:
+                for answer in answers:
+                    check_address(host, answer["host"])
+            guard.pinned[key] = answers
+        return guard.pinned[key]
+
+    async def close(self) -> None:
+        await self._base.close()
+
+
+async def vet_url(url: URL, resolver: AbstractResolver) -> None:
+    """Check an untrusted URL before requesting it; call inside `untrusted_request()`.
+
+    Raises UnsafeURLError with the reason; resolution failures surface as OSError.
+    """
+    check_scheme(url)
+    guard = _GUARD.get()
+    if guard is None:
+        raise RuntimeError("vet_url() must run inside untrusted_request()")
+    host = url.raw_host
+    assert host is not None
+    ip = literal_ip(host)
+    if ip is None:
+        await resolver.resolve(host, url.port or 0, socket.AF_UNSPEC)
+    elif not guard.allow_private:
+        check_address(host, str(ip))
