@@ -1,0 +1,205 @@
+// torq_nb progress widget: the live view of a ProgressTracker.
+// A plain ES module for anywidget (no build step). Every string from the kernel is set with
+// textContent, never as HTML. Elapsed time ticks locally from the last reported duration, so it
+// keeps moving while the kernel is busy and never depends on the two machines' clocks agreeing.
+
+const FIELDS = [
+  "operation", "stage", "state", "percent", "message", "done",
+  "total", "rate", "eta", "duration", "error", "stages",
+];
+const TICK_MS = 250;
+
+// model -> performance.now() when its duration last arrived (shared by every view of the model).
+const arrivals = new WeakMap();
+
+function noteArrival(model) {
+  arrivals.set(model, performance.now());
+}
+
+function secondsSinceArrival(model) {
+  if (!arrivals.has(model)) noteArrival(model);
+  return (performance.now() - arrivals.get(model)) / 1000;
+}
+
+/** MM:SS below an hour, H:MM:SS above (like tqdm); "--:--" when unknown. */
+export function formatDuration(seconds) {
+  if (seconds == null || !Number.isFinite(seconds) || seconds < 0) return "--:--";
+  const whole = Math.floor(seconds);
+  const hours = Math.floor(whole / 3600);
+  const minutes = Math.floor((whole % 3600) / 60);
+  const secs = whole % 60;
+  const two = (n) => String(n).padStart(2, "0");
+  return hours ? `${hours}:${two(minutes)}:${two(secs)}` : `${two(minutes)}:${two(secs)}`;
+}
+
+function formatRate(rate) {
+  return rate >= 100 ? `${Math.round(rate).toLocaleString("en-US")} it/s` : `${rate.toFixed(2)} it/s`;
+}
+
+function formatCount(n) {
+  return Number(n).toLocaleString("en-US");
+}
+
+function make(tag, className) {
+  const node = document.createElement(tag);
+  node.className = className;
+  return node;
+}
+
+function show(node, text) {
+  node.textContent = text;
+  node.hidden = !text;
+}
+
+/** What the run is doing, in a few words: the stage while running, else the state. */
+function where(state, stage) {
+  if (state === "running") return stage || "starting";
+  if ((state === "failed" || state === "cancelled") && stage) return `${state} at ${stage}`;
+  return state;
+}
+
+function initialize({ model }) {
+  const onDuration = () => noteArrival(model);
+  noteArrival(model);
+  model.on("change:duration", onDuration);
+  return () => model.off("change:duration", onDuration);
+}
+
+function render({ model, el }) {
+  const root = make("div", "torq-progress");
+  const header = make("div", "torq-progress__header");
+  const operation = make("span", "torq-progress__operation");
+  const status = make("span", "torq-progress__status");
+  const percentLabel = make("span", "torq-progress__percent");
+  header.append(operation, status, percentLabel);
+
+  const bar = make("div", "torq-progress__bar");
+  bar.setAttribute("role", "progressbar");
+  bar.setAttribute("aria-valuemin", "0");
+  bar.setAttribute("aria-valuemax", "100");
+  const fill = make("div", "torq-progress__fill");
+  bar.append(fill);
+
+  const stageList = make("ol", "torq-progress__stages");
+  const details = make("div", "torq-progress__details");
+  const counts = make("span", "torq-progress__counts");
+  const rate = make("span", "torq-progress__rate");
+  const eta = make("span", "torq-progress__eta");
+  const elapsed = make("span", "torq-progress__elapsed");
+  details.append(counts, rate, eta, elapsed);
+  const message = make("div", "torq-progress__message");
+  const error = make("div", "torq-progress__error");
+  error.setAttribute("role", "alert");
+
+  root.append(header, bar, stageList, details, message, error);
+  el.append(root);
+
+  let stageKey = null;
+  let stageItems = new Map();
+  let timer = null;
+  let queued = false;
+  let disposed = false;
+
+  function renderStages() {
+    const stages = model.get("stages") || [];
+    const key = JSON.stringify(stages.map((s) => s.name));
+    if (key !== stageKey) {
+      stageKey = key;
+      stageItems = new Map();
+      stageList.replaceChildren(...stages.map((s) => {
+        const item = make("li", "torq-progress__stage");
+        item.dataset.stageName = s.name;
+        const name = make("span", "torq-progress__stage-name");
+        name.textContent = s.name;
+        item.append(make("span", "torq-progress__stage-mark"), name);
+        stageItems.set(s.name, item);
+        return item;
+      }));
+    }
+    for (const s of stages) {
+      const item = stageItems.get(s.name);
+      item.dataset.stageState = s.state;
+      item.title = s.duration != null ? `${s.name}: ${s.state}, ${formatDuration(s.duration)}` : `${s.name}: ${s.state}`;
+      if (s.state === "running") item.setAttribute("aria-current", "step");
+      else item.removeAttribute("aria-current");
+    }
+  }
+
+  function renderClock() {
+    const running = model.get("state") === "running";
+    const since = running ? secondsSinceArrival(model) : 0;
+    elapsed.textContent = `elapsed ${formatDuration((model.get("duration") || 0) + since)}`;
+    const remaining = model.get("eta");
+    show(eta, running && remaining != null ? `ETA ${formatDuration(Math.max(remaining - since, 0))}` : "");
+  }
+
+  function syncTimer() {
+    const running = model.get("state") === "running";
+    if (running && timer === null) timer = setInterval(renderClock, TICK_MS);
+    if (!running && timer !== null) {
+      clearInterval(timer);
+      timer = null;
+    }
+  }
+
+  function update() {
+    queued = false;
+    if (disposed) return;
+    const state = model.get("state") || "pending";
+    const stage = model.get("stage");
+    const percent = Math.min(Math.max(Number(model.get("percent")) || 0, 0), 100);
+    const shown = state === "complete" ? 100 : Math.floor(percent);
+    const done = model.get("done") || 0;
+    const total = model.get("total");
+    const phrase = where(state, stage);
+
+    root.dataset.state = state;
+    root.dataset.stage = stage || "";
+    root.dataset.percent = String(Math.round(percent * 10) / 10);
+
+    operation.textContent = model.get("operation") || "";
+    status.textContent = phrase;
+    percentLabel.textContent = `${shown}%`;
+    fill.style.width = `${percent}%`;
+
+    const countText = total ? `${formatCount(done)}/${formatCount(total)}` : done ? formatCount(done) : "";
+    bar.setAttribute("aria-label", model.get("operation") || "progress");
+    bar.setAttribute("aria-valuenow", String(Math.round(percent * 10) / 10));
+    bar.setAttribute("aria-valuetext", [`${phrase}, ${shown}%`, countText && `${countText} items`].filter(Boolean).join(", "));
+
+    show(counts, countText);
+    const r = model.get("rate");
+    show(rate, r ? formatRate(r) : "");
+    show(message, model.get("message") || "");
+    const err = model.get("error");
+    show(error, err ? `${err.type}: ${err.message}` : "");
+
+    renderStages();
+    renderClock();
+    syncTimer();
+  }
+
+  // One redraw per comm message, however many fields it carries.
+  function schedule() {
+    if (!queued) {
+      queued = true;
+      queueMicrotask(update);
+    }
+  }
+  const onDuration = () => noteArrival(model);
+
+  model.on("change:duration", onDuration);
+  for (const field of FIELDS) model.on(`change:${field}`, schedule);
+  update();
+
+  return () => {
+    disposed = true;
+    if (timer !== null) clearInterval(timer);
+    timer = null;
+    model.off("change:duration", onDuration);
+    for (const field of FIELDS) model.off(`change:${field}`, schedule);
+    root.remove();
+  };
+}
+
+export default { initialize, render };
