@@ -1,0 +1,243 @@
+"""Markdown (and simple HTML tables) to a small JSON tree that the Typst template renders as text.
+
+The tree holds only strings, numbers and node types; the template never evaluates any of it as
+markup, so nothing a notebook or a web page contains can become Typst code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from html.parser import HTMLParser
+from typing import Any
+
+import mistune
+
+Node = dict[str, Any]
+#: Resolves an image reference (``attachment:x.png`` or a URL) to a file in the Typst root, or None.
+ImageResolver = Callable[[str], "Node | None"]
+
+_parse = mistune.create_markdown(renderer=None, plugins=["table", "strikethrough", "url", "math"])
+_ANCHOR = re.compile(r"""<a\s+(?:id|name)\s*=\s*["']([^"']+)["']""", re.I)
+_BR = re.compile(r"<br\s*/?>", re.I)
+_LINK_SCHEMES = ("http://", "https://", "ftp://", "mailto:")
+
+
+def text(value: str) -> Node:
+    return {"t": "text", "v": value}
+
+
+class _Converter:
+    """One Markdown document's conversion; remembers anchors and internal links for checking."""
+
+    def __init__(self, images: ImageResolver | None) -> None:
+        self.images = images
+        self.anchors: list[str] = []
+        self.refs: list[Node] = []
+
+    def blocks(self, tokens: list[dict[str, Any]]) -> list[Node]:
+        return [node for token in tokens if (node := self.block(token)) is not None]
+
+    def inlines(self, tokens: list[dict[str, Any]]) -> list[Node]:
+        out: list[Node] = []
+        for token in tokens:
+            out.extend(self.inline(token))
+        return out
+
+    def block(self, tok: dict[str, Any]) -> Node | None:
+        kind = tok["type"]
+        attrs = tok.get("attrs", {})
+        if kind == "paragraph":
+            return {"t": "p", "c": self.inlines(tok["children"])}
+        if kind == "block_text":
+            return {"t": "span", "c": self.inlines(tok["children"])}
+        if kind == "heading":
+            return {"t": "h", "level": int(attrs.get("level", 1)), "c": self.inlines(tok["children"])}
+        if kind == "list":
+            items = [self.blocks(item.get("children", [])) for item in tok["children"]]
+            return {"t": "list", "ordered": bool(attrs.get("ordered")), "start": int(attrs.get("start") or 1),
+                    "tight": bool(tok.get("tight", True)), "items": items}
+        if kind == "block_quote":
+            return {"t": "quote", "c": self.blocks(tok["children"])}
+        if kind == "block_code":
+            lang = str(attrs.get("info") or "").split(" ")[0]
+            return {"t": "codeblock", "v": tok["raw"].rstrip("\n"), "lang": lang}
+        if kind == "block_math":
+            return {"t": "codeblock", "v": tok["raw"], "lang": ""}
+        if kind == "thematic_break":
+            return {"t": "hr"}
+        if kind == "block_html":
+            return self.html_block(tok["raw"])
+        if kind == "table":
+            return self.table(tok)
+        return None  # blank_line and anything unknown
+
+    def inline(self, tok: dict[str, Any]) -> list[Node]:
+        kind = tok["type"]
+        if kind == "text":
+            return [text(tok["raw"])]
+        if kind in ("emphasis", "strong", "strikethrough"):
+            return [{"t": {"emphasis": "em", "strong": "strong", "strikethrough": "strike"}[kind],
+                     "c": self.inlines(tok["children"])}]
+        if kind in ("codespan", "inline_math"):
+            return [{"t": "code", "v": tok["raw"]}]
+        if kind == "linebreak":
+            return [{"t": "br"}]
+        if kind == "softbreak":
+            return [text(" ")]
+        if kind == "link":
+            return [self.link(tok["attrs"].get("url", ""), self.inlines(tok["children"]))]
+        if kind == "image":
+            return self.image(tok)
+        if kind == "inline_html":
+            return self.html_inline(tok["raw"])
+        return [text(tok.get("raw", ""))] if tok.get("raw") else self.inlines(tok.get("children", []))
+
+    def link(self, url: str, body: list[Node]) -> Node:
+        if url.startswith("#") and len(url) > 1:
+            node = {"t": "ref", "id": url[1:], "c": body}
+            self.refs.append(node)
+            return node
+        if url.lower().startswith(_LINK_SCHEMES):
+            return {"t": "link", "url": url, "c": body}
+        return {"t": "span", "c": body}
+
+    def image(self, tok: dict[str, Any]) -> list[Node]:
+        url = tok["attrs"].get("url", "")
+        alt = "".join(n.get("v", "") for n in self.inlines(tok.get("children", [])))
+        found = self.images(url) if self.images else None
+        if found:
+            return [found]
+        label = text(f"[image: {alt or url}]")
+        return [self.link(url, [label])] if url.lower().startswith(_LINK_SCHEMES) else [label]
+
+    def html_inline(self, raw: str) -> list[Node]:
+        if m := _ANCHOR.match(raw):
+            self.anchors.append(m.group(1))
+            return [{"t": "anchor", "id": m.group(1)}]
+        if _BR.fullmatch(raw.strip()):
+            return [{"t": "br"}]
+        return []  # other inline tags: their text is in the neighbouring text tokens
+
+    def html_block(self, raw: str) -> Node | None:
+        tables = html_tables(raw)
+        if tables:
+            return {"t": "group", "c": tables}
+        words = _HTMLText.extract(raw)
+        return {"t": "p", "c": [text(words)]} if words else None
+
+    def table(self, tok: dict[str, Any]) -> Node:
+        head: list[list[Node]] = []
+        rows: list[list[list[Node]]] = []
+        align: list[str] = []
+        for part in tok["children"]:
+            if part["type"] == "table_head":
+                head = [self.inlines(cell["children"]) for cell in part["children"]]
+                align = [cell["attrs"].get("align") or "left" for cell in part["children"]]
+            else:
+                rows = [[self.inlines(cell["children"]) for cell in row["children"]] for row in part["children"]]
+        return table_node(head, rows, align)
+
+
+def _plain(cells: list[Node]) -> str:
+    return "".join(n.get("v", "") + _plain(n.get("c", [])) for n in cells)
+
+
+def table_node(head: list[list[Node]], rows: list[list[list[Node]]], align: list[str] | None = None) -> Node:
+    """A table node; columns with long text share the free width, short ones fit their content."""
+    ncols = max([len(head)] + [len(r) for r in rows]) if (head or rows) else 0
+    head = head + [[]] * (ncols - len(head)) if head else []
+    rows = [r + [[]] * (ncols - len(r)) for r in rows]
+    longest = [0] * ncols
+    for row in ([head] if head else []) + rows[:500]:
+        for i, cell in enumerate(row):
+            longest[i] = max(longest[i], len(_plain(cell)))
+    widths: list[Any] = ["auto" if n <= 14 else min(n, 80) for n in longest]
+    if all(w == "auto" for w in widths) and ncols:
+        widths[longest.index(max(longest))] = 1
+    align = (align or []) + ["left"] * (ncols - len(align or []))
+    return {"t": "table", "head": head, "rows": rows, "widths": widths, "align": align[:ncols]}
+
+
+class _HTMLText(HTMLParser):
+    """Collects the visible text of an HTML fragment (scripts and styles dropped)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        self.skip += tag in ("script", "style")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.skip -= tag in ("script", "style") and self.skip > 0
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+    @classmethod
+    def extract(cls, raw: str) -> str:
+        parser = cls()
+        parser.feed(raw)
+        parser.close()
+        return " ".join("".join(parser.parts).split())
+
+
+class _HTMLTables(HTMLParser):
+    """Collects the cells of every ``<table>`` in an HTML fragment (for example a DataFrame's HTML)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tables: list[tuple[list[str] | None, list[list[str]]]] = []
+        self.row: list[str] | None = None
+        self.cell: list[str] | None = None
+        self.head_row = False
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag == "table":
+            self.tables.append((None, []))
+        elif tag == "tr" and self.tables:
+            self.row, self.head_row = [], True
+        elif tag in ("td", "th") and self.row is not None:
+            self.cell = []
+            self.head_row &= tag == "th"
+        elif tag in ("script", "style"):
+            self.skip += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self.cell is not None and self.row is not None:
+            self.row.append(" ".join("".join(self.cell).split()))
+            self.cell = None
+        elif tag == "tr" and self.row is not None and self.tables:
+            head, body = self.tables[-1]
+            if self.head_row and head is None and not body:
+                self.tables[-1] = (self.row, body)
+            elif self.row:
+                body.append(self.row)
+            self.row = None
+        elif tag in ("script", "style") and self.skip:
+            self.skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None and not self.skip:
+            self.cell.append(data)
+
+
+def html_tables(raw: str) -> list[Node]:
+    """The tables in an HTML fragment as table nodes (cells as plain text); [] if there are none."""
+    if "<table" not in raw.lower():
+        return []
+    parser = _HTMLTables()
+    parser.feed(raw)
+    parser.close()
+    return [table_node([[text(c)] for c in head] if head else [], [[[text(c)] for c in row] for row in body])
+            for head, body in parser.tables if head or body]
+
+
+def markdown_tree(source: str, images: ImageResolver | None = None) -> tuple[list[Node], list[str], list[Node]]:
+    """Parse Markdown into block nodes; also returns the anchors it defines and its internal links."""
+    conv = _Converter(images)
+    return conv.blocks(_parse(source)), conv.anchors, conv.refs
