@@ -1,0 +1,202 @@
+"""Test helpers for notebook tests: a real JupyterLab on loopback, and Debian's Chromium through Playwright.
+
+    from tests.jupyter_server import jupyter_lab, launch_chromium
+
+    with jupyter_lab(tmp_path) as lab, sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        page = browser.new_page()
+        page.goto(lab.url("lab/tree/demo.ipynb"))
+        wait_for_kernel_idle(page)
+
+The server listens on 127.0.0.1 only, with a random token, ``tmp_path`` as its root and its own config,
+settings, workspace and runtime directories (nothing from the user's setup leaks in; news and update
+checks are off). It runs the kernels of the Python running the tests, so the package under test is the
+one installed there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "JupyterLab",
+    "jupyter_lab",
+    "launch_chromium",
+    "require_chromium",
+    "wait_for_kernel_idle",
+]
+
+CHROMIUM = Path("/usr/bin/chromium")
+#: Flags for Debian's Chromium as root in a container, with no traffic of its own (field notes).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+#: JupyterLab user settings that keep toasts (news, update checks) from covering the page.
+_QUIET_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "checkForUpdates": False,
+        "doNotDisturbMode": True,
+        "fetchNews": "false",
+    },
+}
+
+
+def require_chromium() -> str:
+    """The Chromium executable's path. Missing: the test fails under CI=true, and is skipped otherwise."""
+    if CHROMIUM.is_file():
+        return str(CHROMIUM)
+    reason = f"{CHROMIUM} not found: install it with `apt-get install chromium`"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: browser tests must run)")
+    pytest.skip(reason)
+
+
+def launch_chromium(playwright: Any, **options: Any) -> Any:
+    """Launch Debian's Chromium (Playwright cannot download its own here) with the container-safe flags."""
+    return playwright.chromium.launch(executable_path=require_chromium(), args=CHROMIUM_ARGS, **options)
+
+
+def wait_for_kernel_idle(page: Any, timeout_ms: float = 60_000) -> None:
+    """Wait until the notebook's kernel is connected and idle.
+
+    The execution indicator says idle before the kernel is connected, and a Shift+Enter sent then is
+    lost; the status bar's "| Idle" appears only once the kernel answered (field notes).
+    """
+    page.wait_for_function("document.body.innerText.includes('| Idle')", timeout=timeout_ms)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class JupyterLab:
+    """A running JupyterLab server: its root directory, loopback port and token."""
+
+    root_dir: Path
+    port: int
+    token: str
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.state_dir / "server.log"
+
+    def url(self, path: str = "lab", **query: str) -> str:
+        """An address on this server, with the token, e.g. ``url("lab/tree/demo.ipynb")``."""
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}?{urlencode({**query, 'token': self.token})}"
+
+    def api(self, path: str) -> Any:
+        """GET a REST endpoint (``api/status``, ``api/contents/demo.ipynb``…) and return its JSON."""
+        request = urllib.request.Request(self.url(path), headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+            return json.load(response)
+
+    def log(self) -> str:
+        """The server's output so far (for failure messages)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited with code {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                self.api("api/status")
+                return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.2)
+        raise TimeoutError(f"JupyterLab did not answer on port {self.port} within {timeout:.0f} s:\n{self.log()[-3000:]}")
+
+    def stop(self) -> None:
+        """Stop the server (which shuts its kernels down); kill its process group if it will not stop."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(signal.SIGINT)  # jupyter_server asks for confirmation on the first
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def start_jupyter_lab(root_dir: Path, *, timeout: float = 90.0) -> JupyterLab:
+    """Start JupyterLab serving ``root_dir`` on 127.0.0.1 and wait until it answers."""
+    state_dir = Path(tempfile.mkdtemp(prefix="torq-lab-"))
+    settings_dir = state_dir / "settings"
+    for relative, values in _QUIET_SETTINGS.items():
+        target = settings_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values))
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(state_dir / "config"),
+        "JUPYTER_RUNTIME_DIR": str(state_dir / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(settings_dir),
+        "JUPYTERLAB_WORKSPACES_DIR": str(state_dir / "workspaces"),
+        "IPYTHONDIR": str(state_dir / "ipython"),
+    }
+    env.pop("JUPYTER_PORT", None)
+    token, port = secrets.token_hex(16), _free_port()
+    command = [
+        sys.executable, "-m", "jupyterlab",
+        "--no-browser", "--allow-root",
+        "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root_dir}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+        "--LabApp.expose_app_in_browser=True",
+    ]  # fmt: skip
+    log = (state_dir / "server.log").open("wb")
+    process = subprocess.Popen(command, cwd=root_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    lab = JupyterLab(root_dir=Path(root_dir), port=port, token=token, process=process, state_dir=state_dir)
+    try:
+        lab.wait_ready(timeout)
+    except BaseException:
+        lab.stop()
+        raise
+    return lab
+
+
+@contextmanager
+def jupyter_lab(root_dir: Path, *, timeout: float = 90.0) -> Iterator[JupyterLab]:
+    """JupyterLab on loopback for the ``with`` block; stopped and cleaned up afterwards."""
+    lab = start_jupyter_lab(root_dir, timeout=timeout)
+    try:
+        yield lab
+    finally:
+        lab.stop()
+        shutil.rmtree(lab.state_dir, ignore_errors=True)
