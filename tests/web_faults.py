@@ -8,6 +8,10 @@ Usage in a test::
         assert server.hits["/retry-after"] == 2
         assert server.max_in_flight <= 4
 
+`hits` counts requests per path, `arrivals` holds their arrival times (time.monotonic()), `bytes_sent`
+counts what /oversized managed to send before the client hung up, and `robots_status` makes
+/robots.txt answer with another status.
+
 Routes (query parameters in brackets):
     /ok                      a small UTF-8 HTML page
     /page[?ms=50]            a small HTML page answered after `ms` milliseconds
@@ -31,7 +35,7 @@ Routes (query parameters in brackets):
     /empty                   200 with an empty body
     /malformed               broken HTML
     /echo-headers            the request headers as JSON
-    /robots.txt              disallows /private for every agent
+    /robots.txt              disallows /private for every agent (or answers `robots_status`)
     /private                 a page robots.txt disallows
 """
 
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
@@ -68,6 +73,9 @@ class FaultServer:
 
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()
+        self.arrivals: dict[str, list[float]] = {}
+        self.bytes_sent: Counter[str] = Counter()
+        self.robots_status = 200
         self.in_flight = 0
         self.max_in_flight = 0
         self.last_headers: dict[str, str] = {}
@@ -125,6 +133,7 @@ class FaultServer:
     @web.middleware
     async def _count(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
         self.hits[request.path] += 1
+        self.arrivals.setdefault(request.path, []).append(time.monotonic())
         self.last_headers = dict(request.headers)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -197,9 +206,13 @@ class FaultServer:
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
         chunk = b"a" * 65536
-        for _ in range(total // len(chunk)):
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            for _ in range(total // len(chunk)):
+                await response.write(chunk)
+                self.bytes_sent[request.path] += len(chunk)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client hung up, as a capped reader should
         return response
 
     async def _image(self, request: web.Request) -> web.Response:
@@ -237,4 +250,6 @@ class FaultServer:
         return web.Response(text=json.dumps(dict(request.headers)), content_type="application/json")
 
     async def _robots(self, request: web.Request) -> web.Response:
+        if self.robots_status != 200:
+            return web.Response(status=self.robots_status, text="no robots here")
         return web.Response(text="User-agent: *\nDisallow: /private\n", content_type="text/plain")

@@ -265,6 +265,10 @@ class Fetcher:
             location = answer.headers["Location"]
             try:
                 target = current.join(URL(location))
+                check_scheme(target)
+            except UnsafeURLError as refused:
+                trail.append(str(target))
+                raise _Refused(str(refused), answer.status) from None
             except ValueError:
                 raise _Failure(f"invalid redirect Location {location!r} from {current}", answer.status) from None
             if target in seen:
@@ -453,7 +457,7 @@ def text_codec(label: str | None) -> str | None:
         return None
     try:
         name = codecs.lookup(label.strip().strip("\"'")).name
-        b"".decode(name)  # rejects bytes-to-bytes codecs such as base64
+        b"x".decode(name, errors="replace")  # rejects bytes-to-bytes codecs such as base64
     except (LookupError, ValueError):
         return None
     return _BROWSER_SUPERSETS.get(name, name)

@@ -75,8 +75,8 @@ def address_problem(address: str | IPAddress) -> str | None:
         (ip.is_link_local, "a link-local address"),
         (ip in _CGNAT, "a CGNAT (shared, 100.64.0.0/10) address"),
         (ip.is_multicast, "a multicast address"),
-        (ip.is_private, "a private-network address"),
         (ip.is_reserved, "a reserved address"),
+        (ip.is_private, "a private-network address"),
         (not ip.is_global, "a non-public address"),
     )
     return next((reason for failed, reason in checks if failed), None)
