@@ -1,4 +1,8 @@
-"""Tabular exports through Polars: CSV (formula-safe), JSON, NDJSON and Parquet."""
+"""Tabular exports through Polars: CSV (formula-safe), JSON, NDJSON and Parquet.
+
+Each format has a ``*_into(fh, ...)`` that writes to an open binary file (used for ZIP members)
+and a ``write_*(results, path, ...)`` that writes a file atomically.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import json
 import os
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import polars as pl
 
@@ -27,86 +31,89 @@ def neutralize_formulas(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _flat(df: pl.DataFrame, fmt: str) -> pl.DataFrame:
-    """Refuse nested columns, which CSV cannot hold, with a message that says what to do."""
-    nested = [name for name, dtype in df.schema.items() if dtype.is_nested() or dtype == pl.Object()]
-    if nested:
-        raise ValueError(f"{fmt} cannot store the nested column(s) {', '.join(nested)}; export JSON or Parquet instead, or drop them")
-    return df
-
-
 def _comment_lines(run: RunData) -> str:
     """``# key: value`` lines with the run's metadata, one line each (line breaks become spaces)."""
     info = run.info()
     counts = info.pop("counts")
     info.pop("progress")
     extra = info.pop("metadata")
-    items: list[tuple[str, Any]] = [*info.items(), *counts.items(), *extra.items()]
     lines = []
-    for key, value in items:
+    for key, value in [*info.items(), *counts.items(), *extra.items()]:
         if value is None or value == "":
             continue
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-        lines.append(f"# {key}: {' '.join(str(text).splitlines())}\n")
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=_default)
+        lines.append(f"# {key}: {' '.join(text.splitlines())}\n")
     return "".join(lines)
+
+
+def _default(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, (date, datetime)) else str(value)
+
+
+def csv_into(fh: IO[bytes], results: ExportInput | RunData, *, bom: bool = False, neutralize: bool = True,
+             metadata_comments: bool = False) -> None:
+    """Write the CSV document to ``fh``; see ``write_csv``."""
+    run = normalize(results)
+    nested = [name for name, dtype in run.df.schema.items() if dtype.is_nested() or dtype == pl.Object()]
+    if nested:
+        raise ValueError(f"CSV cannot store the nested column(s) {', '.join(nested)}; export JSON or Parquet, or drop them")
+    if bom:
+        fh.write("\ufeff".encode())
+    if metadata_comments:
+        fh.write(_comment_lines(run).encode("utf-8"))
+    (neutralize_formulas(run.df) if neutralize else run.df).write_csv(fh)
+
+
+def json_into(fh: IO[bytes], results: ExportInput | RunData) -> None:
+    """Write one JSON object: the run's metadata plus ``results``, the rows (dates as ISO-8601)."""
+    run = normalize(results)
+    head = json.dumps(run.info(), ensure_ascii=False, default=_default)
+    fh.write(head[:-1].encode("utf-8") + b', "results": ')
+    run.df.write_json(fh)
+    fh.write(b"}\n")
+
+
+def ndjson_into(fh: IO[bytes], results: ExportInput | RunData) -> None:
+    """Write one JSON object per row, one per line."""
+    normalize(results).df.write_ndjson(fh)
+
+
+def parquet_into(fh: IO[bytes], results: ExportInput | RunData) -> None:
+    """Write the rows as Parquet; the run's metadata goes in the file's key-value metadata ``torq_nb``."""
+    run = normalize(results)
+    run.df.write_parquet(fh, metadata={"torq_nb": json.dumps(run.info(), ensure_ascii=False, default=_default)})
 
 
 def write_csv(results: ExportInput | RunData, path: str | os.PathLike[str], *, bom: bool = False,
               neutralize: bool = True, metadata_comments: bool = False) -> Path:
-    """Write the rows as UTF-8 CSV.
+    """Write the rows as UTF-8 CSV, atomically.
 
     ``bom=True`` adds a byte-order mark so Excel detects UTF-8. Text cells that a spreadsheet would
     run as formulas get a leading ``'`` unless ``neutralize=False``. ``metadata_comments=True``
-    writes the run's metadata first as ``# key: value`` lines (read back with
+    writes the run's metadata first as ``# key: value`` lines (read them back with
     ``pl.read_csv(path, comment_prefix="#")``).
     """
-    run = normalize(results)
-    df = _flat(run.df, "CSV")
-    if neutralize:
-        df = neutralize_formulas(df)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        if bom:
-            fh.write("\ufeff".encode())
-        if metadata_comments:
-            fh.write(_comment_lines(run).encode("utf-8"))
-        df.write_csv(fh)
+        csv_into(fh, results, bom=bom, neutralize=neutralize, metadata_comments=metadata_comments)
     return Path(path)
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    return str(value)
-
-
-def json_text(results: ExportInput | RunData) -> str:
-    """The run's metadata plus ``results``: the rows (dates as ISO-8601 strings)."""
-    run = normalize(results)
-    head = json.dumps(run.info(), ensure_ascii=False, default=_default)
-    rows = run.df.write_json()
-    return head[:-1] + ', "results": ' + rows + "}\n"
-
-
 def write_json(results: ExportInput | RunData, path: str | os.PathLike[str]) -> Path:
-    """Write one JSON object: the run's metadata and its rows under ``results``."""
-    text = json_text(results)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    """Write the run's metadata and rows as one JSON object, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        json_into(fh, results)
     return Path(path)
 
 
 def write_ndjson(results: ExportInput | RunData, path: str | os.PathLike[str]) -> Path:
-    """Write one JSON object per row, one per line."""
-    df = normalize(results).df
-    with atomic_path(path) as tmp:
-        df.write_ndjson(tmp)
+    """Write the rows as newline-delimited JSON, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        ndjson_into(fh, results)
     return Path(path)
 
 
 def write_parquet(results: ExportInput | RunData, path: str | os.PathLike[str]) -> Path:
-    """Write the rows as Parquet; the run's metadata goes in the file's key-value metadata (``torq_nb``)."""
-    run = normalize(results)
-    info = json.dumps(run.info(), ensure_ascii=False, default=_default)
-    with atomic_path(path) as tmp:
-        run.df.write_parquet(tmp, metadata={"torq_nb": info})
+    """Write the rows as Parquet (run metadata in the file's ``torq_nb`` key), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        parquet_into(fh, results)
     return Path(path)

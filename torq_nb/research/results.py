@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -71,3 +73,21 @@ class ResearchResults:
             "progress": self.progress.to_dict() if self.progress else None,
             "metadata": dict(self.metadata),
         }
+
+    def to_notebook(self) -> Any:
+        """The run as a report notebook (nbformat): title, metadata, summary, results, sources, failures."""
+        from torq_nb.export import to_notebook
+
+        return to_notebook(self)
+
+    def save_notebook(self, path: str | os.PathLike[str]) -> Path:
+        """Write the report notebook to ``path`` (atomically) and return the path."""
+        from torq_nb.export import save_notebook
+
+        return save_notebook(self, path)
+
+    def export(self, path: str | os.PathLike[str], format: str | None = None) -> Path:
+        """Export to ``path``; the format comes from the suffix (.md .html .pdf .csv .json .ndjson .parquet .zip .ipynb)."""
+        from torq_nb.export import export
+
+        return export(self, path, format)

@@ -1,0 +1,181 @@
+"""ExportManager and ``export()``: one call per format, the format chosen from the file's suffix."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import threading
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import nbformat
+from nbconvert import HTMLExporter, MarkdownExporter
+
+from torq_nb.export import tabular
+from torq_nb.export.atomic import atomic_path, write_bytes, write_text
+from torq_nb.export.data import ExportInput, RunData, normalize
+from torq_nb.export.report import build_report
+from torq_nb.export.typst_pdf import render_pdf
+
+Engine = Literal["typst", "webpdf", "latex"]
+_TEMPLATES = Path(__file__).parent / "templates"
+
+#: Format name -> the suffixes that select it (the first is the one ZIP members get).
+FORMATS: dict[str, tuple[str, ...]] = {
+    "markdown": (".md", ".markdown"),
+    "html": (".html", ".htm"),
+    "pdf": (".pdf",),
+    "csv": (".csv",),
+    "json": (".json",),
+    "ndjson": (".ndjson", ".jsonl"),
+    "parquet": (".parquet",),
+    "ipynb": (".ipynb",),
+    "zip": (".zip",),
+}
+_BY_SUFFIX = {suffix: name for name, suffixes in FORMATS.items() for suffix in suffixes}
+_local = threading.local()
+
+
+def _supported() -> str:
+    return ", ".join(f"{name} ({'/'.join(suffixes)})" for name, suffixes in FORMATS.items())
+
+
+def resolve_format(path: str | os.PathLike[str], format: str | None = None) -> str:
+    """The format name for ``format`` (a name or suffix) or else ``path``'s suffix; ValueError if unknown."""
+    key = (format or Path(path).suffix).lower().strip()
+    name = key if key in FORMATS else _BY_SUFFIX.get(key if key.startswith(".") else "." + key)
+    if name is None:
+        what = f"format {format!r}" if format else f"suffix {Path(path).suffix or '(none)'!r} of {Path(path).name}"
+        raise ValueError(f"cannot export: unknown {what}; supported formats: {_supported()}")
+    return name
+
+
+def _exporter(kind: type[MarkdownExporter] | type[HTMLExporter]) -> Any:
+    """One nbconvert exporter per thread and kind: building one loads Jinja templates (slow)."""
+    cache: dict[type, Any] = _local.__dict__.setdefault("exporters", {})
+    if kind not in cache:
+        if kind is HTMLExporter:
+            cache[kind] = HTMLExporter(template_name="torq_html", extra_template_basedirs=[str(_TEMPLATES)],
+                                       embed_images=True)
+        else:
+            cache[kind] = kind()
+    return cache[kind]
+
+
+def to_notebook(results: ExportInput | RunData) -> nbformat.NotebookNode:
+    """The report notebook of ``results`` (see ``torq_nb.export.report``)."""
+    return build_report(results)
+
+
+def to_markdown(results: ExportInput | RunData) -> str:
+    """The report as GitHub-flavoured Markdown, from nbconvert's MarkdownExporter."""
+    body, _ = _exporter(MarkdownExporter).from_notebook_node(build_report(results))
+    return str(body)
+
+
+def to_html(results: ExportInput | RunData) -> str:
+    """The report as one self-contained HTML file (JupyterLab's styles inlined, no scripts)."""
+    body, _ = _exporter(HTMLExporter).from_notebook_node(build_report(results))
+    return str(body)
+
+
+def to_pdf(results: ExportInput | RunData, engine: Engine = "typst") -> bytes:
+    """The report as PDF bytes: Typst by default; nbconvert's ``webpdf`` or ``latex`` where installed."""
+    run = normalize(results)
+    nb = build_report(run)
+    if engine == "typst":
+        return render_pdf(nb, title=run.title)
+    if engine == "latex":
+        missing = [tool for tool in ("xelatex", "pandoc") if shutil.which(tool) is None]
+        if missing:
+            raise RuntimeError(f"engine='latex' needs {' and '.join(missing)} on PATH (Debian: apt-get install texlive-xetex "
+                               "texlive-fonts-recommended texlive-plain-generic pandoc); engine='typst' needs nothing more")
+        from nbconvert import PDFExporter
+
+        return bytes(PDFExporter().from_notebook_node(nb)[0])
+    if engine == "webpdf":
+        from nbconvert import WebPDFExporter
+
+        try:
+            return bytes(WebPDFExporter(disable_sandbox=os.geteuid() == 0).from_notebook_node(nb)[0])
+        except RuntimeError as exc:
+            raise RuntimeError("engine='webpdf' needs Playwright and its own Chromium: pip install 'nbconvert[webpdf]' and "
+                               "run `python -m playwright install chromium` (nbconvert cannot use a system Chromium such as "
+                               f"/usr/bin/chromium); engine='typst' needs nothing more. nbconvert said: {exc}") from None
+    raise ValueError(f"unknown PDF engine {engine!r}; choose 'typst', 'webpdf' or 'latex'")
+
+
+def _zip_into(fh: IO[bytes], run: RunData, stem: str, options: dict[str, Any]) -> None:
+    """A ZIP of every other format, each member named ``stem`` plus its suffix."""
+    with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, suffixes in FORMATS.items():
+            if name == "zip":
+                continue
+            buf = io.BytesIO()
+            _WRITERS[name](buf, run, options)
+            zf.writestr(stem + suffixes[0], buf.getvalue())
+
+
+_WRITERS: dict[str, Callable[[IO[bytes], RunData, dict[str, Any]], None]] = {
+    "markdown": lambda fh, run, o: fh.write(to_markdown(run).encode("utf-8")),
+    "html": lambda fh, run, o: fh.write(to_html(run).encode("utf-8")),
+    "pdf": lambda fh, run, o: fh.write(to_pdf(run, o.get("engine", "typst"))),
+    "csv": lambda fh, run, o: tabular.csv_into(fh, run, bom=o.get("bom", False), neutralize=o.get("neutralize", True),
+                                               metadata_comments=o.get("metadata_comments", False)),
+    "json": lambda fh, run, o: tabular.json_into(fh, run),
+    "ndjson": lambda fh, run, o: tabular.ndjson_into(fh, run),
+    "parquet": lambda fh, run, o: tabular.parquet_into(fh, run),
+    "ipynb": lambda fh, run, o: fh.write((nbformat.writes(build_report(run)) + "\n").encode("utf-8")),
+}
+
+
+def export(results: ExportInput, path: str | os.PathLike[str], format: str | None = None, *,
+           engine: Engine = "typst", bom: bool = False, neutralize: bool = True,
+           metadata_comments: bool = False) -> Path:
+    """Write ``results`` to ``path`` in ``format`` (default: from the suffix), atomically; return the path.
+
+    Formats: Markdown, HTML, PDF (``engine``), CSV (``bom``, ``neutralize``, ``metadata_comments``),
+    JSON, NDJSON, Parquet, the report notebook (.ipynb) and a ZIP bundle of all of them.
+    """
+    name = resolve_format(path, format)
+    run = normalize(results)
+    options = {"engine": engine, "bom": bom, "neutralize": neutralize, "metadata_comments": metadata_comments}
+    target = Path(path)
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        if name == "zip":
+            _zip_into(fh, run, target.stem or "results", options)
+        else:
+            _WRITERS[name](fh, run, options)
+    return target
+
+
+class ExportManager:
+    """The seed's export API, kept by name: Markdown as a string, PDF and CSV written to files."""
+
+    def export_to_markdown(self, results: ExportInput) -> str:
+        """The report as GitHub-flavoured Markdown."""
+        return to_markdown(results)
+
+    def export_to_html(self, results: ExportInput) -> str:
+        """The report as one self-contained HTML document."""
+        return to_html(results)
+
+    def export_to_pdf(self, results: ExportInput, path: str | os.PathLike[str], engine: Engine = "typst") -> Path:
+        """Write the report as PDF to ``path`` and return it."""
+        return write_bytes(path, to_pdf(results, engine))
+
+    def export_to_csv(self, results: ExportInput, path: str | os.PathLike[str], *, bom: bool = False,
+                      neutralize: bool = True, metadata_comments: bool = False) -> Path:
+        """Write the rows as CSV to ``path`` and return it (see ``tabular.write_csv``)."""
+        return tabular.write_csv(results, path, bom=bom, neutralize=neutralize, metadata_comments=metadata_comments)
+
+    def export(self, results: ExportInput, path: str | os.PathLike[str], format: str | None = None, **options: Any) -> Path:
+        """Write ``results`` in the format of ``path``'s suffix (or ``format``); see ``torq_nb.export.export``."""
+        return export(results, path, format, **options)
+
+    def save_notebook(self, results: ExportInput, path: str | os.PathLike[str]) -> Path:
+        """Write the report notebook (.ipynb) to ``path`` and return it."""
+        return write_text(path, nbformat.writes(build_report(results)) + "\n")
