@@ -124,10 +124,10 @@ class LocalFiles(Source):
         return Page(url=hit.url, status="ok", final_url=hit.url, content_type=content_type, text=raw)
 
     def _search(self, query: str, limit: int) -> list[Hit]:
+        index = self.index()
         query_tokens = tokenize([query])
         if not query_tokens[0]:
             return []
-        index = self.index()
         results = index.retriever.retrieve(query_tokens, k=min(limit, len(index.docs)), show_progress=False)
         hits = []
         for position, score in zip(results.documents[0], results.scores[0]):
@@ -138,7 +138,7 @@ class LocalFiles(Source):
                 Hit(
                     title=doc.title,
                     url=doc.path.as_uri(),
-                    snippet=_best_passage(doc.passages, query_tokens),
+                    snippet=_best_passage([p for p in doc.passages if p != doc.title] or [doc.title], query_tokens),
                     source=self.name,
                     score=float(score),
                     content=doc.raw,
@@ -275,11 +275,11 @@ def _paragraphs(text: str, separator: re.Pattern[str]) -> tuple[str, ...]:
     return tuple(part for part in (" ".join(chunk.split()) for chunk in separator.split(text)) if part)
 
 
-def _best_passage(passages: tuple[str, ...], query_tokens: list[list[str]]) -> str:
+def _best_passage(passages: list[str], query_tokens: list[list[str]]) -> str:
     """The passage that best matches the query (BM25 over the document's passages), cut to SNIPPET_CHARS."""
     if not passages:
         return ""
-    tokens = tokenize(list(passages))
+    tokens = tokenize(passages)
     if not any(tokens):
         return _shorten(passages[0], SNIPPET_CHARS)
     retriever = bm25s.BM25()

@@ -1,0 +1,461 @@
+"""Search sources against loopback servers that speak each service's real wire format, through the real
+Fetcher; LocalFiles against real folders (the fixture pages, temporary files and, when present, the corpus)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import textwrap
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from fake_search import CORPUS, FIXTURE_PAGES, FakePage, SearchServer, corpus_available, load_pages
+
+from torq_nb.research.fetch import Fetcher, FetchPolicy
+from torq_nb.research.models import Hit
+from torq_nb.research.sources import (
+    DuckDuckGo,
+    LocalFiles,
+    SearXNG,
+    Source,
+    SourceError,
+    Wikipedia,
+    available_sources,
+    canonical_url,
+    html_to_text,
+    resolve_source,
+    unique_hits,
+)
+
+FIXTURES = load_pages(FIXTURE_PAGES)
+BY_ID = {page.id: page for page in FIXTURES}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[SearchServer]:
+    async with SearchServer(FIXTURES) as running:
+        yield running
+
+
+@pytest.fixture
+async def fetcher() -> AsyncIterator[Fetcher]:
+    async with Fetcher(FetchPolicy(allow_private_networks=True, retries=0)) as opened:
+        yield opened
+
+
+def assert_plain(hits: list[Hit]) -> None:
+    for hit in hits:
+        for text in (hit.title, hit.snippet):
+            assert "<" not in text and "&quot;" not in text and "&amp;" not in text, text
+
+
+# Wikipedia ------------------------------------------------------------------------------------------------------
+
+
+async def test_wikipedia_hits_are_plain_article_links(server: SearchServer, fetcher: Fetcher) -> None:
+    wiki = Wikipedia(server.wikipedia_endpoint)
+    hits = await wiki.search("varroa mite honeybee colonies", 5, fetcher)
+
+    bees = BY_ID["honeybee-colony-losses"]
+    assert hits[0].title == server.wiki_title(bees)
+    assert hits[0].url == f"{server.url}/wiki/" + quote(server.wiki_title(bees).replace(" ", "_"))
+    assert "honeybee" in hits[0].snippet and hits[0].snippet in " ".join(bees.text.split())  # spans stripped
+    assert all(hit.source == "wikipedia" for hit in hits)
+    assert_plain(hits)
+    request = server.requests_to("/w/api.php")[0]
+    assert request.query["list"] == "search" and request.query["srsearch"] == "varroa mite honeybee colonies"
+    assert request.query["maxlag"] == "5" and request.query["formatversion"] == "2"
+    assert request.headers["User-Agent"].startswith("torq_nb/")
+
+
+async def test_wikipedia_fetch_is_the_plain_text_extract(server: SearchServer, fetcher: Fetcher) -> None:
+    wiki = Wikipedia(server.wikipedia_endpoint)
+    [hit] = await wiki.search("aqueduct castellum", 1, fetcher)
+
+    page = await wiki.fetch(hit, fetcher)
+
+    assert page.status == "ok" and page.content_type == "text/plain"
+    assert page.text == BY_ID["roman-aqueducts"].text
+    extract_request = server.requests_to("/w/api.php")[-1]
+    assert extract_request.query["prop"] == "extracts" and extract_request.query["explaintext"] == "1"
+
+
+async def test_wikipedia_missing_article_is_an_error_page_not_an_exception(
+    server: SearchServer, fetcher: Fetcher
+) -> None:
+    wiki = Wikipedia(server.wikipedia_endpoint)
+    page = await wiki.fetch(Hit(title="No such thing", url=wiki.article_url("No such thing")), fetcher)
+    assert page.status == "error" and "No such thing" in (page.error or "")
+
+
+async def test_wikipedia_sends_one_request_at_a_time(server: SearchServer, fetcher: Fetcher) -> None:
+    wiki = Wikipedia(server.wikipedia_endpoint)
+    hits = await wiki.search("the und", 8, fetcher)
+    server.delay = 0.02
+
+    pages = await asyncio.gather(*(wiki.fetch(hit, fetcher) for hit in hits))
+
+    assert len(hits) == 8 and all(page.status == "ok" for page in pages)
+    assert server.peak_in_flight["/w/api.php"] == 1
+
+
+async def test_wikipedia_waits_out_replication_lag(server: SearchServer, fetcher: Fetcher) -> None:
+    wiki = Wikipedia(server.wikipedia_endpoint, maxlag_wait=0.01)
+    server.wiki_maxlag = 2
+    hits = await wiki.search("sourdough", 3, fetcher)
+    assert hits and len(server.requests_to("/w/api.php")) == 3
+
+    server.wiki_maxlag = 10
+    with pytest.raises(SourceError, match="maxlag"):
+        await wiki.search("sourdough", 3, fetcher)
+
+
+async def test_wikipedia_search_failure_names_the_source_and_status(server: SearchServer, fetcher: Fetcher) -> None:
+    wiki = Wikipedia(f"{server.url}/nowhere/api.php")
+    with pytest.raises(SourceError, match=r"Wikipedia: search failed \(HTTP 404"):
+        await wiki.search("anything", 3, fetcher)
+
+
+def test_wikipedia_language_edition_and_article_urls() -> None:
+    german = Wikipedia(lang="de")
+    assert german.endpoint == "https://de.wikipedia.org/w/api.php"
+    assert german.article_url("Pont du Gard") == "https://de.wikipedia.org/wiki/Pont_du_Gard"
+    assert german.article_url("Größe (Physik)") == "https://de.wikipedia.org/wiki/Gr%C3%B6%C3%9Fe_(Physik)"
+    hit = Hit(title="ignored", url=german.article_url("Größe (Physik)"))
+    assert german.title_of(hit) == "Größe (Physik)"
+    with pytest.raises(ValueError, match="not both"):
+        Wikipedia("http://127.0.0.1:9/w/api.php", lang="de")
+
+
+# SearXNG --------------------------------------------------------------------------------------------------------
+
+
+async def test_searxng_hits_carry_scores_and_dates(server: SearchServer, fetcher: Fetcher) -> None:
+    hits = await SearXNG(server.searxng_url).search("solar batteries grid storage", 4, fetcher)
+
+    solar = BY_ID["grid-batteries-solar"]
+    assert hits[0].url == server.page_url(solar)
+    assert hits[0].title == solar.title
+    assert hits[0].published is not None and hits[0].published.isoformat() == "2024-03-14"
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    assert all(hit.source == "searxng" and hit.content is None for hit in hits)
+    assert_plain(hits)
+    assert server.requests_to("/search")[0].query["format"] == "json"
+
+
+async def test_searxng_pages_through_results_up_to_the_limit(fetcher: Fetcher) -> None:
+    async with SearchServer(FIXTURES, results_per_page=3) as small_pages:
+        hits = await SearXNG(small_pages.searxng_url).search("the", 7, fetcher)
+        asked = [request.query["pageno"] for request in small_pages.requests_to("/search")]
+
+    assert len(hits) == 7 and len({hit.url for hit in hits}) == 7
+    assert asked == ["1", "2", "3"]
+
+
+async def test_searxng_without_json_output_says_how_to_enable_it(server: SearchServer, fetcher: Fetcher) -> None:
+    server.searxng_json = False
+    with pytest.raises(SourceError) as raised:
+        await SearXNG(server.searxng_url).search("bees", 5, fetcher)
+    message = str(raised.value)
+    assert "JSON output is disabled" in message and "403" in message
+    assert "settings.yml" in message and "formats: [html, json]" in message
+
+
+async def test_searxng_at_a_wrong_address_names_the_status(server: SearchServer, fetcher: Fetcher) -> None:
+    with pytest.raises(SourceError, match=r"SearXNG at .*/wrong: the search failed \(HTTP 404"):
+        await SearXNG(f"{server.url}/wrong").search("bees", 5, fetcher)
+
+
+def test_searxng_needs_an_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TORQ_NB_SEARXNG_URL", raising=False)
+    with pytest.raises(ValueError, match="TORQ_NB_SEARXNG_URL"):
+        SearXNG()
+
+
+# DuckDuckGo -----------------------------------------------------------------------------------------------------
+
+
+async def test_duckduckgo_decodes_redirect_links_and_skips_ads(server: SearchServer, fetcher: Fetcher) -> None:
+    hits = await DuckDuckGo(server.duckduckgo_endpoint).search("deep sea mining nodules", 5, fetcher)
+
+    mining = BY_ID["deep-sea-mining"]
+    assert hits[0].url == server.page_url(mining)
+    assert hits[0].title == mining.title
+    assert "nodules" in hits[0].snippet
+    assert all(hit.url.startswith(server.url + "/pages/") for hit in hits)  # no ad, no duckduckgo.com link
+    assert_plain(hits)
+
+
+async def test_duckduckgo_hits_are_fetched_as_untrusted_urls(server: SearchServer) -> None:
+    """The search endpoint is trusted; the result URLs are not: on loopback they are refused unless allowed."""
+    async with Fetcher(FetchPolicy(allow_private_networks=False, retries=0)) as strict:
+        source = DuckDuckGo(server.duckduckgo_endpoint)
+        hits = await source.search("marathon heart", 2, strict)
+        refused = await source.fetch(hits[0], strict)
+    async with Fetcher(FetchPolicy(allow_private_networks=True, retries=0)) as lenient:
+        fetched = await source.fetch(hits[0], lenient)
+
+    assert refused.status == "error" and refused.error
+    assert fetched.status == "ok" and fetched.text == BY_ID["marathon-training"].html
+
+
+@pytest.mark.parametrize(("mode", "how"), [("ratelimit", "HTTP 202"), ("anomaly", "anomaly")])
+async def test_duckduckgo_rate_limit_pages_are_reported(
+    server: SearchServer, fetcher: Fetcher, mode: str, how: str
+) -> None:
+    server.duckduckgo_mode = mode  # type: ignore[assignment]
+    with pytest.raises(SourceError) as raised:
+        await DuckDuckGo(server.duckduckgo_endpoint).search("bees", 5, fetcher)
+    message = str(raised.value)
+    assert "DuckDuckGo rate-limited" in message and how in message
+    assert "Retry" in message and "another source" in message
+
+
+async def test_duckduckgo_result_about_anomalies_is_not_a_block(fetcher: Fetcher) -> None:
+    article = replace(
+        BY_ID["python-asyncio-event-loop"],
+        id="anomaly-detection",
+        title="Anomaly detection for server metrics",
+        text="Anomaly detection flags unusual latency. DDG.deep.anomalyDetectionBlock is not code here.",
+    )
+    async with SearchServer([article]) as one_page:
+        hits = await DuckDuckGo(one_page.duckduckgo_endpoint).search("anomaly detection", 5, fetcher)
+    assert [hit.title for hit in hits] == ["Anomaly detection for server metrics"]
+
+
+async def test_duckduckgo_no_results_is_an_empty_list(server: SearchServer, fetcher: Fetcher) -> None:
+    assert await DuckDuckGo(server.duckduckgo_endpoint).search("zzyzx qwertyuiop", 5, fetcher) == []
+
+
+# LocalFiles -----------------------------------------------------------------------------------------------------
+
+
+async def test_local_files_rank_fixture_pages_without_network() -> None:
+    source = LocalFiles(FIXTURE_PAGES)
+    never_opened = Fetcher()  # any HTTP request through it would raise
+
+    hits = await source.search("varroa mite in honeybee colonies", 3, never_opened)
+
+    bees_file = FIXTURE_PAGES / "html" / "honeybee-colony-losses.html"
+    top = hits[0]
+    assert top.url == bees_file.as_uri() and top.source == "local"
+    assert top.title == "Why beekeepers lost a third of their colonies last winter – The Field Notebook"
+    assert top.content == bees_file.read_text("utf-8") and top.content_type == "text/html"
+    assert "varroa mite" in top.snippet and top.score is not None and top.score > 0
+    assert [hit.score for hit in hits] == sorted((hit.score or 0 for hit in hits), reverse=True)
+    assert_plain(hits)
+
+
+async def test_local_files_find_the_german_page() -> None:
+    hits = await LocalFiles(FIXTURE_PAGES).search("Windkraft Stromnetze Energiewende", 2, Fetcher())
+    assert hits[0].url.endswith("/energiewende.html")
+    assert "Windkraft" in hits[0].title
+
+
+async def test_local_files_read_markdown_text_and_gzip(tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "tides.md").write_text(
+        "Intro line.\n\n# Tides and the **Moon**\n\nThe [Moon](https://example.org) pulls the *oceans*, "
+        "raising two tidal bulges.\n\n- spring tides\n- neap tides\n",
+        "utf-8",
+    )
+    (tmp_path / "glaciers_report.txt").write_text("Glaciers retreat as\nsummers warm.\n\nAnother paragraph.", "utf-8")
+    (tmp_path / "volcano.html.gz").write_bytes(
+        gzip.compress(b"<html><head><title>Volcanic ash</title></head><body><p>Ash clouds ground planes.</p></body></html>")
+    )
+    (tmp_path / "comets.md.gz").write_bytes(gzip.compress("# Comets\n\nComet tails point away from the Sun.".encode()))
+    (tmp_path / "ignored.json").write_text('{"tides": "moon"}', "utf-8")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "tides.txt").write_text("tides tides tides moon", "utf-8")
+    source = LocalFiles(tmp_path)
+
+    tides = await source.search("moon pulls oceans", 5, Fetcher())
+    glaciers = await source.search("glaciers summers", 5, Fetcher())
+    ash = await source.search("volcanic ash", 5, Fetcher())
+    comets = await source.search("comet tails", 5, Fetcher())
+
+    assert [hit.title for hit in tides] == ["Tides and the Moon"]
+    assert tides[0].snippet == "The Moon pulls the oceans, raising two tidal bulges."
+    assert tides[0].content_type == "text/markdown" and tides[0].content is not None and "**Moon**" in tides[0].content
+    assert glaciers[0].title == "glaciers report" and glaciers[0].content_type == "text/plain"
+    assert glaciers[0].snippet == "Glaciers retreat as summers warm."
+    assert ash[0].title == "Volcanic ash" and ash[0].content is not None and "<p>Ash clouds" in ash[0].content
+    assert comets[0].title == "Comets" and comets[0].content_type == "text/markdown"
+
+
+async def test_local_files_index_follows_file_changes(tmp_path: Path) -> None:
+    first = tmp_path / "a.txt"
+    first.write_text("Penguins huddle for warmth.", "utf-8")
+    (tmp_path / "b.txt").write_text("Camels store fat in their humps.", "utf-8")
+    source = LocalFiles(tmp_path)
+    assert [hit.url for hit in await source.search("penguins", 5, Fetcher())] == [first.as_uri()]
+    assert source.index() is source.index()  # unchanged folder: the cached index
+
+    first.write_text("Albatrosses glide for hours without flapping.", "utf-8")
+    os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 5_000_000_000))
+    (tmp_path / "c.txt").write_text("More penguins in Antarctica.", "utf-8")
+
+    penguins = await source.search("penguins", 5, Fetcher())
+    albatross = await source.search("albatrosses", 5, Fetcher())
+    assert [hit.url for hit in penguins] == [(tmp_path / "c.txt").as_uri()]
+    assert [hit.url for hit in albatross] == [first.as_uri()]
+
+    first.unlink()
+    assert await source.search("albatrosses", 5, Fetcher()) == []
+
+
+async def test_local_files_folder_problems_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SourceError, match="does not exist"):
+        await LocalFiles(tmp_path / "missing").search("x", 5, Fetcher())
+    with pytest.raises(SourceError, match=r"no \.html, \.htm, \.md or \.txt files"):
+        await LocalFiles(tmp_path).search("x", 5, Fetcher())
+    monkeypatch.delenv("TORQ_NB_LOCAL_PATH", raising=False)
+    with pytest.raises(ValueError, match="TORQ_NB_LOCAL_PATH"):
+        LocalFiles()
+
+
+async def test_local_files_fetch_reads_only_its_own_folder(tmp_path: Path) -> None:
+    inside = tmp_path / "docs"
+    inside.mkdir()
+    (inside / "note.txt").write_text("Owls hunt at night.", "utf-8")
+    (tmp_path / "secret.txt").write_text("not yours", "utf-8")
+    source = LocalFiles(inside)
+    [hit] = await source.search("owls", 5, Fetcher())
+
+    page = await source.fetch(replace(hit, content=None), Fetcher())
+    outside = await source.fetch(Hit(title="x", url=(inside / ".." / "secret.txt").as_uri()), Fetcher())
+
+    assert page.status == "ok" and page.text == "Owls hunt at night." and page.content_type == "text/plain"
+    assert outside.status == "error" and outside.text is None
+
+
+@pytest.mark.skipif(not corpus_available(), reason="the shared corpus is not present")
+async def test_local_files_find_corpus_pages_by_their_own_words() -> None:
+    """Each page's opening words, as a query, bring that page into the top three."""
+    source = LocalFiles(CORPUS / "html")
+    pages = load_pages(CORPUS)[::18]
+    found = 0
+    for page in pages:
+        query = " ".join(page.text.split()[:12])
+        hits = await source.search(query, 3, Fetcher())
+        found += any(hit.url.endswith(f"/{page.id}.html.gz") for hit in hits)
+        assert_plain(hits)
+    assert found >= len(pages) - 1
+
+
+# shared helpers ------------------------------------------------------------------------------------------------
+
+
+def test_snippet_markup_becomes_plain_text() -> None:
+    fragment = 'The <span class="searchmatch">Moon</span> &quot;pulls&quot; tides &amp; <b>oceans</b><script>x()</script> too'
+    assert html_to_text(fragment) == 'The Moon "pulls" tides & oceans too'
+    assert html_to_text("") == "" and html_to_text("   ") == ""
+
+
+def test_hits_are_deduplicated_by_canonical_url() -> None:
+    hits = [
+        Hit(title="a", url="https://Example.org/page/#top"),
+        Hit(title="b", url="https://example.org:443/page"),
+        Hit(title="c", url="https://example.org/other"),
+        Hit(title="d", url="https://example.org/third"),
+    ]
+    assert [hit.title for hit in unique_hits(hits, 2)] == ["a", "c"]
+    assert canonical_url("HTTP://Example.org:80/x/?q=1#f") == "http://example.org/x?q=1"
+
+
+# choosing a source ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for variable in (
+        "TORQ_NB_SOURCE",
+        "TORQ_NB_WIKIPEDIA_URL",
+        "TORQ_NB_SEARXNG_URL",
+        "TORQ_NB_DUCKDUCKGO_URL",
+        "TORQ_NB_LOCAL_PATH",
+    ):
+        monkeypatch.delenv(variable, raising=False)
+    return monkeypatch
+
+
+def test_resolve_by_object_and_name(clean_env: pytest.MonkeyPatch) -> None:
+    mine = SearXNG("http://127.0.0.1:8888")
+    assert resolve_source(mine) is mine
+    with pytest.raises(ValueError, match="only when a source is chosen by name"):
+        resolve_source(mine, categories="news")
+
+    default = resolve_source()
+    assert isinstance(default, Wikipedia) and default.endpoint == "https://en.wikipedia.org/w/api.php"
+    named = resolve_source("SearXNG", base_url="http://127.0.0.1:8888")
+    assert isinstance(named, SearXNG) and named.base_url == "http://127.0.0.1:8888"
+    assert isinstance(resolve_source("local", path=FIXTURE_PAGES), LocalFiles)
+    assert {"wikipedia", "searxng", "duckduckgo", "local"} <= set(available_sources())
+
+
+def test_unknown_source_lists_the_available_ones(clean_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match=r"Unknown source 'bing'\. Available sources: .*duckduckgo.*wikipedia"):
+        resolve_source("bing")
+
+
+async def test_environment_points_a_notebook_elsewhere(
+    clean_env: pytest.MonkeyPatch, server: SearchServer, fetcher: Fetcher
+) -> None:
+    clean_env.setenv("TORQ_NB_SOURCE", "duckduckgo")
+    clean_env.setenv("TORQ_NB_DUCKDUCKGO_URL", server.duckduckgo_endpoint)
+    clean_env.setenv("TORQ_NB_WIKIPEDIA_URL", server.wikipedia_endpoint)
+    clean_env.setenv("TORQ_NB_SEARXNG_URL", server.searxng_url)
+    clean_env.setenv("TORQ_NB_LOCAL_PATH", str(FIXTURE_PAGES))
+
+    chosen = resolve_source()
+    hits = await chosen.search("sourdough starter", 1, fetcher)
+
+    assert isinstance(chosen, DuckDuckGo) and hits[0].url == server.page_url(BY_ID["sourdough-starter"])
+    assert (await resolve_source("wikipedia").search("sourdough", 1, fetcher))[0].url.startswith(server.url)
+    assert (await resolve_source("searxng").search("sourdough", 1, fetcher))[0].url.startswith(server.url)
+    assert (await resolve_source("local").search("sourdough", 1, fetcher))[0].url.startswith("file://")
+
+
+PLUGIN = '''
+from torq_nb.research.models import Hit
+from torq_nb.research.sources import Source
+
+class EchoSource(Source):
+    name = "echo"
+
+    def __init__(self, prefix: str = "echo") -> None:
+        self.prefix = prefix
+
+    async def search(self, query, limit, fetcher):
+        return [Hit(title=f"{self.prefix}: {query}", url="https://example.org/", source=self.name, content="x")]
+
+NotASource = object
+'''
+
+
+def install_plugin(folder: Path, monkeypatch: pytest.MonkeyPatch, module: str, entries: dict[str, str]) -> None:
+    """A real installed distribution (a .dist-info with entry_points.txt) on sys.path, as pip would leave it."""
+    (folder / f"{module}.py").write_text(textwrap.dedent(PLUGIN), "utf-8")
+    info = folder / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n", "utf-8")
+    lines = "".join(f"{name} = {module}:{target}\n" for name, target in entries.items())
+    (info / "entry_points.txt").write_text(f"[torq_nb.sources]\n{lines}", "utf-8")
+    monkeypatch.syspath_prepend(str(folder))
+
+
+async def test_plugins_are_found_through_entry_points(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    install_plugin(tmp_path, clean_env, "torq_echo_plugin", {"echo": "EchoSource", "broken": "NotASource"})
+
+    assert {"echo", "broken", "wikipedia"} <= set(available_sources())
+    echo = resolve_source("echo", prefix="heard")
+    assert isinstance(echo, Source)
+    assert [hit.title for hit in await echo.search("bees", 1, Fetcher())] == ["heard: bees"]
+    clean_env.setenv("TORQ_NB_SOURCE", "echo")
+    assert type(resolve_source()).__name__ == "EchoSource"
+    with pytest.raises(TypeError, match="'broken'.*not a subclass"):
+        resolve_source("broken")
