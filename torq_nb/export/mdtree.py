@@ -144,7 +144,7 @@ def _plain(cells: list[Node]) -> str:
 
 
 def table_node(head: list[list[Node]], rows: list[list[list[Node]]], align: list[str] | None = None) -> Node:
-    """A table node; columns with long text share the free width, short ones fit their content."""
+    """A table node; columns with long text share the free width in proportion, short ones fit their content."""
     ncols = max([len(head)] + [len(r) for r in rows]) if (head or rows) else 0
     head = head + [[]] * (ncols - len(head)) if head else []
     rows = [r + [[]] * (ncols - len(r)) for r in rows]
@@ -153,8 +153,6 @@ def table_node(head: list[list[Node]], rows: list[list[list[Node]]], align: list
         for i, cell in enumerate(row):
             longest[i] = max(longest[i], len(_plain(cell)))
     widths: list[Any] = ["auto" if n <= 14 else min(n, 80) for n in longest]
-    if all(w == "auto" for w in widths) and ncols:
-        widths[longest.index(max(longest))] = 1
     align = (align or []) + ["left"] * (ncols - len(align or []))
     return {"t": "table", "head": head, "rows": rows, "widths": widths, "align": align[:ncols]}
 

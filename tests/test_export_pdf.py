@@ -1,0 +1,181 @@
+"""PDF exports read back with poppler: text, links, fonts, page size, long tables, and the nbconvert CLI."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+import export_factory as factory
+from torq_nb.export import ExportManager, TypstPDFExporter, export, to_pdf
+
+pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")
+
+HOSTILE = ['#read("/etc/passwd")', "]#set page(width: 1pt)", "$x^2$ @source-1 <lbl> *bold* `raw` \\ // not a comment"]
+
+
+def pdftext(path: Path, *args: str) -> str:
+    return subprocess.run(["pdftotext", "-raw", *args, str(path), "-"], capture_output=True, text=True, check=True).stdout
+
+
+def joined(text: str) -> str:
+    """The text with line breaks removed, so that wrapped URLs read as one string."""
+    return text.replace("\n", "")
+
+
+def pdfinfo(path: Path) -> dict[str, str]:
+    out = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
+    return dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+
+
+def link_uris(path: Path) -> list[str]:
+    return [m.decode() for m in re.findall(rb"/URI ?\(([^)]*)\)", path.read_bytes())]
+
+
+@pytest.fixture
+def report_pdf(tmp_path: Path) -> tuple[Path, list[dict[str, object]]]:
+    rows = [
+        factory.row(1, title="Café crème and naïve façades — Ångström"),
+        factory.row(2, title="한국어 제목과 中文标题"),
+        factory.row(3, title=HOSTILE[0]),
+        factory.row(4, title=HOSTILE[1], snippet=HOSTILE[2]),
+        factory.row(5, url="https://example.org/" + "segment/" * 20 + "end?query=" + "q" * 60),
+        factory.row(6, status="error", error="HTTP 503 | upstream <timeout>", http_status=503),
+    ]
+    results = factory.results(rows=rows, topic=HOSTILE[0], summary="Accents print [1]. CJK prints [2].")
+    path = ExportManager().export_to_pdf(results, tmp_path / "report.pdf")
+    return path, rows
+
+
+def test_pdf_has_title_metadata_and_page_numbers(report_pdf: tuple[Path, list[dict[str, object]]]) -> None:
+    path, _ = report_pdf
+    text = pdftext(path)
+    assert text.startswith(f"Research: {HOSTILE[0]}")
+    for field in ("Topic:", "Depth: standard", "Source: wikipedia", "Date: 2026-11-25", "Duration: 4.2 s",
+                  "6 results: 5 fetched, 1 failed"):
+        assert field in text
+    pages = int(pdfinfo(path)["Pages"])
+    assert f"1 / {pages}" in text
+
+
+def test_hostile_text_prints_literally_and_page_size_is_untouched(report_pdf: tuple[Path, list[dict[str, object]]]) -> None:
+    path, _ = report_pdf
+    text = joined(pdftext(path))
+    for hostile in HOSTILE:
+        assert hostile.replace(" ", "") in text.replace(" ", "")
+    assert "root:x:0:0" not in text
+    assert pdfinfo(path)["Page size"].strip().startswith("595.276 x 841.89")  # A4, not 1pt wide
+
+
+def test_every_url_is_printed_and_clickable(report_pdf: tuple[Path, list[dict[str, object]]]) -> None:
+    path, rows = report_pdf
+    text = joined(pdftext(path))
+    uris = link_uris(path)
+    for row in rows:
+        assert row["url"] in text
+        assert row["url"] in uris
+    assert b"/GoTo" in path.read_bytes() or b"/Dest" in path.read_bytes()  # [n] citations jump to the source list
+
+
+def test_accents_and_cjk_print_with_real_fonts(report_pdf: tuple[Path, list[dict[str, object]]]) -> None:
+    path, _ = report_pdf
+    text = pdftext(path)
+    assert "Café crème and naïve façades — Ångström" in text
+    if not list(Path("/usr/share/fonts").rglob("NotoSerifCJK*")) and not list(Path("/usr/share/fonts").rglob("NotoSansCJK*")):
+        pytest.skip("needs fonts-noto-cjk")
+    assert "한국어 제목과 中文标题" in text
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
+    assert "CJK" in fonts  # the glyphs come from a CJK font, not .notdef boxes
+
+
+def test_long_table_breaks_across_pages_with_its_header_repeated(tmp_path: Path) -> None:
+    path = export(factory.results(300), tmp_path / "long.pdf")
+    pages = int(pdfinfo(path)["Pages"])
+    assert pages >= 8
+    for page in (2, 3):
+        text = pdftext(path, "-f", str(page), "-l", str(page))
+        assert re.search(r"#\s*Title\s*Domain\s*Status\s*Words\s*Published\s*Snippet", text), text[:300]
+
+
+def test_empty_results_make_a_pdf_that_says_so(tmp_path: Path) -> None:
+    path = export(factory.results(0, summary=""), tmp_path / "empty.pdf")
+    assert "There were no results." in pdftext(path)
+
+
+def _png(width: int, height: int) -> bytes:
+    raw = b"".join(b"\x00" + b"\x20\x60\xa0" * width for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def any_notebook() -> nbformat.NotebookNode:
+    """A notebook that is not a report: Markdown, code, a stream, an error, an image and an HTML table."""
+    nb = new_notebook(metadata={"language_info": {"name": "python"}})
+    png = base64.b64encode(_png(200, 80)).decode()
+    nb.cells = [
+        new_markdown_cell("# Plain notebook\n\nText with *emphasis*, `code`, a [link](https://example.net/page) and a "
+                          "[jump](#Later-section).\n\n| k | v |\n|---|---|\n| alpha | 1 |"),
+        new_code_cell("print('hello')", execution_count=1,
+                      outputs=[new_output("stream", name="stdout", text="hello from stdout\n")]),
+        new_code_cell("df", execution_count=2, outputs=[new_output(
+            "execute_result", execution_count=2,
+            data={"text/plain": "frame", "text/html": "<table><tr><th>col_a</th><th>col_b</th></tr>"
+                  "<tr><td>cell-1</td><td>&lt;script&gt;</td></tr></table>"})]),
+        new_code_cell("plot()", execution_count=3, outputs=[new_output("display_data", data={"image/png": png})]),
+        new_code_cell("1/0", execution_count=4, outputs=[new_output(
+            "error", ename="ZeroDivisionError", evalue="division by zero",
+            traceback=["\x1b[0;31mZeroDivisionError\x1b[0m: division by zero"])]),
+        new_markdown_cell("## Later section\n\n<div>raw <b>html</b> <script>alert(1)</script></div>"),
+    ]
+    return nb
+
+
+def test_exporter_renders_any_notebook() -> None:
+    pdf, resources = TypstPDFExporter().from_notebook_node(any_notebook())
+    assert resources["output_extension"] == ".pdf"
+    assert pdf.startswith(b"%PDF")
+    assert b"/Subtype /Image" in pdf or b"/Subtype/Image" in pdf
+
+
+def test_nbconvert_cli_makes_a_pdf_from_any_notebook(tmp_path: Path) -> None:
+    source = tmp_path / "any.ipynb"
+    nbformat.write(any_notebook(), source)
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "typst-pdf", str(source)],
+                   check=True, capture_output=True, timeout=120)
+    text = pdftext(tmp_path / "any.pdf")
+    for expected in ("Plain notebook", "print('hello')", "hello from stdout", "col_a", "cell-1", "<script>",
+                     "ZeroDivisionError: division by zero", "Later section", "raw html", "alpha"):
+        assert expected in text
+    assert "\x1b" not in text and "[0;31m" not in text
+    assert "alert(1)" not in text  # script bodies in Markdown HTML are not content
+    assert "https://example.net/page" in link_uris(tmp_path / "any.pdf")
+
+
+def test_missing_tools_of_other_engines_are_named() -> None:
+    if shutil.which("xelatex") is None:
+        with pytest.raises(RuntimeError, match="xelatex"):
+            to_pdf(factory.results(2), engine="latex")
+    with pytest.raises(ValueError, match="typst"):
+        to_pdf(factory.results(2), engine="prince")  # type: ignore[arg-type]
+
+
+def test_webpdf_engine_works_or_says_what_to_install() -> None:
+    try:
+        pdf = to_pdf(factory.results(2), engine="webpdf")
+    except RuntimeError as exc:
+        assert "playwright install chromium" in str(exc)
+    else:
+        assert pdf.startswith(b"%PDF")
