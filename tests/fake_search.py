@@ -30,7 +30,7 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -204,9 +204,13 @@ class SearchServer:
     async def _searxng(self, request: web.Request) -> web.Response:
         query = request.query.get("q", "")
         if request.query.get("format") != "json":
-            return web.Response(text=f"<html><body>results for {html.escape(query)}</body></html>", content_type="text/html")
+            return web.Response(
+                text=f"<html><body>results for {html.escape(query)}</body></html>", content_type="text/html"
+            )
         if not self.searxng_json:
-            return web.Response(status=403, text="<html><body><h1>403 Forbidden</h1></body></html>", content_type="text/html")
+            return web.Response(
+                status=403, text="<html><body><h1>403 Forbidden</h1></body></html>", content_type="text/html"
+            )
         pageno = int(request.query.get("pageno", "1"))
         ranked = self.ranked(query)
         start = (pageno - 1) * self.results_per_page
@@ -241,21 +245,35 @@ class SearchServer:
     async def _mediawiki(self, request: web.Request) -> web.Response:
         if self.wiki_maxlag > 0:
             self.wiki_maxlag -= 1
-            error = {"code": "maxlag", "info": "Waiting for db1: 7 seconds lagged.", "host": "db1", "lag": 7, "type": "db"}
+            error = {
+                "code": "maxlag",
+                "info": "Waiting for db1: 7 seconds lagged.",
+                "host": "db1",
+                "lag": 7,
+                "type": "db",
+            }
             return web.json_response({"error": error}, headers={"Retry-After": "5", "X-Database-Lag": "7"})
         q = request.query
         if q.get("action") != "query" or q.get("format") != "json":
-            error = {"code": "badvalue", "info": "Unrecognized value for parameter \"action\"."}
+            error = {"code": "badvalue", "info": 'Unrecognized value for parameter "action".'}
             return web.json_response({"error": error}, headers={"MediaWiki-API-Error": "badvalue"})
         if q.get("list") == "search":
             limit = int(q.get("srlimit", "10"))
             term = q.get("srsearch", "")
             ranked = self.ranked(term)
             found = [
-                {"ns": 0, "title": self.wiki_title(page), "pageid": n + 1, "snippet": self._snippet(page, term, '<span class="searchmatch">', "</span>")}
+                {
+                    "ns": 0,
+                    "title": self.wiki_title(page),
+                    "pageid": n + 1,
+                    "snippet": self._snippet(page, term, '<span class="searchmatch">', "</span>"),
+                }
                 for n, page in enumerate(ranked[:limit])
             ]
-            body: dict[str, Any] = {"batchcomplete": True, "query": {"searchinfo": {"totalhits": len(ranked)}, "search": found}}
+            body: dict[str, Any] = {
+                "batchcomplete": True,
+                "query": {"searchinfo": {"totalhits": len(ranked)}, "search": found},
+            }
             if len(ranked) > limit:
                 body["continue"] = {"sroffset": limit, "continue": "-||"}
             return web.json_response(body)
@@ -263,7 +281,9 @@ class SearchServer:
             title = q.get("titles", "")
             page = self._by_title.get(title)
             if page is None:
-                return web.json_response({"batchcomplete": True, "query": {"pages": [{"ns": 0, "title": title, "missing": True}]}})
+                return web.json_response(
+                    {"batchcomplete": True, "query": {"pages": [{"ns": 0, "title": title, "missing": True}]}}
+                )
             entry = {"pageid": self.pages.index(page) + 1, "ns": 0, "title": title, "extract": page.text}
             return web.json_response({"batchcomplete": True, "query": {"pages": [entry]}})
         return web.json_response({"batchcomplete": True, "query": {}})
@@ -291,7 +311,9 @@ class SearchServer:
 
     def _snippet_title(self, page: FakePage, query: str) -> str:
         wanted = set(_terms(query))
-        return " ".join(f"<b>{html.escape(w)}</b>" if set(_terms(w)) & wanted else html.escape(w) for w in page.title.split())
+        return " ".join(
+            f"<b>{html.escape(w)}</b>" if set(_terms(w)) & wanted else html.escape(w) for w in page.title.split()
+        )
 
     async def _page(self, request: web.Request) -> web.Response:
         page = self._by_id.get(request.match_info["id"])

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from fake_search import CORPUS, FIXTURE_PAGES, FakePage, SearchServer, corpus_available, load_pages
+from fake_search import CORPUS, FIXTURE_PAGES, SearchServer, corpus_available, load_pages
 
 from torq_nb.research.fetch import Fetcher, FetchPolicy
 from torq_nb.research.models import Hit
@@ -69,7 +69,13 @@ async def test_wikipedia_hits_are_plain_article_links(server: SearchServer, fetc
     request = server.requests_to("/w/api.php")[0]
     assert request.query["list"] == "search" and request.query["srsearch"] == "varroa mite honeybee colonies"
     assert request.query["maxlag"] == "5" and request.query["formatversion"] == "2"
-    assert request.headers["User-Agent"].startswith("torq_nb/")
+    assert request.headers["User-Agent"].startswith("torq_nb/")  # descriptive, as Wikimedia requires
+
+
+async def test_wikipedia_user_agent_can_carry_contact_details(server: SearchServer, fetcher: Fetcher) -> None:
+    wiki = Wikipedia(server.wikipedia_endpoint, user_agent="LabNotebook/1.0 (ada@example.org) torq_nb")
+    await wiki.search("bees", 1, fetcher)
+    assert server.requests_to("/w/api.php")[0].headers["User-Agent"] == "LabNotebook/1.0 (ada@example.org) torq_nb"
 
 
 async def test_wikipedia_fetch_is_the_plain_text_extract(server: SearchServer, fetcher: Fetcher) -> None:
@@ -265,9 +271,11 @@ async def test_local_files_read_markdown_text_and_gzip(tmp_path: Path) -> None:
     )
     (tmp_path / "glaciers_report.txt").write_text("Glaciers retreat as\nsummers warm.\n\nAnother paragraph.", "utf-8")
     (tmp_path / "volcano.html.gz").write_bytes(
-        gzip.compress(b"<html><head><title>Volcanic ash</title></head><body><p>Ash clouds ground planes.</p></body></html>")
+        gzip.compress(
+            b"<html><head><title>Volcanic ash</title></head><body><p>Ash clouds ground planes.</p></body></html>"
+        )
     )
-    (tmp_path / "comets.md.gz").write_bytes(gzip.compress("# Comets\n\nComet tails point away from the Sun.".encode()))
+    (tmp_path / "comets.md.gz").write_bytes(gzip.compress(b"# Comets\n\nComet tails point away from the Sun."))
     (tmp_path / "ignored.json").write_text('{"tides": "moon"}', "utf-8")
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "tides.txt").write_text("tides tides tides moon", "utf-8")
@@ -351,7 +359,9 @@ async def test_local_files_find_corpus_pages_by_their_own_words() -> None:
 
 
 def test_snippet_markup_becomes_plain_text() -> None:
-    fragment = 'The <span class="searchmatch">Moon</span> &quot;pulls&quot; tides &amp; <b>oceans</b><script>x()</script> too'
+    fragment = (
+        'The <span class="searchmatch">Moon</span> &quot;pulls&quot; tides &amp; <b>oceans</b><script>x()</script> too'
+    )
     assert html_to_text(fragment) == 'The Moon "pulls" tides & oceans too'
     assert html_to_text("") == "" and html_to_text("   ") == ""
 
@@ -420,7 +430,7 @@ async def test_environment_points_a_notebook_elsewhere(
     assert (await resolve_source("local").search("sourdough", 1, fetcher))[0].url.startswith("file://")
 
 
-PLUGIN = '''
+PLUGIN = """
 from torq_nb.research.models import Hit
 from torq_nb.research.sources import Source
 
@@ -434,7 +444,7 @@ class EchoSource(Source):
         return [Hit(title=f"{self.prefix}: {query}", url="https://example.org/", source=self.name, content="x")]
 
 NotASource = object
-'''
+"""
 
 
 def install_plugin(folder: Path, monkeypatch: pytest.MonkeyPatch, module: str, entries: dict[str, str]) -> None:

@@ -39,7 +39,9 @@ def resolve_source(source: str | Source | None = None, **options: Any) -> Source
     (else $TORQ_NB_SOURCE, else "wikipedia"), constructed with `options`."""
     if isinstance(source, Source):
         if options:
-            raise ValueError(f"Options {sorted(options)} apply only when a source is chosen by name, not to {source!r}.")
+            raise ValueError(
+                f"Options {sorted(options)} apply only when a source is chosen by name, not to {source!r}."
+            )
         return source
     if source is not None and not isinstance(source, str):
         raise TypeError(f"source must be a name or a Source object, not {type(source).__name__}.")
@@ -74,6 +76,6 @@ __all__ = [
     "available_sources",
     "canonical_url",
     "html_to_text",
-    "unique_hits",
     "resolve_source",
+    "unique_hits",
 ]

@@ -127,6 +127,4 @@ def read_json(source: str, what: str, page: Page, hint: str) -> Any:
         return json.loads(page.text or "")
     except ValueError:
         kind = page.content_type or "an unknown content type"
-        raise SourceError(
-            f"{source}: {what} returned {kind}, not JSON (HTTP {page.http_status}). {hint}"
-        ) from None
+        raise SourceError(f"{source}: {what} returned {kind}, not JSON (HTTP {page.http_status}). {hint}") from None

@@ -48,7 +48,7 @@ _LINE_BREAK = re.compile(r"\n")  # between paragraphs of trafilatura's output
 def _stemmer() -> Callable[[list[str]], list[str]] | None:
     """PyStemmer's English stemmer when installed (`pip install PyStemmer`); plain tokens otherwise."""
     try:
-        import Stemmer  # type: ignore[import-not-found]
+        import Stemmer  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return None
     stem: Callable[[list[str]], list[str]] = Stemmer.Stemmer("english").stemWords
@@ -156,9 +156,7 @@ class LocalFiles(Source):
             )
         stamps = _scan(self.path)
         if not stamps:
-            raise SourceError(
-                f"LocalFiles: no .html, .htm, .md or .txt files (or .gz of them) under {self.path}."
-            )
+            raise SourceError(f"LocalFiles: no .html, .htm, .md or .txt files (or .gz of them) under {self.path}.")
         with _BUILD_LOCK:
             previous = _INDEXES.get(self.path)
             if previous is not None and previous.stamps == stamps:

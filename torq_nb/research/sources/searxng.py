@@ -34,7 +34,9 @@ class SearXNG(Source):
 
     name: ClassVar[str] = "searxng"
 
-    def __init__(self, base_url: str | None = None, *, categories: str | None = None, language: str | None = None) -> None:
+    def __init__(
+        self, base_url: str | None = None, *, categories: str | None = None, language: str | None = None
+    ) -> None:
         url = env_or(base_url, "TORQ_NB_SEARXNG_URL")
         if not url:
             raise ValueError(
@@ -92,7 +94,9 @@ class SearXNG(Source):
 
 
 def _usable(item: Any) -> bool:
-    return isinstance(item, dict) and isinstance(item.get("url"), str) and item["url"].startswith(("http://", "https://"))
+    return (
+        isinstance(item, dict) and isinstance(item.get("url"), str) and item["url"].startswith(("http://", "https://"))
+    )
 
 
 def _hit(item: dict[str, Any]) -> Hit:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -18,16 +17,7 @@ from torq_nb.research.sources.base import Source, SourceError, env_or, html_to_t
 if TYPE_CHECKING:
     from torq_nb.research.fetch import Fetcher
 
-try:
-    _VERSION = version("torq_nb")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    _VERSION = "dev"
-
 DEFAULT_ENDPOINT = "https://en.wikipedia.org/w/api.php"
-#: Wikimedia blocks library-default User-Agents; its policy asks for the tool's name, version and a contact.
-DEFAULT_USER_AGENT = (
-    f"torq_nb/{_VERSION} (Jupyter research extension; https://pypi.org/project/torq_nb/) aiohttp"
-)
 _LANG = re.compile(r"^[a-z][a-z0-9-]{1,20}$")
 #: How often to retry when the API answers `maxlag` (the servers are lagging and ask bots to pause).
 _MAXLAG_RETRIES = 2
@@ -39,6 +29,8 @@ class Wikipedia(Source):
     `endpoint` defaults to $TORQ_NB_WIKIPEDIA_URL, else the English Wikipedia API. `lang="de"` picks
     another language edition of Wikipedia (only with the default endpoint). `maxlag_wait` is the pause,
     in seconds, before retrying when the API reports replication lag (Wikimedia asks for at least 5).
+    Requests carry the fetch policy's User-Agent (torq_nb's, with its name, version and address, by default,
+    as Wikimedia's policy asks) unless `user_agent` is given: give one with your contact details for heavy use.
     """
 
     name: ClassVar[str] = "wikipedia"
@@ -65,7 +57,7 @@ class Wikipedia(Source):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"Wikipedia: endpoint {self.endpoint!r} is not an http(s) URL of a MediaWiki api.php.")
         self._article_base = urlunsplit((parts.scheme, parts.netloc, "/wiki/", "", ""))
-        self.user_agent = user_agent or DEFAULT_USER_AGENT
+        self.user_agent = user_agent
         self.maxlag_wait = maxlag_wait
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -120,8 +112,14 @@ class Wikipedia(Source):
         extract = page.get("extract")
         if page.get("missing") or page.get("invalid") or not isinstance(extract, str):
             return Page(url=hit.url, status="error", error=f"Wikipedia has no article titled {title!r}.")
-        return Page(url=hit.url, status="ok", final_url=self.article_url(str(page.get("title", title))),
-                    http_status=200, content_type="text/plain", text=extract)
+        return Page(
+            url=hit.url,
+            status="ok",
+            final_url=self.article_url(str(page.get("title", title))),
+            http_status=200,
+            content_type="text/plain",
+            text=extract,
+        )
 
     async def _api(self, fetcher: Fetcher, params: dict[str, str], what: str) -> dict[str, Any]:
         """One API request at a time; waits and retries (bounded) while the servers report replication lag."""
@@ -129,9 +127,8 @@ class Wikipedia(Source):
         async with self._serial():
             retries = 0
             while True:
-                page = await fetcher.fetch(
-                    self.endpoint, trusted=True, params=params, headers={"User-Agent": self.user_agent}
-                )
+                headers = {"User-Agent": self.user_agent} if self.user_agent else None
+                page = await fetcher.fetch(self.endpoint, trusted=True, params=params, headers=headers)
                 data = read_json("Wikipedia", what, page, f"Check that {self.endpoint} is a MediaWiki api.php.")
                 error = data.get("error") if isinstance(data, dict) else None
                 if not isinstance(error, dict):
@@ -150,4 +147,3 @@ class Wikipedia(Source):
         if self._lock is None or self._lock_loop is not loop:
             self._lock, self._lock_loop = asyncio.Lock(), loop
         return self._lock
-
