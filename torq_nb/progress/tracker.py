@@ -44,6 +44,10 @@ DEFAULT_STAGES: tuple[tuple[str, float], ...] = (
 #: How many finished operations ``get_progress`` still remembers after their trackers are gone.
 FINISHED_KEPT = 256
 
+#: Hot-loop counting reads the clock at most this many units apart (see ``_Counter``).
+_MAX_STEP = 64
+
+_get_ident = threading.get_ident
 _live: weakref.WeakValueDictionary[str, ProgressTracker] = weakref.WeakValueDictionary()
 _finished: OrderedDict[str, ProgressStatus] = OrderedDict()
 _registry_lock = threading.Lock()
@@ -51,11 +55,11 @@ _registry_lock = threading.Lock()
 
 def get_progress(operation_id: str) -> ProgressStatus | None:
     """The current status of the operation with this id, or None if no tracker has it."""
-    tracker = _live.get(operation_id)
-    if tracker is not None:
-        return tracker.status()
     with _registry_lock:
-        return _finished.get(operation_id)
+        tracker = _live.get(operation_id)
+        if tracker is None:
+            return _finished.get(operation_id)
+    return tracker.status()
 
 
 def _remember_finished(status: ProgressStatus) -> None:
@@ -75,17 +79,23 @@ def _normalise_stages(stages: StageSpec | None) -> tuple[tuple[str, float], ...]
     """Stage names evenly spaced over 0–100, or (name, percent) pairs, validated."""
     if stages is None:
         return DEFAULT_STAGES
+    if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
+        raise TypeError(f"stages must be a list of stage names or of (name, percent) pairs, got {stages!r}")
     items = list(stages)
     if not items:
         raise ValueError("stages must name at least one stage")
     if all(isinstance(item, str) for item in items):
-        count = len(items)
-        pairs = [(str(name), 100.0 * index / count) for index, name in enumerate(items)]
-    elif all(isinstance(item, (tuple, list)) and len(item) == 2 for item in items):
-        pairs = [(str(name), float(percent)) for name, percent in items]  # type: ignore[misc]
+        pairs = [(name, 100.0 * index / len(items)) for index, name in enumerate(items)]
+    elif all(isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str) for item in items):
+        try:
+            pairs = [(name, float(percent)) for name, percent in items]
+        except (TypeError, ValueError):
+            raise ValueError(f"each stage's percent must be a number, got {items!r}") from None
     else:
-        raise TypeError("stages must be a list of names or a list of (name, percent) pairs")
+        raise TypeError(f"stages must be a list of stage names or of (name, percent) pairs, got {items!r}")
     names = [name for name, _ in pairs]
+    if not all(names):
+        raise ValueError(f"stage names must not be empty, got {names}")
     if len(set(names)) != len(names):
         raise ValueError(f"stage names must be unique, got {names}")
     percents = [percent for _, percent in pairs]
@@ -116,6 +126,26 @@ class _Guarded:
         return hash(self.handler)
 
 
+class _Counter:
+    """One writer's share of a tracker's count: one thread's ``advance()`` calls, or one ``track()`` loop.
+
+    Why: a lock costs more than everything else in ``advance()``. Each counter has a single writer,
+    so ``count += n`` needs no lock and loses nothing, even with many threads; the tracker's count is
+    the sum of its counters, read under the lock. The writer reads the clock only when ``count``
+    reaches ``check_at``; the step to the next check adapts, like tqdm's miniters, so that the clock
+    is read about ten times per refresh interval, and at most ``_MAX_STEP`` units apart, which bounds
+    how long a loop that suddenly slows down can go unpublished.
+    """
+
+    __slots__ = ("check_at", "checked_at", "checked_count", "count")
+
+    def __init__(self, now: float) -> None:
+        self.count = 0
+        self.check_at = 1
+        self.checked_count = 0
+        self.checked_at = now
+
+
 class ProgressTracker(traitlets.HasTraits):
     """Tracks an operation through named stages, with counts, rate, ETA and errors.
 
@@ -126,7 +156,8 @@ class ProgressTracker(traitlets.HasTraits):
 
     Observe it like any traitlets object (``tracker.observe(fn, names=["stage"])``) or register a plain
     callback with ``add_callback``; a failing observer is logged and never breaks the operation.
-    Safe to update from several threads and asyncio tasks at once.
+    Safe to update from several threads and asyncio tasks at once. Observers and callbacks run with
+    the tracker's lock held, in the thread that published, so they see changes one at a time, in order.
     """
 
     operation = traitlets.Unicode(read_only=True)
@@ -154,10 +185,12 @@ class ProgressTracker(traitlets.HasTraits):
     ) -> None:
         super().__init__()
         if not isinstance(operation_name, str) or not operation_name:
-            raise ValueError("operation_name must be a non-empty string")
+            raise ValueError(f"operation_name must be a non-empty string, got {operation_name!r}")
+        if not isinstance(refresh_interval, (int, float)) or not refresh_interval >= 0:
+            raise ValueError(f"refresh_interval must be a number of seconds >= 0, got {refresh_interval!r}")
         self._stage_spec = _normalise_stages(stages)
         self._stage_index = {name: index for index, (name, _) in enumerate(self._stage_spec)}
-        self.refresh_interval = refresh_interval
+        self.refresh_interval = float(refresh_interval)
         self._lock = threading.RLock()
         self._callbacks: list[StatusCallback] = []
         self._warned_terminal = False
@@ -165,7 +198,8 @@ class ProgressTracker(traitlets.HasTraits):
         self.set_trait("operation_id", uuid.uuid4().hex)
         self._initial_metadata = dict(metadata or {})
         self._clear()
-        _live[self.operation_id] = self
+        with _registry_lock:
+            _live[self.operation_id] = self
 
     # ----------------------------------------------------------------- internal state
 
@@ -174,7 +208,10 @@ class ProgressTracker(traitlets.HasTraits):
         self._state = "pending"
         self._current = -1
         self._message: str | None = None
-        self._done = 0
+        # done = _offset + the sum of the counters. Counters are only added, removed or replaced
+        # with the lock held; a new dict (here and at the end) sends every writer through the slow path.
+        self._counters: dict[object, _Counter] = {}
+        self._offset = 0
         self._total: int | None = None
         self._started: float | None = None
         self._started_at: str | None = None
@@ -199,6 +236,7 @@ class ProgressTracker(traitlets.HasTraits):
         return self._state in TERMINAL_STATES
 
     def _refuse_if_finished(self, what: str) -> bool:
+        """True (and logged: a warning the first time, then at debug level) if the operation has ended."""
         if self._state not in TERMINAL_STATES:
             return False
         level = logging.DEBUG if self._warned_terminal else logging.WARNING
@@ -206,7 +244,11 @@ class ProgressTracker(traitlets.HasTraits):
         self._warned_terminal = True
         return True
 
-    def _percent_now(self) -> float:
+    def _done_now(self) -> int:
+        """The exact count in the current stage. Called with the lock held."""
+        return int(self._offset + sum(counter.count for counter in self._counters.values()))
+
+    def _percent_now(self, done: int) -> float:
         if self._state == "complete":
             return 100.0
         if self._current < 0:
@@ -214,7 +256,7 @@ class ProgressTracker(traitlets.HasTraits):
         start = self._stage_spec[self._current][1]
         following = self._stage_spec[self._current + 1][1] if self._current + 1 < len(self._stage_spec) else 100.0
         if self._total:
-            return start + (following - start) * min(self._done / self._total, 1.0)
+            return start + (following - start) * min(max(done / self._total, 0.0), 1.0)
         return start
 
     # ----------------------------------------------------------------- reading
@@ -224,12 +266,13 @@ class ProgressTracker(traitlets.HasTraits):
         with self._lock:
             now = monotonic()
             end = self._ended if self._ended is not None else now
+            done = self._done_now()
             duration = end - self._started if self._started is not None else 0.0
             counting = end - self._count_started
-            rate = self._done / counting if self._done and counting > 0 else None
+            rate = done / counting if done > 0 and counting > 0 else None
             eta = None
             if rate and self._total is not None and self._state == "running":
-                eta = max(self._total - self._done, 0) / rate
+                eta = max(self._total - done, 0) / rate
             stages = []
             for index, (name, percent) in enumerate(self._stage_spec):
                 started = self._stage_started[index]
@@ -243,13 +286,13 @@ class ProgressTracker(traitlets.HasTraits):
                 operation=self.operation,
                 operation_id=self.operation_id,
                 stage=self._stage_spec[self._current][0] if self._current >= 0 else None,
-                percent=round(self._percent_now(), 3),
+                percent=round(self._percent_now(done), 3),
                 state=self._state,  # type: ignore[arg-type]
                 message=self._message,
                 duration=duration,
                 timestamp=_utc_iso(),
                 started_at=self._started_at,
-                done=self._done,
+                done=done,
                 total=self._total,
                 rate=rate,
                 eta=eta,
@@ -280,6 +323,7 @@ class ProgressTracker(traitlets.HasTraits):
     def _publish(self) -> None:
         """Push the exact current status to the traits and callbacks. Called with the lock held."""
         status = self.status()
+        data = status.to_dict()
         self._next_publish = monotonic() + self.refresh_interval
         with self.hold_trait_notifications():
             self.set_trait("stage", status.stage)
@@ -291,16 +335,14 @@ class ProgressTracker(traitlets.HasTraits):
             self.set_trait("rate", status.rate)
             self.set_trait("eta", status.eta)
             self.set_trait("duration", status.duration)
-            self.set_trait("error", status.to_dict()["error"])
-            self.set_trait("stages", [stage.__dict__.copy() for stage in status.stages])
-            self.set_trait("metadata", status.metadata)
-        if self._callbacks:
-            data = status.to_dict()
-            for callback in list(self._callbacks):
-                try:
-                    callback(data)
-                except Exception:
-                    log.exception("progress callback %r raised; the operation continues", callback)
+            self.set_trait("error", data["error"])
+            self.set_trait("stages", data["stages"])
+            self.set_trait("metadata", data["metadata"])
+        for callback in list(self._callbacks):
+            try:
+                callback(data)
+            except Exception:
+                log.exception("progress callback %r raised; the operation continues", callback)
         if status.finished:
             _remember_finished(status)
 
@@ -319,6 +361,7 @@ class ProgressTracker(traitlets.HasTraits):
             self._stage_duration[self._current] = now - started if started is not None else 0.0
 
     def _enter(self, index: int, now: float) -> None:
+        """Make stage ``index`` the current one (earlier stages complete or skipped); counts untouched."""
         self._close_stage("complete", now)
         for skipped in range(self._current + 1, index):
             self._stage_state[skipped] = "skipped"
@@ -326,7 +369,22 @@ class ProgressTracker(traitlets.HasTraits):
         self._stage_state[index] = "running"
         self._stage_started[index] = now
         self._stage_started_at[index] = _utc_iso()
-        self._done, self._total, self._count_started = 0, None, now
+
+    def _restart_count(self, total: int | None, now: float) -> None:
+        """Count from zero (toward ``total``), with the rate measured from ``now``."""
+        self._offset -= self._done_now()
+        self._total = total
+        self._count_started = now
+
+    def _start_if_pending(self) -> bool:
+        """Enter the first stage if the operation has not started; True if it just did."""
+        if self._state != "pending":
+            return False
+        now = monotonic()
+        self._begin()
+        self._enter(0, now)
+        self._restart_count(None, now)
+        return True
 
     def progress(self, stage: str, message: str | None = None, **metadata: Any) -> None:
         """Enter ``stage`` (or stay in it), with an optional message and metadata to record."""
@@ -341,7 +399,9 @@ class ProgressTracker(traitlets.HasTraits):
                 raise ValueError(f"cannot move back from stage {current!r} to earlier stage {stage!r}")
             self._begin()
             if index != self._current:
-                self._enter(index, monotonic())
+                now = monotonic()
+                self._enter(index, now)
+                self._restart_count(None, now)
             self._message = message
             self._metadata.update(metadata)
             self._publish()
@@ -351,72 +411,113 @@ class ProgressTracker(traitlets.HasTraits):
         with self._lock:
             if self._refuse_if_finished("update()"):
                 return
-            if self._current < 0:
-                self._begin()
-                self._enter(0, monotonic())
-            self._done = int(done)
+            started = self._start_if_pending()
+            self._offset += int(done) - self._done_now()
             if total is not None:
                 self._total = int(total)
             if message is not None:
                 self._message = message
-            if total is not None or monotonic() >= self._next_publish:
+            if started or total is not None or monotonic() >= self._next_publish:
                 self._publish()
+
+    # ----------------------------------------------------------------- counting in hot loops
 
     def advance(self, n: int = 1) -> None:
-        """Count ``n`` more items done in the current stage. Cheap: publishes at most every refresh_interval."""
+        """Count ``n`` more items done in the current stage. Cheap: no lock, publishes at most every refresh_interval."""
+        counter = self._counters.get(_get_ident())
+        if counter is None:
+            self._advance_slow(n)
+            return
+        counter.count += n
+        if counter.count >= counter.check_at:
+            self._checkpoint(counter)
+
+    def _advance_slow(self, n: int) -> None:
+        """advance() of a thread without a counter yet: start the operation if pending, refuse if ended."""
         with self._lock:
-            if self._state != "running":
-                if self._refuse_if_finished("advance()"):
-                    return
-                self._begin()
-                self._enter(0, monotonic())
-            self._done += n
-            if monotonic() >= self._next_publish:
+            if self._refuse_if_finished("advance()"):
+                return
+            started = self._start_if_pending()
+            now = monotonic()
+            counter = self._counters[_get_ident()] = _Counter(now)
+            counter.count = n
+            if started or now >= self._next_publish:
                 self._publish()
 
-    def _add_count(self, n: int) -> None:
-        with self._lock:
-            if self._state == "running":
-                self._done += n
-                self._publish()
+    def _checkpoint(self, counter: _Counter) -> int:
+        """Called by a counter's writer every few units: adapt the step, publish if due; the next check_at."""
+        now = monotonic()
+        elapsed = now - counter.checked_at
+        counted = counter.count - counter.checked_count
+        step = int(counted * self.refresh_interval / (10 * elapsed)) if elapsed > 0 else _MAX_STEP
+        counter.check_at = counter.count + min(max(step, 1), _MAX_STEP)
+        counter.checked_count, counter.checked_at = counter.count, now
+        if now >= self._next_publish:
+            with self._lock:
+                if self._state == "running" and now >= self._next_publish:
+                    self._publish()
+        return counter.check_at
 
     def track(self, iterable: Iterable[T] | AsyncIterable[T], total: int | None = None) -> Any:
-        """Yield from a sync or async iterable, counting each item in the current stage, like tqdm."""
+        """Yield from a sync or async iterable, counting each item in the current stage, like tqdm.
+
+        The count restarts at zero, toward ``total`` (default: ``len(iterable)`` when it has one).
+        An item counts once the loop asks for the next one, so a ``break`` leaves out the item it broke on.
+        """
         if total is None:
             try:
                 total = len(iterable)  # type: ignore[arg-type]
             except TypeError:
                 total = None
-        self.update(0, total)
+        counter = self._start_track(total)
         if isinstance(iterable, AsyncIterable):
-            return self._track_async(iterable)
-        return self._track_sync(iterable)
+            return self._track_async(iterable, counter)
+        return self._track_sync(iterable, counter)
 
-    def _track_sync(self, iterable: Iterable[T]) -> Iterator[T]:
-        pending = 0
-        deadline = self._next_publish
+    def _start_track(self, total: int | None) -> _Counter:
+        """A counter for one track() loop, registered unless the operation has ended."""
+        with self._lock:
+            now = monotonic()
+            counter = _Counter(now)
+            if self._refuse_if_finished("track()"):
+                return counter
+            self._start_if_pending()
+            self._restart_count(total, now)
+            self._counters[counter] = counter
+            self._publish()
+            return counter
+
+    def _end_track(self, counter: _Counter) -> None:
+        """Fold a finished loop's count into the offset and publish the final count of the loop."""
+        with self._lock:
+            if self._counters.pop(counter, None) is counter:
+                self._offset += counter.count
+                if self._state == "running":
+                    self._publish()
+
+    def _track_sync(self, iterable: Iterable[T], counter: _Counter) -> Iterator[T]:
+        count, check_at = 0, counter.check_at  # locals: the cheapest per-item work
         try:
             for item in iterable:
                 yield item
-                pending += 1
-                if monotonic() >= deadline:
-                    self._add_count(pending)
-                    pending, deadline = 0, self._next_publish
+                count += 1
+                counter.count = count
+                if count >= check_at:
+                    check_at = self._checkpoint(counter)
         finally:
-            self._add_count(pending)
+            self._end_track(counter)
 
-    async def _track_async(self, iterable: AsyncIterable[T]) -> AsyncIterator[T]:
-        pending = 0
-        deadline = self._next_publish
+    async def _track_async(self, iterable: AsyncIterable[T], counter: _Counter) -> AsyncIterator[T]:
+        count, check_at = 0, counter.check_at  # locals: the cheapest per-item work
         try:
             async for item in iterable:
                 yield item
-                pending += 1
-                if monotonic() >= deadline:
-                    self._add_count(pending)
-                    pending, deadline = 0, self._next_publish
+                count += 1
+                counter.count = count
+                if count >= check_at:
+                    check_at = self._checkpoint(counter)
         finally:
-            self._add_count(pending)
+            self._end_track(counter)
 
     # ----------------------------------------------------------------- endings
 
@@ -425,10 +526,15 @@ class ProgressTracker(traitlets.HasTraits):
         self._close_stage(stage_state, now)
         self._state = state
         self._ended = now
+        # Freeze the count: later increments land in counters nobody reads any more.
+        self._offset, self._counters = self._done_now(), {}
         self._publish()
 
     def complete(self, message: str | None = None) -> None:
-        """Finish successfully: 100%, every stage done (the final marker stage, if any, entered)."""
+        """Finish successfully: 100%, every stage done (the final marker stage, if any, entered).
+
+        The counts, rate and total of the last counted stage are kept, as tqdm keeps them when it closes.
+        """
         with self._lock:
             if self._refuse_if_finished("complete()"):
                 return
@@ -482,13 +588,16 @@ class ProgressTracker(traitlets.HasTraits):
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc is None:
-            if not self.finished:
+        """Complete on success, cancel on KeyboardInterrupt or task cancellation, else fail; never swallow."""
+        with self._lock:
+            if self.finished:  # ended inside the block: that ending stands
+                return
+            if exc is None:
                 self.complete()
-        elif isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
-            self.cancel()
-        else:
-            self.fail(exc)
+            elif isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+                self.cancel()
+            else:
+                self.fail(exc)
 
     async def __aenter__(self) -> ProgressTracker:
         return self.__enter__()
