@@ -37,7 +37,7 @@ def md_cell(value: Any) -> str:
     if value is None:
         return ""
     lines = str(value).replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return "<br>".join(md_text(line) for line in lines).strip()
+    return "<br>".join(md_text(line) for line in lines)
 
 
 def safe_url(url: Any) -> str | None:
