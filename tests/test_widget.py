@@ -1,0 +1,384 @@
+"""ProgressWidget and the static snapshots: batching of comm messages counted on a real kernel's IOPub,
+immediate stage and terminal flushes, the trailing flush, the display bundle kept to the final state,
+and text/HTML snapshots that treat outside strings as data."""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+from nbconvert import HTMLExporter
+
+from torq_nb.progress import ProgressTracker
+from torq_nb.progress.snapshot import status_html, status_line
+from torq_nb.progress.widget import WIDGET_VIEW_MIME, ProgressWidget, asset_dir
+
+HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+
+# ----------------------------------------------------------------------------- a real kernel
+
+
+class Kernel:
+    """A live ipykernel; ``run`` executes code and returns every IOPub message until the kernel is idle."""
+
+    def __init__(self, manager: KernelManager) -> None:
+        self.manager = manager
+        self.client = manager.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    def run(self, code: str, **expressions: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """(IOPub messages of the execution, {name: evaluated user expression})."""
+        msg_id = self.client.execute(textwrap.dedent(code), user_expressions=expressions)
+        messages = []
+        while True:
+            message = self.client.get_iopub_msg(timeout=120)
+            messages.append(message)
+            if (
+                message["msg_type"] == "status"
+                and message["parent_header"].get("msg_id") == msg_id
+                and message["content"]["execution_state"] == "idle"
+            ):
+                break
+        reply = self.client.get_shell_msg(timeout=30)
+        while reply["parent_header"].get("msg_id") != msg_id:  # e.g. wait_for_ready's kernel_info_reply
+            reply = self.client.get_shell_msg(timeout=30)
+        errors = [m["content"] for m in messages if m["msg_type"] == "error"]
+        assert reply["content"]["status"] == "ok", errors or reply["content"]
+        values = {}
+        for name, result in reply["content"]["user_expressions"].items():
+            assert result["status"] == "ok", result
+            values[name] = ast.literal_eval(result["data"]["text/plain"])
+        return messages, values
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[Kernel]:
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel()
+    live = Kernel(manager)
+    live.run(SETUP)
+    try:
+        yield live
+    finally:
+        live.close()
+
+
+def widget_updates(messages: list[dict[str, Any]], model_id: str) -> list[dict[str, Any]]:
+    """The state carried by each comm 'update' message of one widget, in order of arrival."""
+    return [
+        m["content"]["data"]["state"]
+        for m in messages
+        if m["msg_type"] == "comm_msg"
+        and m["content"]["comm_id"] == model_id
+        and m["content"]["data"].get("method") == "update"
+    ]
+
+
+def position(messages: list[dict[str, Any]], predicate: Any) -> int:
+    for index, message in enumerate(messages):
+        if predicate(message):
+            return index
+    raise AssertionError("no such message")
+
+
+def is_marker(text: str) -> Any:
+    return lambda m: m["msg_type"] == "display_data" and m["content"]["data"].get("text/plain") == repr(text)
+
+
+def is_update_with(**fields: Any) -> Any:
+    def check(m: dict[str, Any]) -> bool:
+        if m["msg_type"] != "comm_msg" or m["content"]["data"].get("method") != "update":
+            return False
+        state = m["content"]["data"]["state"]
+        return all(state.get(key) == value for key, value in fields.items())
+
+    return check
+
+
+SETUP = """
+import time
+from IPython.display import display
+from torq_nb.progress import ProgressTracker
+from torq_nb.progress.widget import ProgressWidget
+"""
+
+
+def test_200k_advances_send_at_most_ten_messages_a_second_plus_stage_changes(kernel: Kernel) -> None:
+    messages, values = kernel.run(
+        """
+        tracker = ProgressTracker("flood")
+        widget = ProgressWidget(tracker)
+        display(widget)
+        started = time.monotonic()
+        tracker.progress("initializing")
+        calls = 0
+        for stage in ("searching", "extracting", "synthesizing"):
+            tracker.progress(stage)
+            for i in range(200_000 // 4):
+                tracker.advance()
+                calls += 1
+                if i % 2_000 == 0:
+                    time.sleep(0.02)  # a little real work, so the run spans a few seconds
+        for i in range(200_000 - calls):
+            tracker.advance()
+        tracker.complete()
+        run_seconds = time.monotonic() - started
+        """,
+        model_id="widget.model_id",
+        run_seconds="run_seconds",
+        done="tracker.done",
+    )
+    updates = widget_updates(messages, values["model_id"])
+    stage_changes = 5  # initializing, searching, extracting, synthesizing, complete
+    assert 0 < len(updates) <= 10 * values["run_seconds"] + stage_changes + 1, (len(updates), values["run_seconds"])
+    assert [u["stage"] for u in updates if "stage" in u] == [
+        "initializing",
+        "searching",
+        "extracting",
+        "synthesizing",
+        "complete",
+    ]
+    # The last message carries the final state, and every message carries several fields at once.
+    assert updates[-1]["state"] == "complete" and updates[-1]["percent"] == 100.0
+    assert all(len(update) > 1 for update in updates)
+
+
+def test_stage_changes_and_terminal_states_go_out_at_once(kernel: Kernel) -> None:
+    messages, values = kernel.run(
+        """
+        tracker = ProgressTracker("order")
+        widget = ProgressWidget(tracker, interval=3600)  # ordinary flushes would wait an hour
+        display(widget)
+        tracker.progress("initializing")
+        tracker.update(3, total=10)
+        tracker.progress("searching", "querying sources")
+        display("after searching")
+        tracker.complete()
+        display("after complete")
+        """,
+        model_id="widget.model_id",
+    )
+    searching = position(messages, is_update_with(stage="searching", message="querying sources"))
+    assert searching < position(messages, is_marker("after searching"))
+    complete = position(messages, is_update_with(state="complete", percent=100.0))
+    assert complete < position(messages, is_marker("after complete"))
+    # Held back meanwhile: the count 3/10 never went out on its own, only the stage and terminal flushes did.
+    assert [u.get("stage") for u in widget_updates(messages, values["model_id"])] == ["initializing", "searching", "complete"]
+
+
+def test_trailing_flush_sends_the_last_state_while_the_kernel_is_busy(kernel: Kernel) -> None:
+    messages, values = kernel.run(
+        """
+        tracker = ProgressTracker("trail")
+        widget = ProgressWidget(tracker, interval=0.3)
+        display(widget)
+        tracker.progress("searching")
+        tracker.update(7, total=10)  # published by the tracker, held back by the widget
+        held_back = widget.done
+        deadline = time.monotonic() + 30  # the cell stays busy until the trailing flush went out
+        while widget.done != 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        display("still busy")
+        """,
+        model_id="widget.model_id",
+        held_back="held_back",
+    )
+    assert values["held_back"] == 0
+    trailing = position(messages, is_update_with(done=7, total=10, percent=42.5))
+    assert trailing < position(messages, is_marker("still busy"))
+    assert "stage" not in messages[trailing]["content"]["data"]["state"]  # only what changed
+
+
+def test_display_bundle_is_brought_up_to_the_final_state(kernel: Kernel) -> None:
+    messages, _ = kernel.run(
+        f"""
+        tracker = ProgressTracker({HOSTILE!r})
+        display(tracker)
+        with tracker:
+            tracker.progress("searching", {HOSTILE!r})
+        """
+    )
+    shown = next(m for m in messages if m["msg_type"] == "display_data")
+    display_id = shown["content"]["transient"]["display_id"]
+    view = shown["content"]["data"][WIDGET_VIEW_MIME]
+    assert view["version_major"] == 2 and view["version_minor"] == 1 and view["model_id"]
+    assert 'data-state="pending"' in shown["content"]["data"]["text/html"]
+    assert shown["content"]["data"]["text/plain"].endswith("pending 0% | elapsed 00:00")
+
+    updated = [m for m in messages if m["msg_type"] == "update_display_data"]
+    assert len(updated) == 1 and updated[0]["content"]["transient"]["display_id"] == display_id
+    final = updated[0]["content"]["data"]
+    assert final[WIDGET_VIEW_MIME] == view  # the live view stays
+    assert 'data-state="complete"' in final["text/html"] and 'data-percent="100.0"' in final["text/html"]
+    assert "<img" not in final["text/html"] and "<script" not in final["text/html"]
+    assert ": complete 100%" in final["text/plain"]
+
+
+def test_failure_reaches_the_widget_and_the_saved_snapshot(kernel: Kernel) -> None:
+    messages, values = kernel.run(
+        """
+        tracker = ProgressTracker("fails")
+        widget = ProgressWidget(tracker)
+        display(widget)
+        try:
+            with tracker:
+                tracker.progress("extracting")
+                raise ValueError("no <pages> found")
+        except ValueError:
+            pass
+        """,
+        model_id="widget.model_id",
+    )
+    last = widget_updates(messages, values["model_id"])[-1]
+    assert last["state"] == "failed" and last["error"] == {"type": "ValueError", "message": "no <pages> found"}
+    final = next(m for m in messages if m["msg_type"] == "update_display_data")["content"]["data"]
+    assert 'data-state="failed"' in final["text/html"]
+    assert "ValueError: no &lt;pages&gt; found" in final["text/html"]
+    assert final["text/plain"].endswith("ValueError: no <pages> found")
+
+
+@pytest.mark.parametrize("store_widget_state", [False, True])
+def test_executed_notebook_keeps_the_final_state(tmp_path: Path, store_widget_state: bool) -> None:
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "from torq_nb.progress import ProgressTracker\n"
+                "tracker = ProgressTracker('export check')\n"
+                "display(tracker)\n"
+                "with tracker:\n"
+                "    tracker.progress('searching', 'querying')\n"
+            )
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    NotebookClient(notebook, timeout=120, kernel_name="python3", store_widget_state=store_widget_state).execute()
+    path = tmp_path / "export.ipynb"
+    nbformat.write(notebook, path)
+    saved = nbformat.read(path, as_version=4)
+    output = saved.cells[0].outputs[0]
+    assert 'data-state="complete"' in output["data"]["text/html"]
+    assert ": complete 100%" in output["data"]["text/plain"]
+    body, _ = HTMLExporter().from_filename(str(path))
+    if store_widget_state:
+        # nbconvert then renders the live view from the saved model state, which is the final one.
+        model_id = output["data"][WIDGET_VIEW_MIME]["model_id"]
+        model = saved.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"][model_id]
+        assert (model["state"]["state"], model["state"]["percent"]) == ("complete", 100.0)
+    else:
+        # What JupyterLab saves by default: no widget state, so the export shows the HTML snapshot.
+        snapshot_tag = re.search(r'<div class="torq-progress-snapshot"[^>]*>', body)
+        assert snapshot_tag and 'data-state="complete"' in snapshot_tag.group(0)
+
+
+# ----------------------------------------------------------------------------- in-process
+
+
+class _Elements(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+        self.attributes: set[str] = set()
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attributes.update(name for name, _ in attrs)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def finished_status(state: str = "complete") -> dict[str, Any]:
+    tracker = ProgressTracker("research_task")
+    tracker.progress("searching", "querying")
+    tracker.update(120, total=400)
+    if state == "failed":
+        tracker.fail(ValueError("no pages"))
+    else:
+        tracker.complete()
+    return tracker.get_status()
+
+
+def test_snapshot_html_treats_every_outside_string_as_text() -> None:
+    tracker = ProgressTracker(HOSTILE, stages=[HOSTILE, "second"])
+    tracker.progress(HOSTILE, HOSTILE)
+    tracker.fail(RuntimeError(HOSTILE))
+    parsed = _Elements()
+    parsed.feed(status_html(tracker.get_status()))
+    assert parsed.tags <= {"div", "strong", "span", "ol", "li"}
+    assert all(a in {"class", "style", "role"} or a.startswith(("data-", "aria-")) for a in parsed.attributes)
+    text = "".join(parsed.text)
+    assert HOSTILE in text and f"RuntimeError: {HOSTILE}" in text
+
+
+def test_snapshot_html_shows_final_state_stages_and_error() -> None:
+    html_text = status_html(finished_status("failed"))
+    assert 'data-state="failed"' in html_text
+    assert 'data-stage-name="searching" data-stage-state="failed"' in html_text
+    assert 'data-stage-name="initializing" data-stage-state="skipped"' in html_text
+    assert 'role="progressbar"' in html_text and 'aria-valuenow="32.5"' in html_text
+    assert "ValueError: no pages" in html_text
+
+
+def test_status_line_running_with_counts() -> None:
+    tracker = ProgressTracker("research_task")
+    tracker.progress("searching", "querying\nsources")
+    tracker.update(120, total=400)
+    line = status_line(tracker.get_status())
+    assert line.startswith("research_task: searching 32% | 120/400 | ")
+    assert " it/s | ETA " in line and "| elapsed 00:00 |" in line
+    assert line.endswith("| querying sources")
+
+
+def test_status_line_terminal_states() -> None:
+    assert status_line(finished_status()).startswith("research_task: complete 100% | 120/400 |")
+    failed = status_line(finished_status("failed"))
+    assert failed.startswith("research_task: failed at searching 32% |") and failed.endswith("| ValueError: no pages")
+    assert "ETA" not in failed
+
+
+def test_status_line_strips_terminal_escapes() -> None:
+    tracker = ProgressTracker("op\x1b]0;pwned\x07")
+    tracker.progress("searching", "\x1b[2Jcleared")
+    line = status_line(tracker.get_status())
+    assert "\x1b" not in line and "\x07" not in line and line.endswith("| [2Jcleared")
+
+
+def test_widget_loads_its_front_end_from_the_package() -> None:
+    widget = ProgressWidget(ProgressTracker("assets"))
+    assert (asset_dir() / "progress.js").is_file()
+    assert "export default" in widget._esm and ".torq-progress" in widget._css
+    widget.close()
+
+
+def test_widget_follows_tracker_and_repr_is_the_text_line() -> None:
+    tracker = ProgressTracker("repr check")
+    widget = ProgressWidget(tracker)
+    tracker.progress("extracting", "reading")
+    assert (widget.stage, widget.state, widget.message) == ("extracting", "running", "reading")
+    assert repr(widget) == status_line(tracker.get_status())
+    widget.close()
+    tracker.complete()
+    assert widget.state == "running"  # a closed widget no longer follows
+
+
+def test_widget_refuses_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="ProgressTracker"):
+        ProgressWidget("not a tracker")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="interval"):
+        ProgressWidget(ProgressTracker("bad interval"), interval=-1)
