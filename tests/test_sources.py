@@ -233,6 +233,26 @@ async def test_duckduckgo_result_about_anomalies_is_not_a_block(fetcher: Fetcher
     assert [hit.title for hit in hits] == ["Anomaly detection for server metrics"]
 
 
+async def test_duckduckgo_searches_go_one_at_a_time(server: SearchServer, fetcher: Fetcher) -> None:
+    source = DuckDuckGo(server.duckduckgo_endpoint)
+    server.delay = 0.02
+    batches = await asyncio.gather(*(source.search(query, 3, fetcher) for query in ("bees", "solar", "bread")))
+    assert all(batches) and server.peak_in_flight["/html/"] == 1
+
+
+def test_a_source_can_be_reused_in_a_new_event_loop() -> None:
+    """Notebooks run research in more than one event loop; a source's request lock must not outlive its loop."""
+    source = DuckDuckGo()
+
+    async def contended_searches() -> list[list[Hit]]:
+        async with SearchServer(FIXTURES) as running, Fetcher(FetchPolicy(allow_private_networks=True)) as fetcher:
+            source.endpoint = running.duckduckgo_endpoint
+            return await asyncio.gather(*(source.search(query, 2, fetcher) for query in ("bees", "solar")))
+
+    assert all(asyncio.run(contended_searches()))
+    assert all(asyncio.run(contended_searches()))
+
+
 async def test_duckduckgo_no_results_is_an_empty_list(server: SearchServer, fetcher: Fetcher) -> None:
     assert await DuckDuckGo(server.duckduckgo_endpoint).search("zzyzx qwertyuiop", 5, fetcher) == []
 

@@ -7,6 +7,7 @@ untrusted fetch of the hit's URL.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from abc import ABC, abstractmethod
@@ -43,6 +44,21 @@ class Source(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class SerialLock:
+    """An asyncio.Lock for requests that must go one at a time, remade for each event loop (a notebook may
+    run several loops in turn, and a lock belongs to the loop it was first awaited on)."""
+
+    def __init__(self) -> None:
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __call__(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+        return self._lock
 
 
 def env_or(value: str | None, variable: str, default: str | None = None) -> str | None:

@@ -1,7 +1,7 @@
 """DuckDuckGo through its HTML endpoint (no key): result links are redirect URLs carrying the target in `uddg`.
 
 DuckDuckGo rate-limits this endpoint hard: it answers HTTP 202, or a page with an "anomaly" challenge,
-instead of results. Both become a SourceError that says so.
+instead of results. Both become a SourceError that says so. Searches from one source go one at a time.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import lxml.html
 from lxml.etree import ParserError
 
 from torq_nb.research.models import Hit, Page
-from torq_nb.research.sources.base import Source, SourceError, env_or, failure, unique_hits
+from torq_nb.research.sources.base import SerialLock, Source, SourceError, env_or, failure, unique_hits
 
 if TYPE_CHECKING:
     from torq_nb.research.fetch import Fetcher
@@ -40,6 +40,7 @@ class DuckDuckGo(Source):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"DuckDuckGo: endpoint {self.endpoint!r} is not an http(s) URL.")
         self.region = region
+        self._serial = SerialLock()
 
     def __repr__(self) -> str:
         return f"DuckDuckGo(endpoint={self.endpoint!r})"
@@ -50,7 +51,8 @@ class DuckDuckGo(Source):
         params = {"q": query}
         if self.region:
             params["kl"] = self.region
-        page = await fetcher.fetch(self.endpoint, trusted=True, params=params)
+        async with self._serial():
+            page = await fetcher.fetch(self.endpoint, trusted=True, params=params)
         if page.http_status == 202:
             raise SourceError(_RATE_LIMITED.format(how="HTTP 202"))
         if page.status != "ok":

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from torq_nb.research.models import Hit, Page
-from torq_nb.research.sources.base import Source, SourceError, env_or, html_to_text, read_json, unique_hits
+from torq_nb.research.sources.base import (
+    SerialLock,
+    Source,
+    SourceError,
+    env_or,
+    html_to_text,
+    read_json,
+    unique_hits,
+)
 
 if TYPE_CHECKING:
     from torq_nb.research.fetch import Fetcher
@@ -59,8 +67,7 @@ class Wikipedia(Source):
         self._article_base = urlunsplit((parts.scheme, parts.netloc, "/wiki/", "", ""))
         self.user_agent = user_agent
         self.maxlag_wait = maxlag_wait
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._serial = SerialLock()
 
     def __repr__(self) -> str:
         return f"Wikipedia(endpoint={self.endpoint!r})"
@@ -140,10 +147,3 @@ class Wikipedia(Source):
                     )
                 retries += 1
                 await asyncio.sleep(self.maxlag_wait)
-
-    def _serial(self) -> asyncio.Lock:
-        """This source's request lock for the running event loop (a notebook may run several loops in turn)."""
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        return self._lock
