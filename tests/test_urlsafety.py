@@ -160,6 +160,7 @@ async def test_trusted_requests_resolve_without_checks() -> None:
     """Outside untrusted_request() (a user-configured endpoint) loopback answers are fine."""
     async with FaultServer() as server:
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(ScriptedDNS("127.0.0.1")), use_dns_cache=False)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            async with session.get(f"http://searx.local:{server.port}/ok") as response:
-                assert response.status == 200
+        async with aiohttp.ClientSession(connector=connector) as session, session.get(
+            f"http://searx.local:{server.port}/ok"
+        ) as response:
+            assert response.status == 200

@@ -45,11 +45,12 @@ import asyncio
 import json
 import time
 from collections import Counter
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from types import TracebackType
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 PNG_BYTES = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000") + b"\x00" * 64
 
@@ -108,7 +109,7 @@ class FaultServer:
             *(web.get(path, self._charset_page) for path in _CHARSET_PAGES),
         ])
 
-    async def __aenter__(self) -> FaultServer:
+    async def __aenter__(self) -> FaultServer:  # noqa: PYI034 (no typing_extensions needed on 3.10)
         self._runner = web.AppRunner(self.app, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -131,7 +132,7 @@ class FaultServer:
         return self.base + path_and_query
 
     @web.middleware
-    async def _count(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.hits[request.path] += 1
         self.arrivals.setdefault(request.path, []).append(time.monotonic())
         self.last_headers = dict(request.headers)

@@ -14,13 +14,12 @@ import os
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from types import TracebackType
-from typing import AsyncIterator
 from urllib.robotparser import RobotFileParser
 
 import aiohttp
@@ -29,7 +28,13 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from torq_nb.research.models import Page
-from torq_nb.research.urlsafety import GuardedResolver, UnsafeURLError, check_scheme, untrusted_request, vet_url
+from torq_nb.research.urlsafety import (
+    GuardedResolver,
+    UnsafeURLError,
+    check_scheme,
+    untrusted_request,
+    vet_url,
+)
 
 ALLOW_PRIVATE_ENV = "TORQ_NB_ALLOW_PRIVATE_NETWORKS"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -111,7 +116,7 @@ class FetchPolicy:
         if self.deadline is not None and self.deadline <= 0:
             raise ValueError(f"FetchPolicy.deadline must be positive or None, got {self.deadline!r}")
         if isinstance(self.content_types, str):
-            raise ValueError("FetchPolicy.content_types must be a tuple of media types, not one string")
+            raise TypeError("FetchPolicy.content_types must be a tuple of media types, not one string")
 
 
 class _Failure(Exception):
@@ -139,6 +144,17 @@ class _Transient(_Failure):
         self.retry_after = retry_after
 
 
+@dataclass
+class _Trip:
+    """What one fetch went through: the URLs it visited, and when its first request got a slot."""
+
+    urls: list[str]
+    started: float | None = None
+
+    def elapsed_ms(self) -> float | None:
+        return None if self.started is None else round((time.monotonic() - self.started) * 1000, 1)
+
+
 @dataclass(frozen=True)
 class _Answer:
     """One HTTP response: a redirect (body None) or a 2xx with its body."""
@@ -163,7 +179,7 @@ class Fetcher:
         self._robots_locks: dict[str, asyncio.Lock] = {}
         self._deadline_at: float | None = None
 
-    async def __aenter__(self) -> Fetcher:
+    async def __aenter__(self) -> Fetcher:  # noqa: PYI034 (the agreed signature)
         if self._session is not None:
             raise RuntimeError("this Fetcher is already open; create one Fetcher per run")
         self._resolver = GuardedResolver()
@@ -205,28 +221,29 @@ class Fetcher:
         params: query parameters added to the URL. headers: extra request headers, sent only to the
             URL's own origin (dropped when a redirect leaves it).
         The result's `redirects` lists the URLs that answered with a redirect, in order;
-        `final_url` is the URL that gave the final answer (or the last one tried, on error).
+        `final_url` is the URL that gave the final answer (or the last one tried, on error);
+        `elapsed_ms` runs from the first request (after waiting for a free slot) to the end,
+        retries and redirects included (None if no request was made).
         """
         if self._session is None:
             raise RuntimeError("Fetcher is not open; use `async with Fetcher(policy) as fetcher:`")
-        trail: list[str] = [url]
-        started = time.monotonic()
+        trip = _Trip([url])
         try:
             start = URL(url)
             check_scheme(start)
             if params:
                 start = start.extend_query(params)
         except UnsafeURLError as refused:
-            return _error_page(url, trail, started, _Refused(str(refused)))
+            return _error_page(url, trip, _Refused(str(refused)))
         except (ValueError, TypeError) as bad:
-            return _error_page(url, trail, started, _Failure(f"invalid URL {url!r}: {bad}"))
+            return _error_page(url, trip, _Failure(f"invalid URL {url!r}: {bad}"))
         try:
             answer, final = await self._follow(
-                start, trusted=trusted, headers=headers, trail=trail,
+                start, trusted=trusted, headers=headers, trip=trip,
                 types=self.policy.content_types, robots=self.policy.obey_robots,
             )
         except _Failure as failure:
-            return _error_page(url, trail, started, failure)
+            return _error_page(url, trip, failure)
         assert answer.body is not None
         return Page(
             url=url,
@@ -236,8 +253,8 @@ class Fetcher:
             content_type=answer.content_type,
             text=decode_text(answer.body, declared=answer.charset, content_type=answer.content_type),
             fetched_at=datetime.now(timezone.utc),
-            elapsed_ms=_ms_since(started),
-            redirects=tuple(trail[:-1]),
+            elapsed_ms=trip.elapsed_ms(),
+            redirects=tuple(trip.urls[:-1]),
         )
 
     async def _follow(
@@ -246,18 +263,20 @@ class Fetcher:
         *,
         trusted: bool,
         headers: Mapping[str, str] | None,
-        trail: list[str],
+        trip: _Trip,
         types: tuple[str, ...] | None,
         robots: bool,
     ) -> tuple[_Answer, URL]:
-        """Request `start` and follow redirects hop by hop, checking each hop; `trail` records the URLs."""
+        """Request `start` and follow redirects hop by hop, checking each hop; `trip` records the URLs."""
         current, seen = start, {start}
         for hop in range(self.policy.max_redirects + 1):
             hop_trusted = trusted and hop == 0
             if robots and not hop_trusted:
                 await self._check_robots(current)
             same_origin = current.origin() == start.origin()
-            answer = await self._with_retries(current, trusted=hop_trusted, headers=headers if same_origin else None, types=types)
+            answer = await self._with_retries(
+                current, trip, trusted=hop_trusted, headers=headers if same_origin else None, types=types
+            )
             if answer.body is not None:
                 return answer, current
             if hop == self.policy.max_redirects:
@@ -267,25 +286,25 @@ class Fetcher:
                 target = current.join(URL(location))
                 check_scheme(target)
             except UnsafeURLError as refused:
-                trail.append(str(target))
+                trip.urls.append(str(target))
                 raise _Refused(str(refused), answer.status) from None
             except ValueError:
                 raise _Failure(f"invalid redirect Location {location!r} from {current}", answer.status) from None
             if target in seen:
                 raise _Failure(f"redirect loop: {current} redirects back to {target}", answer.status)
             seen.add(target)
-            trail.append(str(target))
+            trip.urls.append(str(target))
             current = target
         raise AssertionError("unreachable: the loop returns or raises")
 
     async def _with_retries(
-        self, url: URL, *, trusted: bool, headers: Mapping[str, str] | None, types: tuple[str, ...] | None
+        self, url: URL, trip: _Trip, *, trusted: bool, headers: Mapping[str, str] | None, types: tuple[str, ...] | None
     ) -> _Answer:
         """One hop, retried with back-off after transient failures."""
         attempts = self.policy.retries + 1
         for attempt in range(attempts):
             try:
-                return await self._attempt(url, trusted=trusted, headers=headers, types=types)
+                return await self._attempt(url, trip, trusted=trusted, headers=headers, types=types)
             except _Transient as problem:
                 if attempt == attempts - 1:
                     raise _Failure(f"{problem.reason} (gave up after {attempts} attempts)", problem.http_status) from None
@@ -297,11 +316,13 @@ class Fetcher:
         raise AssertionError("unreachable: the loop returns or raises")
 
     async def _attempt(
-        self, url: URL, *, trusted: bool, headers: Mapping[str, str] | None, types: tuple[str, ...] | None
+        self, url: URL, trip: _Trip, *, trusted: bool, headers: Mapping[str, str] | None, types: tuple[str, ...] | None
     ) -> _Answer:
         """One HTTP request, inside the concurrency slots and (for untrusted URLs) the address guard."""
         assert self._session is not None and self._resolver is not None
         async with self._slot(url.raw_host or ""):
+            if trip.started is None:
+                trip.started = time.monotonic()
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
                 raise _DeadlineExceeded("deadline exceeded")
@@ -397,14 +418,16 @@ class Fetcher:
         robots_url = origin.with_path("/robots.txt")
         parser = RobotFileParser(str(robots_url))
         try:
-            answer, _ = await self._follow(robots_url, trusted=False, headers=None, trail=[], types=None, robots=False)
+            answer, _ = await self._follow(
+                robots_url, trusted=False, headers=None, trip=_Trip([str(robots_url)]), types=None, robots=False
+            )
         except (_Refused, _DeadlineExceeded):
             raise
         except _Failure as failure:
             if failure.http_status is not None and 400 <= failure.http_status < 500:
-                parser.allow_all = True
+                parser.parse([])
                 return parser, ""
-            parser.disallow_all = True
+            parser.parse(["User-agent: *", "Disallow: /"])
             return parser, f" (robots.txt unreachable: {failure.reason})"
         assert answer.body is not None
         parser.parse(decode_text(answer.body, declared=answer.charset, content_type="text/plain").splitlines())
@@ -414,7 +437,7 @@ class Fetcher:
         return None if self._deadline_at is None else self._deadline_at - time.monotonic()
 
     def _backoff(self, attempt: int) -> float:
-        delay = self.policy.backoff * 2**attempt * random.uniform(0.5, 1.5)
+        delay = self.policy.backoff * 2.0**attempt * random.uniform(0.5, 1.5)
         return min(delay, self.policy.max_retry_after)
 
 
@@ -502,18 +525,14 @@ def _cause(exc: BaseException) -> str:
     return " ".join(str(text).split())
 
 
-def _error_page(url: str, trail: list[str], started: float, failure: _Failure) -> Page:
+def _error_page(url: str, trip: _Trip, failure: _Failure) -> Page:
     return Page(
         url=url,
         status="error",
-        final_url=trail[-1],
+        final_url=trip.urls[-1],
         http_status=failure.http_status,
         error=failure.reason,
         fetched_at=datetime.now(timezone.utc),
-        elapsed_ms=_ms_since(started),
-        redirects=tuple(trail[:-1]),
+        elapsed_ms=trip.elapsed_ms(),
+        redirects=tuple(trip.urls[:-1]),
     )
-
-
-def _ms_since(started: float) -> float:
-    return round((time.monotonic() - started) * 1000, 1)
