@@ -336,7 +336,7 @@ class Fetcher:
                 )
                 with guard:
                     if not trusted:
-                        await vet_url(url, self._resolver)
+                        await self._vet(url)
                     async with self._session.get(url, headers=headers, allow_redirects=False, timeout=timeout) as resp:
                         return await self._answer(resp, types)
             except UnsafeURLError as refused:
@@ -357,8 +357,16 @@ class Fetcher:
                 raise _Transient(f"connection error: {_cause(lost)}") from None
             except aiohttp.ClientError as other:
                 raise _Failure(f"request failed: {_cause(other)}") from None
-            except OSError as dns:  # the pre-connection lookup in vet_url
-                raise _Failure(f"could not resolve host {url.host}: {_cause(dns)}") from None
+
+    async def _vet(self, url: URL) -> None:
+        """Resolve and check an untrusted URL (the answer is pinned for the connection), within connect_timeout."""
+        assert self._resolver is not None
+        try:
+            await asyncio.wait_for(vet_url(url, self._resolver), self.policy.connect_timeout)
+        except asyncio.TimeoutError:
+            raise _Failure(f"timed out resolving {url.host} (after {self.policy.connect_timeout:g} s)") from None
+        except OSError as dns:
+            raise _Failure(f"could not resolve host {url.host}: {_cause(dns)}") from None
 
     async def _answer(self, resp: aiohttp.ClientResponse, types: tuple[str, ...] | None) -> _Answer:
         """Classify a response; read the body (within the cap) only for an acceptable 2xx."""
