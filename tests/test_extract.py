@@ -44,7 +44,9 @@ ARTICLE = f"""<!DOCTYPE html>
 </body></html>"""
 
 
-def html_page(body: str, content_type: str | None = "text/html; charset=utf-8", url: str = "https://example.org/a") -> Page:
+def html_page(
+    body: str, content_type: str | None = "text/html; charset=utf-8", url: str = "https://example.org/a"
+) -> Page:
     return Page(url=url, status="ok", content_type=content_type, text=body)
 
 
@@ -77,7 +79,11 @@ def test_text_decoded_from_other_charsets_stays_intact() -> None:
 
 
 def test_tiny_page_trafilatura_skips_still_gives_its_text() -> None:
-    doc = extract(html_page("<html><head><title>Hi</title><script>x()</script></head><body><nav>Menu</nav><p>Hello there.</p></body></html>"))
+    doc = extract(
+        html_page(
+            "<html><head><title>Hi</title><script>x()</script></head><body><nav>Menu</nav><p>Hello there.</p></body></html>"
+        )
+    )
     assert doc is not None
     assert "Hello there." in doc.text and "x()" not in doc.text
     assert doc.title == "Hi"
@@ -130,7 +136,11 @@ def test_malformed_or_hostile_html_never_raises(body: str) -> None:
 
 
 def test_control_characters_are_dropped_not_fatal() -> None:
-    doc = extract(html_page("<html><body><p>nul\x00bytes and\x1f controls in an otherwise readable sentence</p></body></html>"))
+    doc = extract(
+        html_page(
+            "<html><body><p>nul\x00bytes and\x1f controls in an otherwise readable sentence</p></body></html>"
+        )
+    )
     assert doc is not None
     assert "nulbytes and controls" in doc.text
 
@@ -141,14 +151,18 @@ def test_error_page_has_no_document() -> None:
 
 
 def test_plain_text_passes_through_titled_by_first_line() -> None:
-    doc = extract(html_page("Release notes\r\n\r\n\r\n\r\nVersion 2 fixes <b>the</b> parser.\n", "text/plain"))
+    doc = extract(
+        html_page("Release notes\r\n\r\n\r\n\r\nVersion 2 fixes <b>the</b> parser.\n", "text/plain")
+    )
     assert doc is not None
     assert doc.title == "Release notes"
     assert doc.text == "Release notes\n\nVersion 2 fixes <b>the</b> parser."
 
 
 def test_markdown_title_is_its_first_heading() -> None:
-    doc = extract(html_page("Intro line\n\n## Getting started ##\n\nInstall it.", "text/markdown; charset=utf-8"))
+    doc = extract(
+        html_page("Intro line\n\n## Getting started ##\n\nInstall it.", "text/markdown; charset=utf-8")
+    )
     assert doc is not None
     assert doc.title == "Getting started"
     assert "Install it." in doc.text
@@ -168,7 +182,10 @@ async def test_corpus_pages_extract_their_article() -> None:
     truth = json.loads((CORPUS / "ground-truth.json").read_text(encoding="utf-8"))
     keys = sorted(truth)
     pages = [
-        html_page(gzip.decompress((CORPUS / "html" / f"{key}.html.gz").read_bytes()).decode("utf-8"), url=truth[key]["url"])
+        html_page(
+            gzip.decompress((CORPUS / "html" / f"{key}.html.gz").read_bytes()).decode("utf-8"),
+            url=truth[key]["url"],
+        )
         for key in keys
     ]
     with Extractor(workers=2) as extractor:
@@ -202,7 +219,9 @@ async def test_extractor_matches_extract_for_concurrent_pages() -> None:
 
 
 async def test_event_loop_keeps_running_while_pages_extract() -> None:
-    big = html_page("<html><body>" + "".join(f"<p>{p} {i}</p>" for i in range(400) for p in PARAGRAPHS) + "</body></html>")
+    big = html_page(
+        "<html><body>" + "".join(f"<p>{p} {i}</p>" for i in range(400) for p in PARAGRAPHS) + "</body></html>"
+    )
     ticks = 0
     done = asyncio.Event()
 
@@ -223,7 +242,9 @@ async def test_event_loop_keeps_running_while_pages_extract() -> None:
 
 
 async def test_cancelling_the_awaiting_task_returns_and_leaves_no_process() -> None:
-    big = html_page("<html><body>" + "".join(f"<p>{p} {i}</p>" for i in range(400) for p in PARAGRAPHS) + "</body></html>")
+    big = html_page(
+        "<html><body>" + "".join(f"<p>{p} {i}</p>" for i in range(400) for p in PARAGRAPHS) + "</body></html>"
+    )
     extractor = Extractor(workers=2)
     run = asyncio.ensure_future(asyncio.gather(*(extractor.extract(big) for _ in range(40))))
     await asyncio.sleep(0.3)

@@ -144,7 +144,9 @@ async def test_hostile_page_text_stays_literal() -> None:
 
 async def test_page_reference_marks_do_not_pose_as_citations() -> None:
     text = "The tram line was approved by the city council in March.[12] The council vote was close.[citation needed]"
-    summary = await ExtractiveSynthesizer().synthesize(TOPIC, [SourceText(2, "wiki", "https://w.example/", text)])
+    summary = await ExtractiveSynthesizer().synthesize(
+        TOPIC, [SourceText(2, "wiki", "https://w.example/", text)]
+    )
     assert "[12]" not in summary and "citation needed" not in summary
     assert {n for s in sentences_of(summary) for n in citations(s)} == {2}
 
@@ -157,7 +159,10 @@ async def test_multilingual_sentences_are_split_and_cited() -> None:
     )
     synth = ExtractiveSynthesizer(max_sentences=5)
     summary = await synth.synthesize("Straßenbahnlinie", [SourceText(1, "de", "u", text)])
-    assert summary == "Der Stadtrat hat die neue Straßenbahnlinie am Dienstag genehmigt, z. B. für den Süden [1]."
+    assert (
+        summary
+        == "Der Stadtrat hat die neue Straßenbahnlinie am Dienstag genehmigt, z. B. für den Süden [1]."
+    )
     everything = await synth.synthesize("unrelated", [SourceText(1, "de", "u", text)])
     assert [s for s in sentences_of(everything)] == [
         "Der Stadtrat hat die neue Straßenbahnlinie am Dienstag genehmigt, z. B. für den Süden [1].",
@@ -203,7 +208,13 @@ def answer(content: Any) -> Handler:
                 "id": "chatcmpl-1",
                 "object": "chat.completion",
                 "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
             }
         )
 
@@ -262,7 +273,9 @@ async def test_chat_failures_fall_back_to_extractive_or_raise_when_strict(
 
 
 async def test_chat_endpoint_not_listening_is_a_clear_error() -> None:
-    with pytest.raises(SynthesisError, match="could not get a summary from http://127.0.0.1:9/chat/completions"):
+    with pytest.raises(
+        SynthesisError, match="could not get a summary from http://127.0.0.1:9/chat/completions"
+    ):
         await OpenAICompatibleSynthesizer("http://127.0.0.1:9", "m", strict=True).synthesize(TOPIC, SOURCES)
 
 
@@ -272,4 +285,3 @@ async def test_chat_synthesizer_with_no_sources_does_not_call_the_endpoint(
     url, seen, _ = chat_server
     assert await OpenAICompatibleSynthesizer(url, "m").synthesize(TOPIC, []) == NO_SOURCES
     assert seen == []
-

@@ -35,12 +35,16 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import date
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import lxml.html
 import trafilatura
 from lxml import etree
 
 from torq_nb.research.models import Document, Page
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["Extractor", "extract", "shared_extractor"]
 
@@ -52,11 +56,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # A body where more than this share of characters is a C0/C1 control or U+FFFD is binary, not text.
 _NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
 _BINARY_SHARE = 0.1
-_LOOKS_LIKE_HTML = re.compile(r"<\s*(!doctype|html|head|body|p|div|article|span|br|title)\b", re.I)
-_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+_LOOKS_LIKE_HTML = re.compile(r"<\s*(!doctype|html|head|body|p|div|article|span|br|title)\b", re.IGNORECASE)
+_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 _NOT_CONTENT = ("script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg")
+# Elements whose text starts a new line in the fallback's output.
 _BLOCKS = frozenset(
-    "p div section article main li ul ol dl dt dd h1 h2 h3 h4 h5 h6 tr table blockquote pre br hr figure".split()
+    {"p", "div", "section", "article", "main", "li", "ul", "ol", "dl", "dt", "dd", "tr", "table"}
+    | {"h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "br", "hr", "figure"}
 )
 _TITLE_MAX = 300
 
@@ -106,7 +112,7 @@ def _trafilatura(html: str, url: str | None, *, fast: bool) -> trafilatura.setti
         result = trafilatura.bare_extraction(
             html, url=url, fast=fast, include_comments=False, include_tables=True, with_metadata=True
         )
-    except Exception as exc:  # trafilatura has many internal paths; hostile HTML must never fail a run
+    except Exception as exc:  # noqa: BLE001 -- trafilatura has many internal paths; hostile HTML must never fail a run
         log.debug("trafilatura failed on %s: %r", url, exc)
         return None
     return result if isinstance(result, trafilatura.settings.Document) else None
@@ -199,7 +205,9 @@ class Extractor:
             if self._closed:
                 raise RuntimeError("this Extractor is closed; create a new one")
             if self._pool is None and not self._broken:
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=_pool_context(), initializer=_warm_up)
+                self._pool = ProcessPoolExecutor(
+                    self.workers, mp_context=_pool_context(), initializer=_warm_up
+                )
                 # The pool starts a process per submission while none is idle: this starts them all now,
                 # rather than one at a time in the middle of the first run.
                 for _ in range(self.workers):
@@ -226,7 +234,7 @@ class Extractor:
             self._broken = True
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         """Stop the worker processes: queued pages are dropped, running ones finish first."""
@@ -236,7 +244,7 @@ class Extractor:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> Extractor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -41,7 +41,7 @@ NO_SOURCES = "No pages could be read for this topic, so there is nothing to summ
 
 _WORD = re.compile(r"\w+")
 # Reference marks copied from the page (Wikipedia's "[12]", "[citation needed]"): they would read as our citations.
-_PAGE_REFS = re.compile(r"\[(?:\d+|[a-z]|citation needed|edit|note \d+|update)\]", re.I)
+_PAGE_REFS = re.compile(r"\[(?:\d+|[a-z]|citation needed|edit|note \d+|update)\]", re.IGNORECASE)
 # Markdown/HTML punctuation that can start inline structure anywhere in a line ($ is math in Jupyter).
 _INLINE_MARKUP = re.compile(r"([\\`*_\[\]<>|~#&$])")
 # Markers that start block structure at the beginning of a line: bullets, quotes, setext rules, "1." lists.
@@ -129,8 +129,9 @@ def _bm25_scores(topic: str, sentences: Sequence[_Sentence]) -> list[float]:
     if not query:
         return [0.0] * len(sentences)
     retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize([s.text for s in sentences], stopwords="en", show_progress=False),
-                    show_progress=False)
+    retriever.index(
+        bm25s.tokenize([s.text for s in sentences], stopwords="en", show_progress=False), show_progress=False
+    )
     return [float(score) for score in retriever.get_scores(query)]
 
 
@@ -174,7 +175,9 @@ class ExtractiveSynthesizer:
         if not any(scores):
             # Nothing matches the topic's words: lead sentences, page by page, are the best guess.
             scores = [1.0 / (1 + s.position) for s in candidates]
-        order = sorted(range(len(candidates)), key=lambda i: (-scores[i], candidates[i].rank, candidates[i].position))
+        order = sorted(
+            range(len(candidates)), key=lambda i: (-scores[i], candidates[i].rank, candidates[i].position)
+        )
         chosen = self._choose([candidates[i] for i in order if scores[i] > 0])
         chosen.sort(key=lambda s: (s.rank, s.position))
         paragraphs: dict[int, list[str]] = {}
@@ -273,14 +276,20 @@ class OpenAICompatibleSynthesizer:
         key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        payload = {"model": self.model, "messages": self._messages(topic, sources), "temperature": self.temperature}
+        payload = {
+            "model": self.model,
+            "messages": self._messages(topic, sources),
+            "temperature": self.temperature,
+        }
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
-                async with session.post(url, json=payload, headers=headers) as response:
-                    if response.status != 200:
-                        detail = (await response.text())[:300]
-                        raise SynthesisError(f"{url} answered HTTP {response.status}: {detail}")
-                    body: Any = await response.json(content_type=None)
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session,
+                session.post(url, json=payload, headers=headers) as response,
+            ):
+                if response.status != 200:
+                    detail = (await response.text())[:300]
+                    raise SynthesisError(f"{url} answered HTTP {response.status}: {detail}")
+                body: Any = await response.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             raise SynthesisError(f"could not get a summary from {url}: {exc!r}") from exc
         try:
