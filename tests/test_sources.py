@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import html
 import os
 import textwrap
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ from urllib.parse import quote
 
 import pytest
 from fake_search import CORPUS, FIXTURE_PAGES, SearchServer, corpus_available, load_pages
+from hypothesis import given
+from hypothesis import strategies as st
 
 from torq_nb.research.fetch import Fetcher, FetchPolicy
 from torq_nb.research.models import Hit
@@ -30,6 +33,7 @@ from torq_nb.research.sources import (
     resolve_source,
     unique_hits,
 )
+from torq_nb.research.sources.base import xml_safe
 
 FIXTURES = load_pages(FIXTURE_PAGES)
 BY_ID = {page.id: page for page in FIXTURES}
@@ -386,6 +390,22 @@ def test_snippet_markup_becomes_plain_text() -> None:
     assert html_to_text("") == "" and html_to_text("   ") == ""
 
 
+@given(st.text())
+def test_any_escaped_text_comes_back_as_itself(text: str) -> None:
+    assert html_to_text(html.escape(text)) == " ".join(xml_safe(text).split())
+    assert html_to_text(text).strip() == html_to_text(text)  # any input at all: text, never an exception
+
+
+async def test_control_characters_in_results_do_not_break_a_search(fetcher: Fetcher) -> None:
+    article = replace(
+        BY_ID["sourdough-starter"], title="Sourdough\x00 starter\x1b guide", text="Feed\x07 the starter daily."
+    )
+    async with SearchServer([article]) as odd:
+        ddg = await DuckDuckGo(odd.duckduckgo_endpoint).search("starter", 3, fetcher)
+        wiki = await Wikipedia(odd.wikipedia_endpoint).search("starter", 3, fetcher)
+    assert ddg[0].title == wiki[0].title == "Sourdough starter guide"
+
+
 def test_hits_are_deduplicated_by_canonical_url() -> None:
     hits = [
         Hit(title="a", url="https://Example.org/page/#top"),
@@ -425,6 +445,11 @@ def test_resolve_by_object_and_name(clean_env: pytest.MonkeyPatch) -> None:
     assert isinstance(named, SearXNG) and named.base_url == "http://127.0.0.1:8888"
     assert isinstance(resolve_source("local", path=FIXTURE_PAGES), LocalFiles)
     assert {"wikipedia", "searxng", "duckduckgo", "local"} <= set(available_sources())
+
+
+def test_wrong_options_say_what_the_source_takes(clean_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(TypeError, match=r"Source 'wikipedia' takes \(endpoint.*unexpected keyword argument 'base_url'"):
+        resolve_source("wikipedia", base_url="http://127.0.0.1:8888")
 
 
 def test_unknown_source_lists_the_available_ones(clean_env: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ endpoint when its constructor is not given one.
 
 from __future__ import annotations
 
+import inspect
 import os
 from importlib.metadata import entry_points
 from typing import Any
@@ -46,7 +47,12 @@ def resolve_source(source: str | Source | None = None, **options: Any) -> Source
     if source is not None and not isinstance(source, str):
         raise TypeError(f"source must be a name or a Source object, not {type(source).__name__}.")
     name = (source or os.environ.get("TORQ_NB_SOURCE", "") or DEFAULT_SOURCE).strip().lower()
-    return _source_class(name)(**options)
+    cls = _source_class(name)
+    try:
+        inspect.signature(cls).bind(**options)
+    except TypeError as wrong:
+        raise TypeError(f"Source {name!r} takes {inspect.signature(cls)}; {wrong}.") from None
+    return cls(**options)
 
 
 def _source_class(name: str) -> type[Source]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -68,12 +69,21 @@ def env_or(value: str | None, variable: str, default: str | None = None) -> str 
     return os.environ.get(variable, "").strip() or default
 
 
+#: Characters that XML (and so lxml) refuses: control characters, lone surrogates, U+FFFE and U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """`text` without the characters lxml cannot take (each becomes a space)."""
+    return _NOT_XML.sub(" ", text)
+
+
 def html_to_text(fragment: str | None) -> str:
     """Plain text of an HTML fragment (search snippets, titles): tags dropped, entities decoded, spaces collapsed."""
     if not fragment or not fragment.strip():
         return ""
     try:
-        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+        root = lxml.html.fragment_fromstring(xml_safe(fragment), create_parent="div")
     except ParserError:
         return ""
     for hidden in root.xpath(".//script | .//style"):

@@ -13,7 +13,7 @@ import lxml.html
 from lxml.etree import ParserError
 
 from torq_nb.research.models import Hit, Page
-from torq_nb.research.sources.base import SerialLock, Source, SourceError, env_or, failure, unique_hits
+from torq_nb.research.sources.base import SerialLock, Source, SourceError, env_or, failure, unique_hits, xml_safe
 
 if TYPE_CHECKING:
     from torq_nb.research.fetch import Fetcher
@@ -63,7 +63,7 @@ class DuckDuckGo(Source):
 def parse_results(page: Page) -> list[Hit]:
     """The organic results of a DuckDuckGo HTML result page (ads skipped), or SourceError for an anomaly page."""
     try:
-        root = lxml.html.document_fromstring(page.text or "")
+        root = lxml.html.document_fromstring(xml_safe(page.text or ""))
     except ParserError:
         raise SourceError("DuckDuckGo: the search returned an empty page; retry later or use another source.") from None
     if _is_anomaly(root):

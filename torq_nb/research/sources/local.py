@@ -27,7 +27,7 @@ import trafilatura
 from lxml.etree import ParserError
 
 from torq_nb.research.models import Hit, Page
-from torq_nb.research.sources.base import Source, SourceError, env_or, html_to_text
+from torq_nb.research.sources.base import Source, SourceError, env_or, html_to_text, xml_safe
 
 if TYPE_CHECKING:
     from torq_nb.research.fetch import Fetcher
@@ -242,7 +242,7 @@ def _html_parts(raw: str) -> tuple[str, tuple[str, ...]]:
     """Title (<title>, else the first <h1>) and main-text paragraphs (trafilatura; all text if it finds none)."""
     title = ""
     try:
-        root = lxml.html.document_fromstring(raw)
+        root = lxml.html.document_fromstring(xml_safe(raw))
         for element in root.iter("title", "h1"):
             title = " ".join(element.text_content().split())
             if title:
