@@ -192,6 +192,11 @@ async def test_oversized_body_stops_reading_early(server: FaultServer) -> None:
     assert server.bytes_sent["/oversized"] < 32 * 1024 * 1024
 
 
+async def test_a_large_page_within_the_cap_is_decoded(server: FaultServer) -> None:
+    page = await fetch_one(server.url("/oversized?mb=1"))
+    assert page.status == "ok" and page.text == "a" * 1024 * 1024
+
+
 async def test_declared_oversized_body_is_refused_before_reading(server: FaultServer) -> None:
     policy = FetchPolicy(allow_private_networks=True, max_bytes=100_000)
     page = await fetch_one(server.url("/oversized?mb=1&declare=1"), policy)
@@ -332,7 +337,7 @@ async def test_missing_robots_txt_allows_and_unreachable_disallows(server: Fault
     assert (await fetch_one(server.url("/private"), polite)).status == "ok"
     server.robots_status = 503
     page = await fetch_one(server.url("/private"), polite)
-    assert page.error == "disallowed by robots.txt (robots.txt unreachable: HTTP 503 Service Unavailable (gave up after 1 attempts))"
+    assert page.error == "disallowed by robots.txt (robots.txt unreachable: HTTP 503 Service Unavailable (gave up after 1 attempt))"
 
 
 # --- lifecycle ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from importlib import metadata
 from types import TracebackType
 from urllib.robotparser import RobotFileParser
@@ -40,6 +41,7 @@ ALLOW_PRIVATE_ENV = "TORQ_NB_ALLOW_PRIVATE_NETWORKS"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
+_DECODE_IN_LOOP_BYTES = 256 * 1024
 
 
 def _version() -> str:
@@ -245,13 +247,16 @@ class Fetcher:
         except _Failure as failure:
             return _error_page(url, trip, failure)
         assert answer.body is not None
+        decode = partial(decode_text, answer.body, declared=answer.charset, content_type=answer.content_type)
+        # Guessing the charset of a multi-megabyte body takes a CPU-second: keep it off the event loop.
+        text = decode() if len(answer.body) < _DECODE_IN_LOOP_BYTES else await asyncio.to_thread(decode)
         return Page(
             url=url,
             status="ok",
             final_url=str(final),
             http_status=answer.status,
             content_type=answer.content_type,
-            text=decode_text(answer.body, declared=answer.charset, content_type=answer.content_type),
+            text=text,
             fetched_at=datetime.now(timezone.utc),
             elapsed_ms=trip.elapsed_ms(),
             redirects=tuple(trip.urls[:-1]),
@@ -307,7 +312,8 @@ class Fetcher:
                 return await self._attempt(url, trip, trusted=trusted, headers=headers, types=types)
             except _Transient as problem:
                 if attempt == attempts - 1:
-                    raise _Failure(f"{problem.reason} (gave up after {attempts} attempts)", problem.http_status) from None
+                    tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
+                    raise _Failure(f"{problem.reason} (gave up after {tries})", problem.http_status) from None
                 delay = problem.retry_after if problem.retry_after is not None else self._backoff(attempt)
                 remaining = self._remaining()
                 if remaining is not None and delay >= remaining:
