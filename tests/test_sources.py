@@ -286,7 +286,7 @@ async def test_local_files_find_the_german_page() -> None:
     assert "Windkraft" in hits[0].title
 
 
-async def test_local_files_read_markdown_text_and_gzip(tmp_path: Path) -> None:
+async def test_local_files_read_markdown_text_and_gzip(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "tides.md").write_text(
         "Intro line.\n\n# Tides and the **Moon**\n\nThe [Moon](https://example.org) pulls the *oceans*, "
@@ -300,6 +300,7 @@ async def test_local_files_read_markdown_text_and_gzip(tmp_path: Path) -> None:
         )
     )
     (tmp_path / "comets.md.gz").write_bytes(gzip.compress(b"# Comets\n\nComet tails point away from the Sun."))
+    (tmp_path / "damaged.txt.gz").write_bytes(gzip.compress(b"moon pulls oceans " * 50)[:40])
     (tmp_path / "ignored.json").write_text('{"tides": "moon"}', "utf-8")
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "tides.txt").write_text("tides tides tides moon", "utf-8")
@@ -317,6 +318,7 @@ async def test_local_files_read_markdown_text_and_gzip(tmp_path: Path) -> None:
     assert glaciers[0].snippet == "Glaciers retreat as summers warm."
     assert ash[0].title == "Volcanic ash" and ash[0].content is not None and "<p>Ash clouds" in ash[0].content
     assert comets[0].title == "Comets" and comets[0].content_type == "text/markdown"
+    assert "damaged.txt.gz" in caplog.text  # skipped, logged, and the rest still searchable
 
 
 async def test_local_files_index_follows_file_changes(tmp_path: Path) -> None:

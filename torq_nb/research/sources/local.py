@@ -41,6 +41,8 @@ MAX_FILE_BYTES = 20 * 1024 * 1024
 #: Snippets are the best-matching passage, cut at a word boundary to about this many characters.
 SNIPPET_CHARS = 300
 
+#: What reading a file can raise: OS errors, too large / not supported (ValueError), damaged gzip data.
+_READ_ERRORS = (OSError, ValueError, EOFError, zlib.error)
 _BLANK_LINES = re.compile(r"\n\s*\n")  # between paragraphs of text and Markdown
 _LINE_BREAK = re.compile(r"\n")  # between paragraphs of trafilatura's output
 
@@ -67,7 +69,7 @@ def tokenize(texts: list[str]) -> list[list[str]]:
 
 
 @dataclass(frozen=True)
-class _Doc:
+class IndexedFile:
     """One indexed file: its raw content (what the hit carries) and its plain-text passages (what is ranked)."""
 
     path: Path
@@ -79,13 +81,15 @@ class _Doc:
 
 
 @dataclass(frozen=True)
-class _Index:
+class FolderIndex:
+    """A folder's files as of one scan (path -> (mtime_ns, size)) and their BM25 index."""
+
     stamps: dict[Path, tuple[int, int]]
-    docs: list[_Doc]
+    docs: list[IndexedFile]
     retriever: bm25s.BM25
 
 
-_INDEXES: dict[Path, _Index] = {}
+_INDEXES: dict[Path, FolderIndex] = {}
 _BUILD_LOCK = threading.Lock()
 
 
@@ -119,7 +123,7 @@ class LocalFiles(Source):
             return Page(url=hit.url, status="error", error=f"LocalFiles serves only files under {self.path}.")
         try:
             raw, content_type = await asyncio.to_thread(_read, path)
-        except (OSError, ValueError) as error:
+        except _READ_ERRORS as error:
             return Page(url=hit.url, status="error", error=f"cannot read {path}: {error}")
         return Page(url=hit.url, status="ok", final_url=hit.url, content_type=content_type, text=raw)
 
@@ -147,7 +151,7 @@ class LocalFiles(Source):
             )
         return hits
 
-    def index(self) -> _Index:
+    def index(self) -> FolderIndex:
         """The folder's index, built or brought up to date as needed (thread-safe; blocking)."""
         if not self.path.is_dir():
             raise SourceError(
@@ -174,7 +178,7 @@ class LocalFiles(Source):
                 raise SourceError(f"LocalFiles: the files under {self.path} contain no searchable words.")
             retriever = bm25s.BM25()
             retriever.index(tokens, show_progress=False)
-            index = _Index(stamps=stamps, docs=docs, retriever=retriever)
+            index = FolderIndex(stamps=stamps, docs=docs, retriever=retriever)
             _INDEXES[self.path] = index
             return index
 
@@ -200,7 +204,7 @@ def _content_type(path: Path) -> str | None:
     return CONTENT_TYPES.get(Path(name).suffix)
 
 
-def _reuse(doc: _Doc | None, stamp: tuple[int, int]) -> _Doc | None:
+def _reuse(doc: IndexedFile | None, stamp: tuple[int, int]) -> IndexedFile | None:
     return doc if doc is not None and doc.stamp == stamp else None
 
 
@@ -221,11 +225,11 @@ def _read(path: Path) -> tuple[str, str]:
         return (str(best) if best is not None else data.decode("latin-1")), content_type
 
 
-def _load(path: Path, stamp: tuple[int, int]) -> _Doc | None:
+def _load(path: Path, stamp: tuple[int, int]) -> IndexedFile | None:
     """Read and take apart one file; None (logged) when it cannot be read."""
     try:
         raw, content_type = _read(path)
-    except (OSError, ValueError, EOFError, zlib.error) as error:  # what a damaged .gz raises
+    except _READ_ERRORS as error:
         log.warning("LocalFiles: skipping %s: %s", path, error)
         return None
     fallback_title = path.name.split(".")[0].replace("_", " ").replace("-", " ")
@@ -235,7 +239,7 @@ def _load(path: Path, stamp: tuple[int, int]) -> _Doc | None:
         title, passages = _markdown_parts(raw)
     else:
         title, passages = "", _paragraphs(raw, _BLANK_LINES)
-    return _Doc(path, stamp, content_type, raw, title or fallback_title, passages)
+    return IndexedFile(path, stamp, content_type, raw, title or fallback_title, passages)
 
 
 def _html_parts(raw: str) -> tuple[str, tuple[str, ...]]:
