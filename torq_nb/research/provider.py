@@ -122,10 +122,15 @@ class WebSearchProvider:
     async def export_research_results(
         self, results: Any, format: str = "markdown", output_path: str | os.PathLike[str] | None = None
     ) -> str | Path:
-        """Export results: without ``output_path`` the Markdown text; with it, the written file's path."""
-        from torq_nb.export import ExportManager
+        """Export results (the seed's API): with ``output_path``, write that file in ``format`` and return its
+        path; without one, return the Markdown report (the only format that is text to hand back)."""
+        from torq_nb.export import export, resolve_format, to_markdown
 
-        return ExportManager().export_research_results(results, format=format, output_path=output_path)
+        if output_path is not None:
+            return export(results, output_path, format)
+        if resolve_format("", format) != "markdown":
+            raise ValueError(f"format {format!r} is written to a file: pass output_path=, for example 'report.{format}'")
+        return to_markdown(results)
 
 
 def research(

@@ -1,0 +1,154 @@
+"""A whole research run against loopback servers: every hit a row, faults as rows, cancellation, entry points."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+
+import polars as pl
+import pytest
+from fake_search import SearchServer, load_pages
+from web_faults import FaultServer
+
+import torq_nb
+from torq_nb.research.fetch import FetchPolicy
+from torq_nb.research.models import Hit
+from torq_nb.research.pipeline import ResearchCancelled
+from torq_nb.research.results import SCHEMA
+from torq_nb.research.sources import SearXNG, Source, SourceError
+
+FAST = FetchPolicy(allow_private_networks=True, retries=1, backoff=0.01, total_timeout=2.0, read_timeout=1.0,
+                   connect_timeout=1.0)
+
+
+class ListedHits(Source):
+    """A source whose hits are given up front: lets a test aim a run at any URLs (a plug-in's shape)."""
+
+    name = "listed"
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+
+    async def search(self, query, limit, fetcher):
+        return [Hit(title=f"hit {i}", url=url, snippet="", source=self.name) for i, url in enumerate(self.urls[:limit])]
+
+
+async def test_searxng_run_returns_every_hit_with_text_and_cited_summary():
+    statuses: list[dict] = []
+    async with SearchServer(load_pages()) as server:
+        results = await torq_nb.aresearch(
+            "energy climate", source=SearXNG(server.searxng_url), allow_private_networks=True,
+            progress_callback=statuses.append, display=False,
+        )
+        searched = server.requests_to("/search")
+    assert results.df.schema == pl.Schema(SCHEMA)
+    assert results.df.height > 0 and results.df["rank"].to_list() == list(range(1, results.df.height + 1))
+    ok = results.df.filter(pl.col("status") == "ok")
+    assert ok.height == results.df.height
+    assert all(count > 20 for count in ok["word_count"].to_list())
+    assert searched and searched[0].query["q"] == "energy climate"
+    # Every stage was reported, in order, with the per-page sub-steps of extracting.
+    stages = [s["stage"] for s in statuses]
+    assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == [
+        "initializing", "searching", "extracting", "synthesizing", "complete"]
+    assert any(s["stage"] == "extracting" and s["total"] == results.df.height for s in statuses)
+    assert statuses[-1]["state"] == "complete" and statuses[-1]["percent"] == 100.0
+    # The summary cites only rows that were read.
+    import re
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", results.summary)}
+    assert cited and cited <= set(ok["rank"].to_list())
+    assert torq_nb.get_progress(results.operation_id).state == "complete"
+
+
+async def test_faults_become_rows_and_never_crash_the_run():
+    async with FaultServer() as faults:
+        urls = [faults.url("/ok"), faults.url("/always?status=503"), faults.url("/image.png"),
+                faults.url("/loop-a"), faults.url("/redirect?to=http://169.254.169.254/latest/meta-data/"),
+                faults.url("/empty"), faults.url("/truncated"), "ftp://example.invalid/file"]
+        results = await torq_nb.aresearch("anything", source=ListedHits(urls), policy=FAST, display=False)
+    rows = {row["url"]: row for row in results.df.to_dicts()}
+    assert len(rows) == len(urls)
+    assert rows[urls[0]]["status"] == "ok"
+    assert rows[urls[1]]["status"] == "error" and rows[urls[1]]["http_status"] == 503
+    assert "content type" in rows[urls[2]]["error"]
+    assert "redirect" in rows[urls[3]]["error"]
+    assert "169.254.169.254" in rows[urls[4]]["error"]
+    for url in urls[1:]:
+        assert rows[url]["status"] == "error" and rows[url]["error"], url
+    assert results.errors.height == len(urls) - 1
+    assert results.progress.state == "complete"
+
+
+async def test_failed_search_fails_the_run_naming_the_source():
+    async with SearchServer(load_pages()) as server:
+        server.searxng_json = False
+        with pytest.raises(SourceError, match="(?i)searxng.*json"):
+            await torq_nb.aresearch("energy", source=SearXNG(server.searxng_url), display=False)
+
+
+async def test_private_pages_refused_by_default():
+    async with SearchServer(load_pages()) as server:
+        results = await torq_nb.aresearch("energy", source=SearXNG(server.searxng_url), display=False)
+    assert results.df.height > 0
+    assert set(results.df["status"]) == {"error"}
+    assert all("allow_private_networks" in e for e in results.df["error"])
+
+
+async def test_quick_depth_lists_snippets_without_fetching():
+    async with SearchServer(load_pages()) as server:
+        results = await torq_nb.aresearch("energy", depth="quick", source=SearXNG(server.searxng_url),
+                                          allow_private_networks=True, display=False)
+        page_requests = [r for r in server.requests if r.path.startswith("/pages/")]
+    assert 0 < results.df.height <= 5
+    assert set(results.df["status"]) == {"snippet"}
+    assert page_requests == []
+    assert "[" not in results.summary  # nothing read, nothing cited
+
+
+def test_unknown_depth_and_empty_topic_are_clear_errors():
+    with pytest.raises(ValueError, match="quick, standard, deep"):
+        torq_nb.research("x", depth="enormous", source="local", path=".")
+    with pytest.raises(ValueError, match="non-empty"):
+        torq_nb.research("  ", source="local", path=".")
+
+
+async def test_cancelling_a_background_job_keeps_partial_results_and_closes_connections():
+    async with FaultServer() as faults:
+        urls = [faults.url("/ok")] + [faults.url(f"/sleep?s=30&n={i}") for i in range(6)]
+        policy = FetchPolicy(allow_private_networks=True, total_timeout=60, read_timeout=60)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            job = torq_nb.start_research("slow", source=ListedHits(urls), policy=policy, display=False)
+            while job.status.done < 1:
+                await asyncio.sleep(0.05)
+            assert job.cancel()
+            results = await asyncio.wait_for(asyncio.wrap_future(job._future), timeout=3)
+    assert job.tracker.state == "cancelled"
+    assert results.progress.state == "cancelled"
+    statuses = dict(zip(results.df["url"], results.df["status"]))
+    assert statuses[urls[0]] == "ok"
+    assert [statuses[u] for u in urls[1:]] == ["cancelled"] * 6
+    assert job.cancel() is False
+
+
+async def test_cancelling_the_awaiting_task_raises_with_partial_results():
+    async with FaultServer() as faults:
+        urls = [faults.url("/ok"), faults.url("/sleep?s=30")]
+        policy = FetchPolicy(allow_private_networks=True, total_timeout=60, read_timeout=60)
+        task = asyncio.ensure_future(torq_nb.aresearch("slow", source=ListedHits(urls), policy=policy, display=False))
+        await asyncio.sleep(1.0)
+        task.cancel()
+        with pytest.raises(ResearchCancelled) as raised:
+            await task
+    assert raised.value.results.df["status"].to_list() == ["ok", "cancelled"]
+
+
+def test_research_works_from_plain_sync_code_with_local_files(tmp_path):
+    (tmp_path / "a.md").write_text("# Tidal power\n\nTidal power turns the energy of tides into electricity. "
+                                   "Tidal barrages and tidal stream generators are the two main designs.\n")
+    (tmp_path / "b.txt").write_text("Bread baking needs flour, water, salt and yeast. Ovens bake bread.\n")
+    results = torq_nb.research("tidal energy", source="local", path=str(tmp_path), display=False)
+    assert results.df["url"][0].endswith("a.md")
+    assert results.df["status"][0] == "ok"
+    assert "[1]" in results.summary
+    assert results.to_dict()["results"][0]["title"] == "Tidal power"
