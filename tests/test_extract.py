@@ -95,6 +95,15 @@ def test_fallback_keeps_blocks_apart() -> None:
     assert doc.text.splitlines() == ["First block", "Second bold block"]
 
 
+def test_huge_page_still_gives_all_its_text_without_navigation() -> None:
+    rows = "".join(f"<tr><td>row {i}</td><td>value {i}</td></tr>" for i in range(30_000))
+    doc = extract(html_page(f"<html><body><nav>Home News</nav><table>{rows}</table></body></html>"))
+    assert doc is not None
+    lines = doc.text.splitlines()
+    assert lines[0] == "row 0 value 0" and lines[-1] == "row 29999 value 29999"
+    assert "Home News" not in doc.text
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -3,7 +3,8 @@
 HTML goes through trafilatura, in two passes: first its own extractor alone (``fast=True``, the
 most accurate and quickest setting on the article corpus), then, if that finds nothing, with
 trafilatura's readability/jusText fallbacks; if both come back empty (tiny or odd pages) the
-visible text of ``<body>`` minus scripts, styles and navigation is used. ``text/plain`` and
+visible text of ``<body>`` minus scripts, styles and navigation is used; so it is for a page of
+more than 40,000 tags, which trafilatura would take tens of seconds over (about 0.1 ms a tag). ``text/plain`` and
 ``text/markdown`` pass through, titled by their first heading or line. ``extract`` never raises:
 a page with no readable text gives ``None``.
 
@@ -65,6 +66,9 @@ _BLOCKS = frozenset(
     | {"h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "br", "hr", "figure"}
 )
 _TITLE_MAX = 300
+# trafilatura takes about 0.1 ms per element: past this many tags (a 2 MB table, a book on one page)
+# the plain body text is taken instead, so that one page cannot hold a worker for a minute.
+_MAX_TAGS = 40_000
 
 
 def extract(page: Page) -> Document | None:
@@ -96,6 +100,8 @@ def _from_plain(text: str) -> Document | None:
 
 
 def _from_html(html: str, url: str | None) -> Document | None:
+    if html.count("<") > _MAX_TAGS:
+        return _body_text(html)
     found = _trafilatura(html, url, fast=True) or _trafilatura(html, url, fast=False)
     if found is not None and found.text and found.text.strip():
         return Document(
@@ -131,8 +137,9 @@ def _body_text(html: str) -> Document | None:
     if body is None:
         body = root
     for el in body.iter():
-        if isinstance(el.tag, str) and el.tag.lower() in _BLOCKS:
-            el.tail = "\n" + (el.tail or "")
+        tag = el.tag.lower() if isinstance(el.tag, str) else ""
+        if tag in _BLOCKS or tag in ("td", "th"):
+            el.tail = ("\n" if tag in _BLOCKS else " ") + (el.tail or "")
     lines = (" ".join(line.split()) for line in "".join(body.itertext()).split("\n"))
     text = "\n".join(line for line in lines if line)
     if not text:
