@@ -92,6 +92,7 @@ async def test_wikipedia_fetch_is_the_plain_text_extract(server: SearchServer, f
     assert page.text == BY_ID["roman-aqueducts"].text
     extract_request = server.requests_to("/w/api.php")[-1]
     assert extract_request.query["prop"] == "extracts" and extract_request.query["explaintext"] == "1"
+    assert extract_request.query["exsectionformat"] == "plain" and extract_request.query["maxlag"] == "5"
 
 
 async def test_wikipedia_missing_article_is_an_error_page_not_an_exception(

@@ -93,7 +93,6 @@ class Wikipedia(Source):
             "srprop": "snippet",
         }
         data = await self._api(fetcher, params, "search")
-        results = data.get("query", {}).get("search", []) if isinstance(data, dict) else []
         hits = [
             Hit(
                 title=html_to_text(str(item.get("title", ""))),
@@ -101,7 +100,7 @@ class Wikipedia(Source):
                 snippet=html_to_text(str(item.get("snippet", ""))),
                 source=self.name,
             )
-            for item in results
+            for item in _listed(data, "search")
             if isinstance(item, dict) and item.get("title")
         ]
         return unique_hits(hits, limit)
@@ -109,12 +108,19 @@ class Wikipedia(Source):
     async def fetch(self, hit: Hit, fetcher: Fetcher) -> Page:
         """The article's plain text through the API (TextExtracts), as a text/plain page."""
         title = self.title_of(hit)
-        params = {"action": "query", "prop": "extracts", "explaintext": "1", "redirects": "1", "titles": title}
+        params = {
+            "action": "query",
+            "prop": "extracts",
+            "explaintext": "1",
+            "exsectionformat": "plain",  # section headings as plain lines, not "== Heading =="
+            "redirects": "1",
+            "titles": title,
+        }
         try:
             data = await self._api(fetcher, params, f"the extract of {title!r}")
         except SourceError as error:
             return Page(url=hit.url, status="error", error=str(error))
-        pages = data.get("query", {}).get("pages", []) if isinstance(data, dict) else []
+        pages = _listed(data, "pages")
         page = pages[0] if pages and isinstance(pages[0], dict) else {}
         extract = page.get("extract")
         if page.get("missing") or page.get("invalid") or not isinstance(extract, str):
@@ -147,3 +153,10 @@ class Wikipedia(Source):
                     )
                 retries += 1
                 await asyncio.sleep(self.maxlag_wait)
+
+
+def _listed(data: dict[str, Any], key: str) -> list[Any]:
+    """`data["query"][key]` of an API answer when it is a list, else an empty list."""
+    query = data.get("query")
+    found = query.get(key) if isinstance(query, dict) else None
+    return found if isinstance(found, list) else []
