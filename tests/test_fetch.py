@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import socket
 from collections.abc import AsyncIterator
 from datetime import timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from web_faults import CP1252_TEXT, EUC_KR_TEXT, SHIFT_JIS_TEXT, FaultServer
 
 from torq_nb.research.fetch import Fetcher, FetchPolicy, decode_text, parse_retry_after
@@ -172,6 +175,15 @@ async def test_retries_zero_means_one_attempt(server: FaultServer) -> None:
     policy = FetchPolicy(allow_private_networks=True, retries=0)
     page = await fetch_one(server.url("/always?status=503"), policy)
     assert page.status == "error" and server.hits["/always"] == 1
+
+
+async def test_a_closed_port_is_retried_then_reported() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    page = await fetch_one(f"http://127.0.0.1:{port}/", FetchPolicy(allow_private_networks=True, backoff=0.01, retries=1))
+    assert page.status == "error" and page.http_status is None
+    assert page.error.startswith("connection error:") and page.error.endswith("(gave up after 2 attempts)")
 
 
 @pytest.mark.parametrize("path", ["/reset", "/truncated"])
@@ -414,3 +426,12 @@ def test_parse_retry_after(value: str | None, low: float | None, high: float | N
         assert seconds is None
     else:
         assert seconds is not None and high is not None and low <= seconds <= high
+
+
+@given(
+    body=st.binary(max_size=2000),
+    declared=st.sampled_from([None, "utf-8", "latin-1", "shift_jis", "utf-16", "x-bogus", "base64"]),
+    content_type=st.sampled_from(["text/html", "text/plain", "application/json"]),
+)
+def test_decode_text_never_fails(body: bytes, declared: str | None, content_type: str) -> None:
+    assert isinstance(decode_text(body, declared=declared, content_type=content_type), str)
