@@ -71,10 +71,15 @@ def corpus_available(folder: Path = CORPUS) -> bool:
     return (folder / "ground-truth.json").is_file() and (folder / "html").is_dir()
 
 
+def default_folder() -> Path:
+    """The page set used when none is named: the shared corpus if present, else the committed fixtures.
+    Its html/ subfolder suits LocalFiles."""
+    return CORPUS if corpus_available() else FIXTURE_PAGES
+
+
 def load_pages(folder: Path | None = None, limit: int | None = None) -> list[FakePage]:
     """The pages of `folder` (default: the shared corpus if present, else the committed fixtures), sorted by id."""
-    if folder is None:
-        folder = CORPUS if corpus_available() else FIXTURE_PAGES
+    folder = folder if folder is not None else default_folder()
     truth: dict[str, dict[str, str]] = json.loads((folder / "ground-truth.json").read_text("utf-8"))
     pages = []
     for page_id in sorted(truth)[:limit]:

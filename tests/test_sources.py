@@ -158,6 +158,12 @@ async def test_searxng_hits_carry_scores_and_dates(server: SearchServer, fetcher
     assert server.requests_to("/search")[0].query["format"] == "json"
 
 
+async def test_searxng_passes_language_and_categories(server: SearchServer, fetcher: Fetcher) -> None:
+    await SearXNG(server.searxng_url, language="de", categories="news").search("Windkraft", 3, fetcher)
+    query = server.requests_to("/search")[0].query
+    assert query["language"] == "de" and query["categories"] == "news" and query["q"] == "Windkraft"
+
+
 async def test_searxng_pages_through_results_up_to_the_limit(fetcher: Fetcher) -> None:
     async with SearchServer(FIXTURES, results_per_page=3) as small_pages:
         hits = await SearXNG(small_pages.searxng_url).search("the", 7, fetcher)
