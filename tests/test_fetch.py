@@ -343,8 +343,10 @@ async def test_robots_txt_is_obeyed_when_asked_and_fetched_once(server: FaultSer
     assert (await fetch_one(server.url("/private"))).status == "ok"  # obey_robots is off by default
 
 
-async def test_missing_robots_txt_allows_and_unreachable_disallows(server: FaultServer) -> None:
+async def test_missing_or_empty_robots_txt_allows_and_unreachable_disallows(server: FaultServer) -> None:
     polite = FetchPolicy(allow_private_networks=True, obey_robots=True, retries=0)
+    server.robots_txt = ""
+    assert (await fetch_one(server.url("/private"), polite)).status == "ok"
     server.robots_status = 404
     assert (await fetch_one(server.url("/private"), polite)).status == "ok"
     server.robots_status = 503

@@ -9,8 +9,8 @@ Usage in a test::
         assert server.max_in_flight <= 4
 
 `hits` counts requests per path, `arrivals` holds their arrival times (time.monotonic()), `bytes_sent`
-counts what /oversized managed to send before the client hung up, and `robots_status` makes
-/robots.txt answer with another status.
+counts what /oversized managed to send before the client hung up, and `robots_status` and
+`robots_txt` change what /robots.txt answers.
 
 Routes (query parameters in brackets):
     /ok                      a small UTF-8 HTML page
@@ -77,6 +77,7 @@ class FaultServer:
         self.arrivals: dict[str, list[float]] = {}
         self.bytes_sent: Counter[str] = Counter()
         self.robots_status = 200
+        self.robots_txt = "User-agent: *\nDisallow: /private\n"
         self.in_flight = 0
         self.max_in_flight = 0
         self.last_headers: dict[str, str] = {}
@@ -253,4 +254,4 @@ class FaultServer:
     async def _robots(self, request: web.Request) -> web.Response:
         if self.robots_status != 200:
             return web.Response(status=self.robots_status, text="no robots here")
-        return web.Response(text="User-agent: *\nDisallow: /private\n", content_type="text/plain")
+        return web.Response(text=self.robots_txt, content_type="text/plain")

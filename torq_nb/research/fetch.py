@@ -428,7 +428,8 @@ class Fetcher:
             raise _Failure(f"disallowed by robots.txt{note}")
 
     async def _load_robots(self, origin: URL) -> tuple[RobotFileParser, str]:
-        """Fetch and parse robots.txt per RFC 9309: 4xx allows everything, unreachable disallows everything."""
+        """Fetch and parse robots.txt per RFC 9309: a missing or empty one (4xx, no body) allows everything;
+        an unreachable one (5xx, network failure) disallows everything."""
         robots_url = origin.with_path("/robots.txt")
         parser = RobotFileParser(str(robots_url))
         try:
@@ -438,7 +439,7 @@ class Fetcher:
         except (_Refused, _DeadlineExceeded):
             raise
         except _Failure as failure:
-            if failure.http_status is not None and 400 <= failure.http_status < 500:
+            if failure.http_status is not None and failure.http_status < 500:
                 parser.parse([])
                 return parser, ""
             parser.parse(["User-agent: *", "Disallow: /"])
