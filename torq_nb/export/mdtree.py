@@ -41,7 +41,11 @@ class _Converter:
     def inlines(self, tokens: list[dict[str, Any]]) -> list[Node]:
         out: list[Node] = []
         for token in tokens:
-            out.extend(self.inline(token))
+            for node in self.inline(token):
+                if node["t"] == "text" and out and out[-1]["t"] == "text":
+                    out[-1] = text(out[-1]["v"] + node["v"])  # one node per run of text: less work for Typst
+                else:
+                    out.append(node)
         return out
 
     def block(self, tok: dict[str, Any]) -> Node | None:

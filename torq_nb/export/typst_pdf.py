@@ -13,6 +13,7 @@ import json
 import re
 import tempfile
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +124,8 @@ def _slug(nodes: list[Node]) -> str:
 def _link_targets(blocks: list[Node], anchors: list[str], refs: list[Node]) -> None:
     """Keep internal links whose target exists exactly once; others become plain text (Typst would fail)."""
     headings = [b for b in blocks if b.get("t") == "h"]
-    names = anchors + [_slug(h["c"]) for h in headings]
-    unique = {name for name in names if name and names.count(name) == 1}
+    counts = Counter(anchors + [_slug(h["c"]) for h in headings])
+    unique = {name for name, n in counts.items() if name and n == 1}
     for h in headings:
         if (slug := _slug(h["c"])) in unique:
             h["id"] = slug
