@@ -1,0 +1,192 @@
+"""End to end in a real browser: JupyterLab on loopback, Debian's Chromium driven by Playwright.
+
+A notebook shows a tracker, drives it through every default stage with short pauses, then a second
+tracker fails. From the live DOM the test checks that every stage was seen running while the cell ran,
+that the elapsed time ticked in the browser while no message arrived, that the run ends complete at
+100%, and that the failure shows its message. It saves a screenshot for the README and checks that the
+notebook saved by JupyterLab (and its nbconvert export) keeps the final states.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbconvert import HTMLExporter
+from playwright.sync_api import sync_playwright
+
+from tests.jupyter_server import JupyterLab, jupyter_lab, launch_chromium, require_chromium, wait_for_kernel_idle
+
+pytestmark = pytest.mark.browser
+
+IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+STAGES = ["initializing", "searching", "extracting", "synthesizing", "complete"]
+FAILURE = "ConnectionError: all 3 sources refused the connection"
+
+CELLS = [
+    # 1: the tracker as the cell's value renders as the widget (pending).
+    "import time\n"
+    "from torq_nb.progress import ProgressTracker\n"
+    "tracker = ProgressTracker('research: quantum error correction')\n"
+    "tracker",
+    # 2: every default stage with short pauses, and a counted stage.
+    "with tracker:\n"
+    "    time.sleep(0.6)\n"
+    "    tracker.progress('searching', 'querying Wikipedia, SearXNG and local files')\n"
+    "    time.sleep(0.6)\n"
+    "    tracker.progress('extracting', 'reading pages')\n"
+    "    for page in tracker.track(range(40)):\n"
+    "        time.sleep(0.03)\n"
+    "    tracker.progress('synthesizing', 'writing the cited summary')\n"
+    "    time.sleep(1.2)  # no message for 1.2 s: the elapsed time must still tick in the browser\n",
+    # 3: a run that fails (its name is outside text and must stay text).
+    "failing = ProgressTracker('research: <b>unreachable</b> topic')\n"
+    "display(failing)\n"
+    "with failing:\n"
+    "    failing.progress('searching', 'querying sources')\n"
+    "    time.sleep(0.6)\n"
+    "    raise ConnectionError('all 3 sources refused the connection')\n",
+    # 4: finished trackers shown again, side by side (the README screenshot).
+    "display(tracker)\n"
+    "display(failing)",
+]
+
+# Records every (operation, stage, state, percent, elapsed) a progress widget shows, as it changes.
+OBSERVER = """
+() => {
+  window.__torqSeen = [];
+  const last = new WeakMap();
+  const record = () => {
+    for (const root of document.querySelectorAll('.torq-progress')) {
+      const entry = {
+        operation: root.querySelector('.torq-progress__operation').textContent,
+        stage: root.dataset.stage,
+        state: root.dataset.state,
+        percent: root.dataset.percent,
+        elapsed: root.querySelector('.torq-progress__elapsed').textContent,
+      };
+      const key = JSON.stringify(entry);
+      if (last.get(root) !== key) {
+        last.set(root, key);
+        window.__torqSeen.push(entry);
+      }
+    }
+  };
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+  record();
+}
+"""
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[JupyterLab]:
+    require_chromium()
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(source) for source in CELLS],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+    )
+    nbformat.write(notebook, tmp_path / "progress.ipynb")
+    with jupyter_lab(tmp_path) as server:
+        yield server
+
+
+def widget(page: Any, operation: str, state: str) -> Any:
+    """The first live widget of one operation once it reaches ``state``."""
+    locator = page.locator(f'.torq-progress[data-state="{state}"]').filter(
+        has=page.locator(".torq-progress__operation", has_text=operation)
+    ).first
+    locator.wait_for(timeout=60_000)
+    return locator
+
+
+def wait_until_executed(page: Any, index: int) -> None:
+    """Wait until the cell's prompt shows its execution count ("[3]:", not "[*]:")."""
+    prompt = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-InputPrompt")
+    prompt.filter(has_text=re.compile(r"\[\d+\]")).wait_for(timeout=60_000)
+
+
+def saved_outputs(path: Path) -> list[dict[str, Any]]:
+    notebook = nbformat.read(path, as_version=4)  # joins the line lists .ipynb files store
+    return [output for cell in notebook.cells for output in cell.get("outputs", [])]
+
+
+def test_stages_live_in_jupyterlab(lab: JupyterLab) -> None:
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(lab.url("lab/tree/progress.ipynb"))
+            wait_for_kernel_idle(page)
+            page.evaluate(OBSERVER)
+
+            page.locator(".jp-Notebook .jp-Cell").first.locator(".cm-content").click()
+            page.keyboard.press("Shift+Enter")
+            widget(page, "quantum error correction", "pending")
+            page.keyboard.press("Shift+Enter")
+            done = widget(page, "quantum error correction", "complete")
+            page.keyboard.press("Shift+Enter")
+            failed = widget(page, "unreachable", "failed")
+            # After an error the kernel drops requests queued meanwhile: let the failed cell finish first.
+            wait_until_executed(page, 2)
+            wait_for_kernel_idle(page)
+
+            seen = page.evaluate("window.__torqSeen")
+            run = [entry for entry in seen if "quantum" in entry["operation"]]
+            running = [entry["stage"] for entry in run if entry["state"] == "running"]
+            assert [stage for stage in STAGES[:-1] if stage not in running] == [], run
+            assert running == sorted(running, key=STAGES.index), "stages went backwards"
+            assert run[-1]["stage"] == "complete" and run[-1]["percent"] == "100", run[-1]
+            # While synthesizing the kernel sent nothing for 1.2 s, yet the elapsed time moved on.
+            ticking = {entry["elapsed"] for entry in run if entry["stage"] == "synthesizing" and entry["state"] == "running"}
+            assert len(ticking) >= 2, run
+
+            assert done.get_attribute("data-percent") == "100"
+            assert done.locator(".torq-progress__percent").text_content() == "100%"
+            assert failed.locator(".torq-progress__error").text_content() == FAILURE
+            assert failed.locator(".torq-progress__operation").text_content() == "research: <b>unreachable</b> topic"
+            assert failed.locator("b").count() == 0
+            assert failed.locator('[data-stage-name="searching"]').get_attribute("data-stage-state") == "failed"
+
+            # Both finished trackers shown again in one output area: the README's screenshot, light and dark.
+            page.keyboard.press("Shift+Enter")
+            both = page.locator(".jp-Notebook .jp-Cell").nth(3).locator(".jp-OutputArea")
+            both.locator('.torq-progress[data-state="failed"]').wait_for(timeout=60_000)
+            IMAGES.mkdir(parents=True, exist_ok=True)
+            both.screenshot(path=str(IMAGES / "progress-widget.png"))
+            light = text_brightness(done)
+            page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+            page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+            # The widget's text follows the theme's font colour: dark on light, light on dark.
+            page.wait_for_function(
+                "el => getComputedStyle(el).color.match(/[0-9]+/g).slice(0, 3).reduce((a, b) => a + Number(b), 0) / 3 > 200",
+                arg=done.element_handle(),
+                timeout=15_000,
+            )
+            dark = text_brightness(done)
+            assert light < 100 and dark > 200, (light, dark)
+            both.screenshot(path=str(IMAGES / "progress-widget-dark.png"))
+
+            page.keyboard.press("Control+s")
+            path = lab.root_dir / "progress.ipynb"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(saved_outputs(path)) < 5:  # 1 + 0 + 2 (display, error) + 2
+                time.sleep(0.2)
+        finally:
+            browser.close()
+
+    html_outputs = [o["data"]["text/html"] for o in saved_outputs(path) if "text/html" in o.get("data", {})]
+    assert any('data-state="complete"' in h and 'data-percent="100.0"' in h for h in html_outputs), html_outputs
+    assert any('data-state="failed"' in h and FAILURE in h for h in html_outputs), html_outputs
+    body, _ = HTMLExporter().from_filename(str(path))
+    assert "torq-progress-snapshot" in body and FAILURE in body
+
+
+def text_brightness(locator: Any) -> float:
+    """Mean of the RGB channels of the widget's text colour (0 black to 255 white)."""
+    rgb = locator.evaluate("el => getComputedStyle(el).color.match(/[0-9.]+/g).slice(0, 3).map(Number)")
+    return sum(rgb) / 3
