@@ -389,6 +389,15 @@ def test_get_status_keys_and_types() -> None:
     json.dumps(status)  # plain data all the way down
 
 
+def test_metadata_may_hold_objects_that_cannot_be_copied() -> None:
+    lock = threading.Lock()  # deepcopy would fail on it: metadata is passed through, not copied
+    tracker = ProgressTracker("op", metadata={"guard": lock})
+    tracker.progress("searching", pool=lock)
+    tracker.complete()
+    assert tracker.get_status()["metadata"] == {"guard": lock, "pool": lock}
+    assert tracker.metadata["pool"] is lock
+
+
 def test_duration_is_monotonic_and_freezes_at_the_end() -> None:
     tracker = ProgressTracker("op")
     tracker.progress("searching")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 #: The life of a tracked operation.
@@ -66,9 +66,15 @@ class ProgressStatus:
         return self.to_dict()[key]
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain, JSON-ready dict (nested dataclasses become dicts, stages a list)."""
-        data = asdict(self)
-        data["stages"] = list(data["stages"])
+        """A plain dict (error and stages become dicts, stages a list), JSON-ready if the metadata is.
+
+        Metadata values are passed through as they are, not deep-copied: they may be anything a caller
+        recorded (a session, a lock), and copying them would be slow or fail.
+        """
+        data = {item.name: getattr(self, item.name) for item in fields(self)}
+        data["error"] = asdict(self.error) if self.error is not None else None
+        data["metadata"] = dict(self.metadata)
+        data["stages"] = [asdict(stage) for stage in self.stages]
         return data
 
     @classmethod
