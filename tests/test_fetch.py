@@ -204,6 +204,12 @@ async def test_oversized_body_stops_reading_early(server: FaultServer) -> None:
     assert server.bytes_sent["/oversized"] < 32 * 1024 * 1024
 
 
+async def test_a_compressed_body_is_capped_by_its_inflated_size(server: FaultServer) -> None:
+    policy = FetchPolicy(allow_private_networks=True, max_bytes=1_000_000)
+    page = await fetch_one(server.url("/gzip-bomb"), policy)
+    assert page.status == "error" and page.error == "body larger than 1000000 bytes"
+
+
 async def test_a_large_page_within_the_cap_is_decoded(server: FaultServer) -> None:
     page = await fetch_one(server.url("/oversized?mb=1"))
     assert page.status == "ok" and page.text == "a" * 1024 * 1024

@@ -25,6 +25,7 @@ Routes (query parameters in brackets):
     /reset                   sends headers and part of the body, then resets the connection
     /truncated               Content-Length promises more than is sent, then the connection closes
     /oversized?mb=&declare=1 streams `mb` MiB (with a Content-Length if `declare`)
+    /gzip-bomb               a 20 KiB gzip body that inflates to 20 MiB
     /image.png               a PNG
     /cp1252[?where=header|meta|none], /shift_jis[?where=...], /euc-kr[?where=...]
                              non-UTF-8 pages; the charset is declared in the header, a <meta>, or nowhere
@@ -42,6 +43,8 @@ Routes (query parameters in brackets):
 from __future__ import annotations
 
 import asyncio
+import functools
+import gzip
 import json
 import time
 from collections import Counter
@@ -60,6 +63,10 @@ EUC_KR_TEXT = (
     "대한민국의 수도는 서울입니다. 서울은 한강을 중심으로 발전한 도시이며 인구가 매우 많습니다. "
     "이 문서는 한국어로 작성된 웹 페이지의 예시입니다. 오늘은 날씨가 맑고 따뜻합니다."
 )
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    return gzip.compress(b"a" * 20 * 1024 * 1024)
 
 _CHARSET_PAGES = {"/cp1252": ("windows-1252", CP1252_TEXT), "/shift_jis": ("shift_jis", SHIFT_JIS_TEXT),
                   "/euc-kr": ("euc-kr", EUC_KR_TEXT)}
@@ -96,6 +103,7 @@ class FaultServer:
             web.get("/reset", self._reset),
             web.get("/truncated", self._truncated),
             web.get("/oversized", self._oversized),
+            web.get("/gzip-bomb", self._gzip_bomb),
             web.get("/image.png", self._image),
             web.get("/latin1-header", self._latin1_header),
             web.get("/loop-a", self._loop),
@@ -216,6 +224,9 @@ class FaultServer:
         except ConnectionError:
             pass  # the client hung up, as a capped reader should
         return response
+
+    async def _gzip_bomb(self, request: web.Request) -> web.Response:
+        return web.Response(body=gzip_bomb(), headers={"Content-Type": "text/plain", "Content-Encoding": "gzip"})
 
     async def _image(self, request: web.Request) -> web.Response:
         return web.Response(body=PNG_BYTES, content_type="image/png")

@@ -14,8 +14,8 @@ import os
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -326,7 +326,9 @@ class Fetcher:
     ) -> _Answer:
         """One HTTP request, inside the concurrency slots and (for untrusted URLs) the address guard."""
         assert self._session is not None and self._resolver is not None
-        async with self._slot(url.raw_host or ""):
+        # Per-host slot first, then a global one: waiting on one busy host never ties up global slots.
+        host_slots = self._host_slots.setdefault(url.raw_host or "", asyncio.Semaphore(self.policy.per_host))
+        async with host_slots, self._slots:
             if trip.started is None:
                 trip.started = time.monotonic()
             remaining = self._remaining()
@@ -401,6 +403,8 @@ class Fetcher:
         if resp.content_length is not None and resp.content_length > cap:
             resp.close()
             raise _Failure(f"body larger than {cap} bytes (Content-Length {resp.content_length})", resp.status)
+        if resp.content_length is not None and "Content-Encoding" not in resp.headers:
+            return await resp.read()  # the declared length is within the cap, and aiohttp enforces it
         body = bytearray()
         async for chunk in resp.content.iter_chunked(_CHUNK):
             body += chunk
@@ -408,14 +412,6 @@ class Fetcher:
                 resp.close()
                 raise _Failure(f"body larger than {cap} bytes", resp.status)
         return bytes(body)
-
-    @asynccontextmanager
-    async def _slot(self, host: str) -> AsyncIterator[None]:
-        """Hold a per-host slot, then a global one (in that order, so waiting on one busy host
-        never ties up global slots that other hosts could use)."""
-        host_slots = self._host_slots.setdefault(host, asyncio.Semaphore(self.policy.per_host))
-        async with host_slots, self._slots:
-            yield
 
     async def _check_robots(self, url: URL) -> None:
         """Refuse `url` if its host's robots.txt disallows it for our user agent."""
