@@ -58,8 +58,8 @@ def _exporter(kind: type[MarkdownExporter] | type[HTMLExporter]) -> Any:
     cache: dict[type, Any] = _local.__dict__.setdefault("exporters", {})
     if kind not in cache:
         if kind is HTMLExporter:
-            cache[kind] = HTMLExporter(template_name="torq_html", extra_template_basedirs=[str(_TEMPLATES)],
-                                       embed_images=True)
+            # The report holds no images, so embed_images (a BeautifulSoup pass per HTML tag) is not needed.
+            cache[kind] = HTMLExporter(template_name="torq_html", extra_template_basedirs=[str(_TEMPLATES)])
         else:
             cache[kind] = kind()
     return cache[kind]

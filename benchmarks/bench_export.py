@@ -1,0 +1,124 @@
+"""Export timings for 10 to 10,000 rows, beside pandas, nbconvert's webpdf and WeasyPrint in the same run.
+
+    python benchmarks/bench_export.py [--sizes 10 100 1000 10000] [--repeat 5]
+
+Every timed call gets fresh rows (unique strings), so no cache inside Typst or elsewhere can reuse
+an earlier run's work. Prints a Markdown table of medians in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import export_factory  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from torq_nb.export import export, to_html, to_markdown, to_notebook, to_pdf  # noqa: E402
+from torq_nb.research.results import ResearchResults  # noqa: E402
+
+SEED_CLAIMS = {"Markdown": "~50", "CSV": "~30", "PDF (Typst)": "~200"}
+REPORT_COLUMNS = ["rank", "title", "domain", "status", "word_count", "published", "snippet"]
+
+
+def fresh(n: int, tag: int) -> ResearchResults:
+    rows = [export_factory.row(i, title=f"Result {i} of run {tag}", snippet=f"Run {tag}, excerpt {i}: text of the page.")
+            for i in range(1, n + 1)]
+    return export_factory.results(rows=rows, topic=f"Benchmark run {tag}")
+
+
+def timed(make: Callable[[Any], object], n: int, repeat: int, prepare: Callable[[ResearchResults], Any]) -> float:
+    """Median milliseconds of ``make`` over ``repeat`` fresh data sets of ``n`` rows (``prepare`` is not timed)."""
+    times = []
+    for tag in range(repeat):
+        data = prepare(fresh(n, tag + 1000 * n))
+        start = time.perf_counter()
+        make(data)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def webpdf_available() -> str | None:
+    """None if nbconvert's webpdf can run here, else why not."""
+    try:
+        to_pdf(fresh(1, 0), engine="webpdf")
+    except (RuntimeError, ImportError) as exc:
+        return str(exc).split(". nbconvert said")[0]
+    return None
+
+
+def weasyprint_html() -> Callable[[ResearchResults], object] | str:
+    """A WeasyPrint renderer of our HTML report, or why it cannot run."""
+    try:
+        import weasyprint  # type: ignore[import-not-found]
+    except ImportError:
+        return "WeasyPrint is not installed (pip install weasyprint; it needs Pango from the system)"
+    return lambda r: weasyprint.HTML(string=to_html(r)).write_pdf()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 10000])
+    parser.add_argument("--repeat", type=int, default=5, help="runs per cell below 10,000 rows (10,000: 1 for PDF/HTML, 3 else)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        cases: dict[str, Callable[[Any], object]] = {
+            "Markdown": to_markdown,
+            "HTML": to_html,
+            "PDF (Typst)": to_pdf,
+            "CSV": lambda r: export(r, out / "r.csv"),
+            "JSON": lambda r: export(r, out / "r.json"),
+            "NDJSON": lambda r: export(r, out / "r.ndjson"),
+            "Parquet": lambda r: export(r, out / "r.parquet"),
+            "Notebook (.ipynb)": lambda r: export(r, out / "r.ipynb"),
+            "pandas to_csv (baseline)": lambda pdf: pdf.to_csv(out / "p.csv", index=False),
+            "pandas to_markdown (baseline)": lambda pdf: pdf[REPORT_COLUMNS].to_markdown(index=False),
+        }
+        notes = []
+        if (why := webpdf_available()) is None:
+            cases["nbconvert webpdf (baseline)"] = lambda r: to_pdf(r, engine="webpdf")
+        else:
+            notes.append(f"nbconvert webpdf skipped: {why}")
+        weasy = weasyprint_html()
+        if isinstance(weasy, str):
+            notes.append(f"WeasyPrint skipped: {weasy}")
+        else:
+            cases["WeasyPrint (baseline)"] = weasy
+
+        def prepare(name: str) -> Callable[[ResearchResults], Any]:
+            return (lambda r: pd.DataFrame(r.df.to_dict(as_series=False))) if name.startswith("pandas") else (lambda r: r)
+
+        for name, make in cases.items():  # warm-up: imports, nbconvert templates, font scan
+            make(prepare(name)(fresh(10, -1)))
+        to_notebook(fresh(1, -2))
+
+        table: dict[str, list[float]] = {name: [] for name in cases}
+        for n in args.sizes:
+            for name, make in cases.items():
+                slow = name.startswith(("PDF", "HTML", "nbconvert", "WeasyPrint"))
+                repeat = args.repeat if n < 10_000 else (1 if slow else 3)
+                table[name].append(timed(make, n, repeat, prepare(name)))
+                print(f"  {name} {n} rows: {table[name][-1]:.1f} ms", file=sys.stderr)
+
+    print("| format | " + " | ".join(f"{n:,} rows" for n in args.sizes) + " | seed's claim |")
+    print("|---|" + "---:|" * len(args.sizes) + "---:|")
+    for name, values in table.items():
+        print(f"| {name} | " + " | ".join(f"{v:,.1f}" for v in values) + f" | {SEED_CLAIMS.get(name, '')} |")
+    print("\nMedian milliseconds per export. pandas baselines get the same rows as a pandas DataFrame made before the"
+          " clock starts; to_markdown gets the 7 columns of the report's results table (no sources, no summary).")
+    for note in notes:
+        print(f"\n{note}")
+
+
+if __name__ == "__main__":
+    main()
