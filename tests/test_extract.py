@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import random
 import re
+import signal
 from datetime import date
 from pathlib import Path
 
@@ -137,6 +138,16 @@ def test_binary_body_gives_none() -> None:
         "<html><body>" + "<p>" + "word " * 200_000 + "</p></body></html>",
         "</body></html><html><body><p>inside out</p>",
         "<svg><script>alert(1)</script></svg><p>after svg</p>",
+    ],
+    ids=[
+        "angle-brackets",
+        "deep-nesting",
+        "unclosed",
+        "control-chars",
+        "xml-declaration",
+        "1MB-paragraph",
+        "inside-out",
+        "svg-script",
     ],
 )
 def test_malformed_or_hostile_html_never_raises(body: str) -> None:
@@ -268,14 +279,28 @@ async def test_cancelling_the_awaiting_task_returns_and_leaves_no_process() -> N
         await extractor.extract(article(2))
 
 
-async def test_a_killed_worker_does_not_lose_pages() -> None:
+async def test_a_killed_worker_does_not_lose_pages_and_processes_come_back() -> None:
     with Extractor(workers=2) as extractor:
         assert await extractor.extract(article(0)) is not None
+        before = {child.pid for child in multiprocessing.active_children()}
         for child in multiprocessing.active_children():
             child.kill()
             child.join()
         docs = await asyncio.gather(*(extractor.extract(article(i)) for i in range(5)))
+        after = {child.pid for child in multiprocessing.active_children()}
     assert [doc.title for doc in docs if doc] == [f"Council approves tram line {i}" for i in range(5)]
+    assert len(after) == 2 and not after & before  # a fresh pool, still off the event loop
+
+
+async def test_kernel_interrupt_does_not_break_the_pool() -> None:
+    with Extractor(workers=2) as extractor:
+        assert await extractor.extract(article(0)) is not None
+        before = {child.pid for child in multiprocessing.active_children()}
+        for pid in before:  # what Jupyter's interrupt does to the kernel's process group
+            os.kill(pid, signal.SIGINT)
+        docs = await asyncio.gather(*(extractor.extract(article(i)) for i in range(5)))
+        assert {child.pid for child in multiprocessing.active_children()} == before
+    assert all(doc is not None for doc in docs)
 
 
 def test_workers_must_be_positive() -> None:

@@ -20,7 +20,7 @@ lock and hang). So: forkserver where the platform has it, else spawn, with all w
 at once (``warm_up()``, or the first page) and one pool kept for many runs
 (``shared_extractor()``). Workers re-import the main script, as in any multiprocessing use: a
 script that runs research at import time must keep it under ``if __name__ == "__main__":``. If
-a worker dies anyway, extraction carries on in a thread.
+workers die anyway, a fresh pool is tried once, then extraction carries on in a thread.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -69,6 +70,8 @@ _TITLE_MAX = 300
 # trafilatura takes about 0.1 ms per element: past this many tags (a 2 MB table, a book on one page)
 # the plain body text is taken instead, so that one page cannot hold a worker for a minute.
 _MAX_TAGS = 40_000
+# A pool that breaks this many times (workers killed, or unable to start) gives way to a thread.
+_MAX_BREAKS = 2
 
 
 def extract(page: Page) -> Document | None:
@@ -164,16 +167,26 @@ def _parse_date(value: str | None) -> date | None:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    """forkserver where available: fork is unsafe in a threaded kernel; spawn elsewhere."""
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method)
+    """forkserver where available (fork is unsafe in a threaded kernel), else spawn.
+
+    The fork server imports this module (and so trafilatura and torq_nb) once, before it forks any
+    worker: every pool after the first, and every worker that replaces a dead one, starts in
+    milliseconds instead of paying the imports again.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", __name__])  # no effect if the server already runs
+    return context
 
 
 def _warm_up() -> None:
-    """Worker initializer: load trafilatura's caches, and keep its per-page complaints out of the kernel's stderr.
+    """Worker initializer: ignore SIGINT, load trafilatura's caches, keep its per-page complaints quiet.
 
     trafilatura logs an ERROR for every page it cannot parse; here that is expected and handled.
     """
+    # Jupyter interrupts the kernel's whole process group: a worker must not die of the user's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in ("trafilatura", "htmldate", "courlan", "justext", "readability"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     trafilatura.bare_extraction("<html><body><p>warm up</p></body></html>", fast=True)
@@ -191,7 +204,9 @@ class Extractor:
 
     The pool starts on the first page (or ``warm_up()``) and lives until ``close()``. Cancelling an awaiting task
     returns at once: a page still queued is dropped, one already in a worker finishes there and
-    its result is discarded. If the pool breaks (a worker died), extraction continues in a thread.
+    its result is discarded. Workers ignore SIGINT (a kernel interrupt reaches the whole process
+    group). If a worker dies, the page is retried in a fresh pool; if that dies too, extraction
+    continues in a thread.
     """
 
     def __init__(self, workers: int | None = None) -> None:
@@ -199,6 +214,7 @@ class Extractor:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers or _default_workers()
         self._pool: ProcessPoolExecutor | None = None
+        self._breaks = 0
         self._broken = False
         self._closed = False
         self._lock = threading.Lock()
@@ -223,25 +239,26 @@ class Extractor:
 
     async def extract(self, page: Page) -> Document | None:
         """extract(page) in a worker process; the event loop stays free meanwhile."""
-        pool = self._executor()
-        if pool is not None:
+        while (pool := self._executor()) is not None:
             try:
                 return await asyncio.wrap_future(pool.submit(extract, page))
             except BrokenProcessPool:
-                self._mark_broken()
+                self._replace(pool)
         return await asyncio.to_thread(extract, page)
 
-    def _mark_broken(self) -> None:
+    def _replace(self, pool: ProcessPoolExecutor) -> None:
+        """A worker died: the next call starts a fresh pool, or, after repeated deaths, uses a thread."""
         with self._lock:
-            if not self._broken:
-                log.warning(
-                    "an extraction worker process died; extracting in a thread from now on. In a script, "
-                    "keep the code that starts research under `if __name__ == '__main__':`."
-                )
-            self._broken = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if self._pool is pool:  # every task that was waiting on it sees the same break: count it once
+                self._pool = None
+                self._breaks += 1
+                if self._breaks >= _MAX_BREAKS:
+                    self._broken = True
+                    log.warning(
+                        "extraction worker processes keep dying; extracting in a thread from now on. In a "
+                        "script, keep the code that starts research under `if __name__ == '__main__':`."
+                    )
+        pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         """Stop the worker processes: queued pages are dropped, running ones finish first."""
