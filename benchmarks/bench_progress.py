@@ -29,7 +29,6 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from queue import Empty
-from typing import Any
 
 from jupyter_client.manager import KernelManager
 
@@ -151,9 +150,12 @@ class Kernel:
                 stdout.append(content["text"])
             elif kind == "error":
                 raise RuntimeError("a benchmark cell failed:\n" + "\n".join(content["traceback"]))
-            elif kind == "status" and content["execution_state"] == "idle":
-                if msg["parent_header"].get("msg_id") == msg_id:
-                    return "".join(stdout), comm_msgs
+            elif (
+                kind == "status"
+                and content["execution_state"] == "idle"
+                and msg["parent_header"].get("msg_id") == msg_id
+            ):
+                return "".join(stdout), comm_msgs
 
     def measure(self, code: str) -> Run:
         stdout, messages = self.run(code)

@@ -16,7 +16,12 @@ import pytest
 import traitlets
 
 from torq_nb.progress.models import ErrorInfo, ProgressStatus
-from torq_nb.progress.tracker import DEFAULT_STAGES, FINISHED_KEPT, ProgressTracker, get_progress
+from torq_nb.progress.tracker import (
+    DEFAULT_STAGES,
+    FINISHED_KEPT,
+    ProgressTracker,
+    get_progress,
+)
 
 LOGGER = "torq_nb.progress.tracker"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -119,7 +124,7 @@ def test_update_moves_percent_smoothly_toward_the_next_stage() -> None:
     tracker = ProgressTracker("op")
     tracker.progress("searching")
     percents = []
-    for done in range(0, 11):
+    for done in range(11):
         tracker.update(done, total=10)
         percents.append(tracker.get_status()["percent"])
     assert percents == pytest.approx([25 + 2.5 * i for i in range(11)])
@@ -385,7 +390,13 @@ def test_get_status_keys_and_types() -> None:
     initializing, searching, extracting = status["stages"][:3]
     assert initializing["state"] == "complete" and initializing["duration"] >= 0
     assert searching["state"] == "running" and ISO_Z.match(searching["started_at"])
-    assert extracting == {"name": "extracting", "percent": 50.0, "state": "pending", "started_at": None, "duration": None}
+    assert extracting == {
+        "name": "extracting",
+        "percent": 50.0,
+        "state": "pending",
+        "started_at": None,
+        "duration": None,
+    }
     json.dumps(status)  # plain data all the way down
 
 
