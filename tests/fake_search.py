@@ -15,7 +15,8 @@ there, else from tests/fixtures/pages (same layout, eight small pages). Use it f
 or take the ready-made `search_server` fixture: `from fake_search import search_server  # noqa: F401`.
 
 Behaviour switches are plain attributes, changeable while the server runs: `searxng_json` (False: 403
-as an instance without JSON output), `duckduckgo_mode` ("ok", "ratelimit" = HTTP 202, "anomaly" = the
+as an instance without JSON output), `searxng_page_limit` (pages past it answer 429, as SearXNG's
+limiter may), `duckduckgo_mode` ("ok", "ratelimit" = HTTP 202, "anomaly" = the
 bot-check page), `wiki_maxlag` (how many API requests to answer with a maxlag error first).
 `delay` makes every answer wait that many seconds first. `requests` records every request (path, query,
 headers) in arrival order; `peak_in_flight[path]` is the most requests to one path seen open at once.
@@ -111,6 +112,7 @@ class SearchServer:
         self.pages = list(pages)
         self.results_per_page = results_per_page
         self.searxng_json = True
+        self.searxng_page_limit: int | None = None
         self.duckduckgo_mode: DuckDuckGoMode = "ok"
         self.wiki_maxlag = 0
         self.delay = 0.0
@@ -217,6 +219,8 @@ class SearchServer:
                 status=403, text="<html><body><h1>403 Forbidden</h1></body></html>", content_type="text/html"
             )
         pageno = int(request.query.get("pageno", "1"))
+        if self.searxng_page_limit is not None and pageno > self.searxng_page_limit:
+            return web.Response(status=429, text="Too Many Requests", content_type="text/plain")
         ranked = self.ranked(query)
         start = (pageno - 1) * self.results_per_page
         results = [

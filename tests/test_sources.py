@@ -173,6 +173,18 @@ async def test_searxng_pages_through_results_up_to_the_limit(fetcher: Fetcher) -
     assert asked == ["1", "2", "3"]
 
 
+async def test_searxng_keeps_earlier_pages_when_a_later_one_fails(
+    fetcher: Fetcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with SearchServer(FIXTURES, results_per_page=3) as limited:
+        limited.searxng_page_limit = 1
+        hits = await SearXNG(limited.searxng_url).search("the", 7, fetcher)
+        limited.searxng_page_limit = 0
+        with pytest.raises(SourceError, match="rate-limiting"):
+            await SearXNG(limited.searxng_url).search("the", 7, fetcher)
+    assert len(hits) == 3 and "HTTP 429" in caplog.text
+
+
 async def test_searxng_without_json_output_says_how_to_enable_it(server: SearchServer, fetcher: Fetcher) -> None:
     server.searxng_json = False
     with pytest.raises(SourceError) as raised:

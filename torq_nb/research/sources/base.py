@@ -62,11 +62,11 @@ class SerialLock:
         return self._lock
 
 
-def env_or(value: str | None, variable: str, default: str | None = None) -> str | None:
-    """An explicit value, else the environment variable (if set and not blank), else the default."""
+def env_or(value: str | None, variable: str) -> str | None:
+    """An explicit value, else the environment variable (if set and not blank), else None."""
     if value:
         return value
-    return os.environ.get(variable, "").strip() or default
+    return os.environ.get(variable, "").strip() or None
 
 
 #: Characters that XML (and so lxml) refuses: control characters, lone surrogates, U+FFFE and U+FFFF.

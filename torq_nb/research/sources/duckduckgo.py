@@ -35,7 +35,7 @@ class DuckDuckGo(Source):
     name: ClassVar[str] = "duckduckgo"
 
     def __init__(self, endpoint: str | None = None, *, region: str | None = None) -> None:
-        self.endpoint = env_or(endpoint, "TORQ_NB_DUCKDUCKGO_URL", DEFAULT_ENDPOINT) or DEFAULT_ENDPOINT
+        self.endpoint = env_or(endpoint, "TORQ_NB_DUCKDUCKGO_URL") or DEFAULT_ENDPOINT
         parts = urlsplit(self.endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"DuckDuckGo: endpoint {self.endpoint!r} is not an http(s) URL.")

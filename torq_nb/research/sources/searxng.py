@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -18,6 +19,8 @@ from torq_nb.research.sources.base import (
 
 if TYPE_CHECKING:
     from torq_nb.research.fetch import Fetcher
+
+log = logging.getLogger(__name__)
 
 #: Result pages asked for at most, however large the limit (SearXNG gives 10 to 20 results a page).
 MAX_PAGES = 5
@@ -58,7 +61,13 @@ class SearXNG(Source):
             return []
         hits: list[Hit] = []
         for pageno in range(1, MAX_PAGES + 1):
-            results = await self._page(query, pageno, fetcher)
+            try:
+                results = await self._page(query, pageno, fetcher)
+            except SourceError as error:
+                if pageno == 1:
+                    raise
+                log.warning("%s; keeping the %d results of the pages before", error, len(hits))
+                break
             before = len(unique_hits(hits, limit))
             hits.extend(_hit(item) for item in results if _usable(item))
             found = len(unique_hits(hits, limit))
