@@ -1,0 +1,147 @@
+"""The torq-nb command: research a topic from a terminal, or re-export a saved run.
+
+    torq-nb research "solar storage" --depth standard --source wikipedia --export report.pdf --export results.csv
+    torq-nb export run.json report.pdf
+
+Exit status: 0 success, 1 the run failed, 2 bad arguments, 130 interrupted (partial results still exported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from torq_nb.export import export, load_run, resolve_format
+from torq_nb.progress.terminal import TerminalProgress
+from torq_nb.research.pipeline import DEPTHS, ResearchCancelled
+from torq_nb.research.provider import research
+from torq_nb.research.results import ResearchResults
+from torq_nb.research.sources import available_sources
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: The option each built-in source takes its endpoint from, with the flag and environment variable twins.
+_ENDPOINTS = {
+    "wikipedia": ("endpoint", "--wikipedia-url", "TORQ_NB_WIKIPEDIA_URL"),
+    "searxng": ("base_url", "--searxng-url", "TORQ_NB_SEARXNG_URL"),
+    "duckduckgo": ("endpoint", "--duckduckgo-url", "TORQ_NB_DUCKDUCKGO_URL"),
+    "local": ("path", "--local-path", "TORQ_NB_LOCAL_PATH"),
+}
+
+
+class _UsageError(Exception):
+    """Bad arguments found after parsing (an unknown export suffix, a missing file)."""
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torq-nb",
+        description="Research a topic (search, fetch, extract, cited summary) or re-export a saved run.",
+        epilog="Every option with [env: NAME] can also be set through that environment variable.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "research", help="research a topic, show its progress, print the summary and export the results",
+        description="Research TOPIC: search, fetch and extract the pages, write a summary citing them, "
+                    "and export the results. Exits 0 on success, 1 if the run failed, 2 for bad arguments "
+                    "and 130 on Ctrl-C (partial results are still exported).",
+    )
+    run.add_argument("topic", help="what to research, in quotes")
+    run.add_argument("--depth", choices=list(DEPTHS), default=os.environ.get("TORQ_NB_DEPTH", "standard"),
+                     help="quick: top 5 snippets, no fetching; standard: top 10 pages read; deep: three query "
+                          "variants, up to 50 pages read (default: standard) [env: TORQ_NB_DEPTH]")
+    run.add_argument("--source", default=os.environ.get("TORQ_NB_SOURCE") or "wikipedia",
+                     help=f"where to search: {', '.join(available_sources())} (default: wikipedia) [env: TORQ_NB_SOURCE]")
+    for option, flag, variable in _ENDPOINTS.values():
+        run.add_argument(flag, dest=flag[2:].replace("-", "_"), default=None, metavar="URL" if option != "path" else "DIR",
+                         help=f"the {flag[2:].split('-')[0]} source's {'folder' if option == 'path' else 'endpoint'} [env: {variable}]")
+    run.add_argument("--allow-private-networks", action="store_true", default=_env_flag("TORQ_NB_ALLOW_PRIVATE_NETWORKS"),
+                     help="also fetch pages on loopback and private addresses (refused by default) "
+                          "[env: TORQ_NB_ALLOW_PRIVATE_NETWORKS=1]")
+    run.add_argument("--export", action="append", default=[], metavar="PATH",
+                     help="write the results to PATH; the suffix picks the format (.md .html .pdf .csv .json "
+                          ".ndjson .parquet .ipynb .zip); repeat for several files")
+    run.add_argument("--quiet", action="store_true", help="no progress line; only the summary")
+
+    again = commands.add_parser("export", help="re-export a saved run (its JSON export) to any format",
+                                description="Read RUN (a run saved with --export run.json) and write OUTPUT, "
+                                            "whose suffix picks the format.")
+    again.add_argument("run", type=Path, help="a run saved as JSON by torq-nb or results.export('run.json')")
+    again.add_argument("output", type=Path, help="the file to write (.md .html .pdf .csv .json .ndjson .parquet .ipynb .zip)")
+    again.add_argument("--format", default=None, help="the format, when OUTPUT's suffix does not say it")
+    return parser
+
+
+def _write_exports(results: ResearchResults, paths: Sequence[str]) -> None:
+    for path in paths:
+        written = export(results, path)
+        print(f"wrote {written}", file=sys.stderr)
+
+
+def _research(args: argparse.Namespace) -> int:
+    for path in args.export:
+        try:
+            resolve_format(path)
+        except ValueError as error:
+            raise _UsageError(str(error)) from None
+    options = {}
+    if args.source in _ENDPOINTS:
+        option, flag, _ = _ENDPOINTS[args.source]
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value:
+            options[option] = value
+    callback = None if args.quiet else TerminalProgress(sys.stderr)
+    try:
+        results = research(args.topic, args.depth, args.source, display=False, progress_callback=callback,
+                           allow_private_networks=args.allow_private_networks or None, **options)
+    except ResearchCancelled as cancelled:
+        print("interrupted: exporting the partial results", file=sys.stderr)
+        _write_exports(cancelled.results, args.export)
+        return EXIT_INTERRUPTED
+    except (ValueError, TypeError) as error:
+        raise _UsageError(str(error)) from None
+    except Exception as error:  # noqa: BLE001 - the run failed; say why, exit 1
+        print(f"torq-nb: research failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(results.summary)
+    counts = results.metadata.get("pages", {})
+    print(f"\n{results.df.height} hits: {counts.get('ok', 0)} read, {counts.get('error', 0)} failed "
+          f"({results.progress.duration if results.progress else 0:.1f} s)", file=sys.stderr)
+    _write_exports(results, args.export)
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    try:
+        resolve_format(args.output, args.format)
+        run = load_run(args.run)
+    except (ValueError, OSError) as error:
+        raise _UsageError(str(error)) from None
+    written = export(run, args.output, args.format)
+    print(f"wrote {written}", file=sys.stderr)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return _research(args) if args.command == "research" else _export(args)
+    except _UsageError as error:
+        parser.error(str(error))  # exits 2
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
