@@ -1,7 +1,9 @@
-"""TerminalProgress: a tracker's view for terminals and logs.
+"""TerminalProgress: a tracker's view for terminals and logs, used as a status callback.
 
 On a terminal it keeps one live line (rewritten in place, as tqdm does); when the output is a file or a
 pipe it writes one plain line per stage change and one at the end, so logs stay readable.
+
+    tracker.add_callback(TerminalProgress())
 """
 
 from __future__ import annotations
@@ -11,37 +13,23 @@ import sys
 import threading
 from typing import Any, TextIO
 
+from torq_nb.progress.models import TERMINAL_STATES
 from torq_nb.progress.snapshot import status_line
-from torq_nb.progress.tracker import ProgressTracker
-
-
-_WATCHED = ["stage", "state", "percent", "message", "done"]
 
 
 class TerminalProgress:
-    """Observes ``tracker`` and writes its status line to ``stream`` (standard error by default)."""
+    """Writes each published status (a ``get_status()`` dict) to ``stream``, standard error by default."""
 
-    def __init__(self, tracker: ProgressTracker, stream: TextIO | None = None) -> None:
-        self.tracker = tracker
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self._lock = threading.Lock()
         self._last_stage: str | None = None
-        self._ended = False
-        tracker.observe(self._on_change, names=_WATCHED)
 
-    def close(self) -> None:
-        """Stop observing (the final line has already been written if the run ended)."""
-        self.tracker.unobserve(self._on_change, names=_WATCHED)
-
-    def _on_change(self, change: Any) -> None:
-        status = self.tracker.get_status()
-        finished = status["state"] in ("complete", "failed", "cancelled")
+    def __call__(self, status: dict[str, Any]) -> None:
+        finished = status["state"] in TERMINAL_STATES
+        line = status_line(status)
         with self._lock:
-            if self._ended:
-                return
-            self._ended = finished
-            line = status_line(status)
             if self.live:
                 width = shutil.get_terminal_size((100, 20)).columns - 1
                 self.stream.write("\r" + line[:width].ljust(width) + ("\n" if finished else ""))
