@@ -70,12 +70,12 @@ def tokenize(texts: list[str]) -> list[list[str]]:
 
 @dataclass(frozen=True)
 class IndexedFile:
-    """One indexed file: its raw content (what the hit carries) and its plain-text passages (what is ranked)."""
+    """One indexed file: its title and plain-text passages (what is ranked). Its content is read again for
+    a hit, so that a large folder's index does not hold every file in memory."""
 
     path: Path
     stamp: tuple[int, int]
     content_type: str
-    raw: str
     title: str
     passages: tuple[str, ...]
 
@@ -138,6 +138,11 @@ class LocalFiles(Source):
             if score <= 0:
                 break
             doc = index.docs[int(position)]
+            try:
+                content, _ = _read(doc.path)
+            except _READ_ERRORS as error:  # removed or damaged since the scan
+                log.warning("LocalFiles: skipping %s: %s", doc.path, error)
+                continue
             hits.append(
                 Hit(
                     title=doc.title,
@@ -145,7 +150,7 @@ class LocalFiles(Source):
                     snippet=_best_passage([p for p in doc.passages if p != doc.title] or [doc.title], query_tokens),
                     source=self.name,
                     score=float(score),
-                    content=doc.raw,
+                    content=content,
                     content_type=doc.content_type,
                 )
             )
@@ -239,7 +244,7 @@ def _load(path: Path, stamp: tuple[int, int]) -> IndexedFile | None:
         title, passages = _markdown_parts(raw)
     else:
         title, passages = "", _paragraphs(raw, _BLANK_LINES)
-    return IndexedFile(path, stamp, content_type, raw, title or fallback_title, passages)
+    return IndexedFile(path, stamp, content_type, title or fallback_title, passages)
 
 
 def _html_parts(raw: str) -> tuple[str, tuple[str, ...]]:
