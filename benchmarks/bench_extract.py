@@ -170,19 +170,21 @@ def main(argv: list[str]) -> None:
     rows.append(("torq_nb extract(), thread pool", None, n / secs, "2 threads"))
 
     async def pooled() -> None:
-        with Extractor(workers=2) as extractor:
-            start = time.perf_counter()
-            await extractor.extract(next(iter(pages.values())))
-            startup = time.perf_counter() - start
-            start = time.perf_counter()
-            got = await _through_extractor(extractor, pages)
-            secs = time.perf_counter() - start
+        startups = []
+        for _ in range(2):  # the first pool in a process starts the fork server; later ones fork from it
+            with Extractor(workers=2) as extractor:
+                start = time.perf_counter()
+                await extractor.extract(next(iter(pages.values())))
+                startups.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                got = await _through_extractor(extractor, pages)
+                secs = time.perf_counter() - start
         rows.append(
             (
                 "torq_nb Extractor (forkserver pool)",
                 score(got, truth),
                 n / secs,
-                f"2 processes; start-up {startup:.2f} s, once",
+                f"2 processes; start-up {startups[0]:.2f} s first pool, {startups[1]:.2f} s later pools",
             )
         )
 

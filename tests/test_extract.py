@@ -223,6 +223,15 @@ async def test_corpus_pages_extract_their_article() -> None:
 # --- Extractor: off the event loop, in worker processes -------------------------------------------
 
 
+def new_children(before: set[int]) -> list[multiprocessing.process.BaseProcess]:
+    """Worker processes started since `before` (other tests may keep a shared extractor alive)."""
+    return [child for child in multiprocessing.active_children() if child.pid not in before]
+
+
+def running() -> set[int]:
+    return {child.pid for child in multiprocessing.active_children() if child.pid is not None}
+
+
 def article(i: int) -> Page:
     body = ARTICLE.replace("tram line", f"tram line {i}")
     return html_page(body, url=f"https://example.org/{i}")
@@ -230,12 +239,12 @@ def article(i: int) -> Page:
 
 async def test_extractor_matches_extract_for_concurrent_pages() -> None:
     pages = [article(i) for i in range(30)]
+    before = running()
     with Extractor(workers=2) as extractor:
         docs = await asyncio.gather(*(extractor.extract(page) for page in pages))
-        children = multiprocessing.active_children()
-        assert len(children) == 2 and all(child.pid != os.getpid() for child in children)
+        assert len(new_children(before)) == 2
     assert docs == [extract(page) for page in pages]
-    assert multiprocessing.active_children() == []
+    assert new_children(before) == []
 
 
 async def test_event_loop_keeps_running_while_pages_extract() -> None:
@@ -265,6 +274,7 @@ async def test_cancelling_the_awaiting_task_returns_and_leaves_no_process() -> N
     big = html_page(
         "<html><body>" + "".join(f"<p>{p} {i}</p>" for i in range(400) for p in PARAGRAPHS) + "</body></html>"
     )
+    before = running()
     extractor = Extractor(workers=2)
     run = asyncio.ensure_future(asyncio.gather(*(extractor.extract(big) for _ in range(40))))
     await asyncio.sleep(0.3)
@@ -274,32 +284,35 @@ async def test_cancelling_the_awaiting_task_returns_and_leaves_no_process() -> N
     # Still usable after a cancelled run, then closed with nothing left behind.
     assert (await extractor.extract(article(1))) is not None
     extractor.close()
-    assert multiprocessing.active_children() == []
+    assert new_children(before) == []
     with pytest.raises(RuntimeError, match="closed"):
         await extractor.extract(article(2))
 
 
 async def test_a_killed_worker_does_not_lose_pages_and_processes_come_back() -> None:
+    others = running()
     with Extractor(workers=2) as extractor:
         assert await extractor.extract(article(0)) is not None
-        before = {child.pid for child in multiprocessing.active_children()}
-        for child in multiprocessing.active_children():
+        workers = new_children(others)
+        for child in workers:
             child.kill()
             child.join()
         docs = await asyncio.gather(*(extractor.extract(article(i)) for i in range(5)))
-        after = {child.pid for child in multiprocessing.active_children()}
+        before = {child.pid for child in workers}
+        after = {child.pid for child in new_children(others)}
     assert [doc.title for doc in docs if doc] == [f"Council approves tram line {i}" for i in range(5)]
     assert len(after) == 2 and not after & before  # a fresh pool, still off the event loop
 
 
 async def test_kernel_interrupt_does_not_break_the_pool() -> None:
+    others = running()
     with Extractor(workers=2) as extractor:
         assert await extractor.extract(article(0)) is not None
-        before = {child.pid for child in multiprocessing.active_children()}
-        for pid in before:  # what Jupyter's interrupt does to the kernel's process group
+        workers = {child.pid for child in new_children(others)}
+        for pid in workers:  # what Jupyter's interrupt does to the kernel's process group
             os.kill(pid, signal.SIGINT)
         docs = await asyncio.gather(*(extractor.extract(article(i)) for i in range(5)))
-        assert {child.pid for child in multiprocessing.active_children()} == before
+        assert {child.pid for child in new_children(others)} == workers
     assert all(doc is not None for doc in docs)
 
 
