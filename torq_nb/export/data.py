@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, TypeAlias, Union
 
 import polars as pl
 
 from torq_nb.research.results import SCHEMA, ResearchResults, empty_frame
-
-if TYPE_CHECKING:
-    from typing_extensions import TypeAlias
 
 #: What every export function accepts: a run, a table of the documented schema (or some of its
 #: columns), a list of row dicts, or the seed's results dict (``ResearchResults.to_dict()``).

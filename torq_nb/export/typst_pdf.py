@@ -94,7 +94,11 @@ def _output(out: NotebookNode, images: _Images) -> list[Node]:
         if mime in data and (node := images.add(mime, data[mime])):
             return [node]
     if "text/markdown" in data:
-        return markdown_tree(_source(data["text/markdown"]), images=None)[0]
+        blocks, _, refs = markdown_tree(_source(data["text/markdown"]), images=None)
+        for ref in refs:  # outputs link only outward: an in-document target may not exist
+            ref["t"] = "span"
+        _drop_duplicate_anchors({"c": blocks}, set())
+        return blocks
     if "text/html" in data and (tables := html_tables(_source(data["text/html"]))):
         return tables
     for mime in ("text/plain", "text/latex", "application/json"):
