@@ -14,6 +14,7 @@ from torq_nb.research.urlsafety import (
     GuardedResolver,
     UnsafeURLError,
     address_problem,
+    check_address,
     check_scheme,
     untrusted_request,
     vet_url,
@@ -164,3 +165,15 @@ async def test_trusted_requests_resolve_without_checks() -> None:
             f"http://searx.local:{server.port}/ok"
         ) as response:
             assert response.status == 200
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254", "100.100.100.200"])
+def test_cloud_metadata_is_refused_even_when_private_networks_are_allowed(address):
+    assert address_problem(address, allow_private=True) is not None
+    with pytest.raises(UnsafeURLError, match="even with allow_private_networks"):
+        check_address(address, address, allow_private=True)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "::1", "192.168.0.7"])
+def test_allowing_private_networks_admits_private_addresses(address):
+    assert address_problem(address, allow_private=True) is None

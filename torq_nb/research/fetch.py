@@ -79,7 +79,7 @@ class FetchPolicy:
         deadline: seconds for the whole run from `async with Fetcher(...)`; later fetches and
             in-flight requests end as "deadline exceeded" rows. None means no deadline.
         obey_robots: check each untrusted URL against its host's robots.txt (cached per host).
-        allow_private_networks: let untrusted URLs reach loopback, private, link-local and metadata
+        allow_private_networks: let untrusted URLs reach loopback, private and link-local
             addresses (intranets, test servers). Defaults to the TORQ_NB_ALLOW_PRIVATE_NETWORKS
             environment variable, read when the policy is created; an explicit argument wins.
         user_agent: the User-Agent header sent with every request.

@@ -57,18 +57,23 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def address_problem(address: str | IPAddress) -> str | None:
-    """Why `address` must not be contacted from an untrusted URL ("a loopback address", ...), or None if public."""
+def address_problem(address: str | IPAddress, *, allow_private: bool = False) -> str | None:
+    """Why `address` must not be contacted from an untrusted URL ("a loopback address", ...), or None if fine.
+
+    Cloud-metadata endpoints hand out credentials, so they are refused even when private networks are allowed.
+    """
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.scope_id:
             ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
         inner = embedded_ipv4(ip)
         if inner is not None:
-            problem = address_problem(inner)
+            problem = address_problem(inner, allow_private=allow_private)
             return f"{problem} ({inner} embedded in IPv6)" if problem else None
     if ip in CLOUD_METADATA_ADDRESSES:
         return "a link-local/cloud-metadata address" if ip.is_link_local else "a cloud-metadata address"
+    if allow_private:
+        return None
     checks = (
         (ip.is_unspecified, "an unspecified address"),
         (ip.is_loopback, "a loopback address"),
@@ -91,13 +96,14 @@ def check_scheme(url: URL) -> None:
         raise UnsafeURLError(f"refused: {url} has no host")
 
 
-def check_address(host: str, address: str) -> None:
-    """Raise UnsafeURLError if `host`, resolved to `address`, is not a public address."""
-    problem = address_problem(address)
+def check_address(host: str, address: str, *, allow_private: bool = False) -> None:
+    """Raise UnsafeURLError if `host`, resolved to `address`, may not be contacted (see address_problem)."""
+    problem = address_problem(address, allow_private=allow_private)
     if problem is None:
         return
     subject = address if host == address else f"{host} resolves to {address}, which"
-    raise UnsafeURLError(f"refused: {subject} is {problem}; {ALLOW_HINT}")
+    hint = "cloud-metadata endpoints are refused even with allow_private_networks" if allow_private else ALLOW_HINT
+    raise UnsafeURLError(f"refused: {subject} is {problem}; {hint}")
 
 
 def literal_ip(host: str) -> IPAddress | None:
@@ -147,9 +153,8 @@ class GuardedResolver(AbstractResolver):
         key = (host, port)
         if key not in guard.pinned:
             answers = await self._base.resolve(host, port, family)
-            if not guard.allow_private:
-                for answer in answers:
-                    check_address(host, answer["host"])
+            for answer in answers:
+                check_address(host, answer["host"], allow_private=guard.allow_private)
             guard.pinned[key] = answers
         return guard.pinned[key]
 
@@ -171,5 +176,5 @@ async def vet_url(url: URL, resolver: AbstractResolver) -> None:
     ip = literal_ip(host)
     if ip is None:
         await resolver.resolve(host, url.port or 0, socket.AF_UNSPEC)
-    elif not guard.allow_private:
-        check_address(host, str(ip))
+    else:
+        check_address(host, str(ip), allow_private=guard.allow_private)
