@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 #: The life of a tracked operation.
@@ -71,10 +71,10 @@ class ProgressStatus:
         Metadata values are passed through as they are, not deep-copied: they may be anything a caller
         recorded (a session, a lock), and copying them would be slow or fail.
         """
-        data = {item.name: getattr(self, item.name) for item in fields(self)}
-        data["error"] = asdict(self.error) if self.error is not None else None
+        data = dict(vars(self))  # the fields (dataclasses.asdict would deep-copy, slowly)
+        data["error"] = dict(vars(self.error)) if self.error is not None else None
         data["metadata"] = dict(self.metadata)
-        data["stages"] = [asdict(stage) for stage in self.stages]
+        data["stages"] = [dict(vars(stage)) for stage in self.stages]
         return data
 
     @classmethod

@@ -268,7 +268,10 @@ class ProgressTracker(traitlets.HasTraits):
 
     def _done_now(self) -> int:
         """The exact count in the current stage. Called with the lock held."""
-        return int(self._offset + sum(counter.count for counter in self._counters.values()))
+        done = self._offset
+        for counter in self._counters.values():
+            done += counter.count
+        return done
 
     def _percent_now(self, done: int) -> float:
         if self._state == "complete":
@@ -288,7 +291,7 @@ class ProgressTracker(traitlets.HasTraits):
         with self._lock:
             now = monotonic()
             end = self._ended if self._ended is not None else now
-            done = self._done_now()
+            done = int(self._done_now())  # int even if someone counted in floats
             duration = end - self._started if self._started is not None else 0.0
             counting = end - self._count_started
             rate = done / counting if done > 0 and counting > 0 else None
