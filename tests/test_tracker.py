@@ -615,6 +615,18 @@ def test_refresh_interval_zero_publishes_every_count() -> None:
     assert published == list(range(1, 301))
 
 
+async def test_refresh_interval_zero_publishes_every_tracked_item() -> None:
+    tracker = ProgressTracker("op", refresh_interval=0)
+    tracker.progress("searching")
+    published: list[int] = []
+    tracker.observe(lambda change: published.append(change["new"]), names="done")
+    for _ in tracker.track(range(40)):
+        pass
+    async for _ in tracker.track(anumbers(30)):
+        pass
+    assert published == [*range(1, 41), 0, *range(1, 31)]
+
+
 # --------------------------------------------------------------------------- threads and tasks
 
 
