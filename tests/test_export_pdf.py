@@ -179,3 +179,22 @@ def test_webpdf_engine_works_or_says_what_to_install() -> None:
         assert "playwright install chromium" in str(exc)
     else:
         assert pdf.startswith(b"%PDF")
+
+
+def test_broken_links_duplicate_anchors_and_bad_images_still_make_a_pdf(tmp_path: Path) -> None:
+    nb = new_notebook()
+    nb.cells = [
+        new_markdown_cell('<a id="dup"></a> <a id="dup"></a> [to dup](#dup) [nowhere](#missing) [head](#Head) '
+                          "[js](javascript:alert(1))\n\n# Head\n\n![remote](https://example.org/x.png)"),
+        new_code_cell("x", execution_count=1, outputs=[
+            new_output("display_data", data={"text/markdown": "[inner](#Head) <a id='Head'></a>"}),
+            new_output("display_data", data={"image/png": "bm90IGEgcG5n", "text/plain": "fallback text"}),
+        ]),
+    ]
+    pdf, _ = TypstPDFExporter().from_notebook_node(nb)
+    path = tmp_path / "edge.pdf"
+    path.write_bytes(pdf)
+    text = pdftext(path)
+    for expected in ("to dup", "nowhere", "head", "js", "[image: remote]", "inner", "fallback text"):
+        assert expected in text
+    assert link_uris(path) == ["https://example.org/x.png"]  # javascript: is no link

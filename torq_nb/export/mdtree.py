@@ -17,7 +17,22 @@ Node = dict[str, Any]
 #: Resolves an image reference (``attachment:x.png`` or a URL) to a file in the Typst root, or None.
 ImageResolver = Callable[[str], "Node | None"]
 
-_parse = mistune.create_markdown(renderer=None, plugins=["table", "strikethrough", "url", "math"])
+#: Text that holds none of these cannot contain inline Markdown (escapes, code, emphasis, links,
+#: HTML, entities, strikethrough, math, line breaks or autolinks).
+_INLINE_SYNTAX = re.compile(r"[\\`*_\[\]!<&~$\n]|://|www\.|@")
+
+
+class _InlineParser(mistune.InlineParser):
+    """mistune's inline parser, with plain text (most table cells) returned as one token at once."""
+
+    def __call__(self, s: str, env: Any) -> list[dict[str, Any]]:
+        if not _INLINE_SYNTAX.search(s):
+            return [{"type": "text", "raw": s}]
+        return super().__call__(s, env)
+
+
+_parse = mistune.Markdown(renderer=None, inline=_InlineParser(), plugins=[
+    mistune.plugins.import_plugin(name) for name in ("table", "strikethrough", "url", "math")])
 _ANCHOR = re.compile(r"""<a\s+(?:id|name)\s*=\s*["']([^"']+)["']""", re.I)
 _BR = re.compile(r"<br\s*/?>", re.I)
 _LINK_SCHEMES = ("http://", "https://", "ftp://", "mailto:")
