@@ -190,3 +190,15 @@ def text_brightness(locator: Any) -> float:
     """Mean of the RGB channels of the widget's text colour (0 black to 255 white)."""
     rgb = locator.evaluate("el => getComputedStyle(el).color.match(/[0-9.]+/g).slice(0, 3).map(Number)")
     return sum(rgb) / 3
+
+
+def test_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests import jupyter_server
+
+    monkeypatch.setattr(jupyter_server, "CHROMIUM", Path("/nonexistent/chromium"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        jupyter_server.require_chromium()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
+        jupyter_server.require_chromium()

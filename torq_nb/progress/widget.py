@@ -171,9 +171,11 @@ class ProgressWidget(anywidget.AnyWidget):  # type: ignore[misc]
         """Show the live view with a text/html snapshot and text line beside it, kept to the final state."""
         from IPython.display import display
 
-        handle = display(self._bundle(self._tracker.get_status()), raw=True, display_id=True)
-        if handle is not None:
-            self._handles.append(handle)
+        # Under the tracker's lock, so a run ending meanwhile cannot miss this display's handle.
+        with self._tracker._lock:
+            handle = display(self._bundle(self._tracker.get_status()), raw=True, display_id=True)
+            if handle is not None:
+                self._handles.append(handle)
 
     def __repr__(self) -> str:
         return status_line(self._tracker.get_status())
