@@ -21,6 +21,7 @@ from torq_nb.export.data import ExportInput, RunData, normalize
 #: Characters that start Markdown, HTML, entity, math or table syntax inline; each gets a backslash.
 _MD_SPECIAL = r"([\\`*_\[\]<>#|~$&!])"
 _CITATION = re.compile(r"\[(\d+)\]")
+_ANCHOR_PREFIX = "source-"
 #: Only these schemes become links; anything else (javascript:, data:, file:) stays text.
 _LINK_SCHEME = r"^(?i)(https?|ftp)://\S|^(?i)mailto:\S"
 #: Characters percent-encoded in link destinations: they would end the link, split a table row,
@@ -68,17 +69,9 @@ def md_cell(value: Any) -> str:
     return _one(_cell(pl.col("v")), value)
 
 
-def md_link(text: Any, url: Any) -> str:
-    """A Markdown link with literal text; just the text when the URL is missing or not a web/mail link."""
-    label = text if text not in (None, "") else url
-    frame = pl.DataFrame({"t": [None if label is None else str(label)], "u": [None if url is None else str(url)]},
-                         schema={"t": pl.String, "u": pl.String})
-    return str(frame.select(_link(_text(pl.col("t")), pl.col("u"))).item())
-
-
 def anchor(rank: int) -> str:
     """The id of source ``rank`` in the source list, the target of its ``[n]`` citations."""
-    return f"source-{rank}"
+    return f"{_ANCHOR_PREFIX}{rank}"
 
 
 def md_summary(summary: str, ranks: set[int]) -> str:
@@ -163,7 +156,7 @@ def _sources(df: pl.DataFrame) -> str:
     domain = pl.when(_col(df, "domain").fill_null("") != "").then(pl.lit(" — ") + _text(_col(df, "domain"))).otherwise(pl.lit(""))
     url = _col(df, "url")
     link = pl.when(url.is_not_null()).then(pl.lit(" <br>") + _link(_text(url), url)).otherwise(pl.lit(""))
-    line = pl.concat_str([pl.lit('- <a id="source-'), rank, pl.lit('"></a>**\\['), rank, pl.lit("\\]** "), title, domain, link])
+    line = pl.concat_str([pl.lit(f'- <a id="{_ANCHOR_PREFIX}'), rank, pl.lit('"></a>**\\['), rank, pl.lit("\\]** "), title, domain, link])
     return _lines(df, line)
 
 
