@@ -119,7 +119,7 @@ class JupyterLab:
     def api(self, path: str) -> Any:
         """GET a REST endpoint (``api/status``, ``api/contents/demo.ipynb``…) and return its JSON."""
         request = urllib.request.Request(self.url(path), headers={"Authorization": f"token {self.token}"})
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=10) as response:  # loopback only
             return json.load(response)
 
     def log(self) -> str:
@@ -136,7 +136,9 @@ class JupyterLab:
                 return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.2)
-        raise TimeoutError(f"JupyterLab did not answer on port {self.port} within {timeout:.0f} s:\n{self.log()[-3000:]}")
+        raise TimeoutError(
+            f"JupyterLab did not answer on port {self.port} within {timeout:.0f} s:\n{self.log()[-3000:]}"
+        )
 
     def stop(self) -> None:
         """Stop the server (which shuts its kernels down); kill its process group if it will not stop."""
@@ -180,7 +182,9 @@ def start_jupyter_lab(root_dir: Path, *, timeout: float = 90.0) -> JupyterLab:
         "--LabApp.expose_app_in_browser=True",
     ]  # fmt: skip
     log = (state_dir / "server.log").open("wb")
-    process = subprocess.Popen(command, cwd=root_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=root_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     log.close()
     lab = JupyterLab(root_dir=Path(root_dir), port=port, token=token, process=process, state_dir=state_dir)
     try:

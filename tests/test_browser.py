@@ -20,7 +20,13 @@ import pytest
 from nbconvert import HTMLExporter
 from playwright.sync_api import sync_playwright
 
-from tests.jupyter_server import JupyterLab, jupyter_lab, launch_chromium, require_chromium, wait_for_kernel_idle
+from tests.jupyter_server import (
+    JupyterLab,
+    jupyter_lab,
+    launch_chromium,
+    require_chromium,
+    wait_for_kernel_idle,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -30,30 +36,35 @@ FAILURE = "ConnectionError: all 3 sources refused the connection"
 
 CELLS = [
     # 1: the tracker as the cell's value renders as the widget (pending).
-    "import time\n"
-    "from torq_nb.progress import ProgressTracker\n"
-    "tracker = ProgressTracker('research: quantum error correction')\n"
-    "tracker",
+    (
+        "import time\n"
+        "from torq_nb.progress import ProgressTracker\n"
+        "tracker = ProgressTracker('research: quantum error correction')\n"
+        "tracker"
+    ),
     # 2: every default stage with short pauses, and a counted stage.
-    "with tracker:\n"
-    "    time.sleep(0.6)\n"
-    "    tracker.progress('searching', 'querying Wikipedia, SearXNG and local files')\n"
-    "    time.sleep(0.6)\n"
-    "    tracker.progress('extracting', 'reading pages')\n"
-    "    for page in tracker.track(range(40)):\n"
-    "        time.sleep(0.03)\n"
-    "    tracker.progress('synthesizing', 'writing the cited summary')\n"
-    "    time.sleep(1.2)  # no message for 1.2 s: the elapsed time must still tick in the browser\n",
+    (
+        "with tracker:\n"
+        "    time.sleep(0.6)\n"
+        "    tracker.progress('searching', 'querying Wikipedia, SearXNG and local files')\n"
+        "    time.sleep(0.6)\n"
+        "    tracker.progress('extracting', 'reading pages')\n"
+        "    for page in tracker.track(range(40)):\n"
+        "        time.sleep(0.03)\n"
+        "    tracker.progress('synthesizing', 'writing the cited summary')\n"
+        "    time.sleep(1.2)  # no message for 1.2 s: the elapsed time must still tick in the browser\n"
+    ),
     # 3: a run that fails (its name is outside text and must stay text).
-    "failing = ProgressTracker('research: <b>unreachable</b> topic')\n"
-    "display(failing)\n"
-    "with failing:\n"
-    "    failing.progress('searching', 'querying sources')\n"
-    "    time.sleep(0.6)\n"
-    "    raise ConnectionError('all 3 sources refused the connection')\n",
+    (
+        "failing = ProgressTracker('research: <b>unreachable</b> topic')\n"
+        "display(failing)\n"
+        "with failing:\n"
+        "    failing.progress('searching', 'querying sources')\n"
+        "    time.sleep(0.6)\n"
+        "    raise ConnectionError('all 3 sources refused the connection')\n"
+    ),
     # 4: finished trackers shown again, side by side (the README screenshot).
-    "display(tracker)\n"
-    "display(failing)",
+    "display(tracker)\ndisplay(failing)",
 ]
 
 # Records every (operation, stage, state, percent, elapsed) a progress widget shows, as it changes.
@@ -97,9 +108,11 @@ def lab(tmp_path: Path) -> Iterator[JupyterLab]:
 
 def widget(page: Any, operation: str, state: str) -> Any:
     """The first live widget of one operation once it reaches ``state``."""
-    locator = page.locator(f'.torq-progress[data-state="{state}"]').filter(
-        has=page.locator(".torq-progress__operation", has_text=operation)
-    ).first
+    locator = (
+        page.locator(f'.torq-progress[data-state="{state}"]')
+        .filter(has=page.locator(".torq-progress__operation", has_text=operation))
+        .first
+    )
     locator.wait_for(timeout=60_000)
     return locator
 
@@ -142,7 +155,9 @@ def test_stages_live_in_jupyterlab(lab: JupyterLab) -> None:
             assert running == sorted(running, key=STAGES.index), "stages went backwards"
             assert run[-1]["stage"] == "complete" and run[-1]["percent"] == "100", run[-1]
             # While synthesizing the kernel sent nothing for 1.2 s, yet the elapsed time moved on.
-            ticking = {entry["elapsed"] for entry in run if entry["stage"] == "synthesizing" and entry["state"] == "running"}
+            ticking = {
+                entry["elapsed"] for entry in run if entry["stage"] == "synthesizing" and entry["state"] == "running"
+            }
             assert len(ticking) >= 2, run
 
             assert done.get_attribute("data-percent") == "100"

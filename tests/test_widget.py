@@ -178,7 +178,11 @@ def test_stage_changes_and_terminal_states_go_out_at_once(kernel: Kernel) -> Non
     complete = position(messages, is_update_with(state="complete", percent=100.0))
     assert complete < position(messages, is_marker("after complete"))
     # Held back meanwhile: the count 3/10 never went out on its own, only the stage and terminal flushes did.
-    assert [u.get("stage") for u in widget_updates(messages, values["model_id"])] == ["initializing", "searching", "complete"]
+    assert [u.get("stage") for u in widget_updates(messages, values["model_id"])] == [
+        "initializing",
+        "searching",
+        "complete",
+    ]
 
 
 def test_trailing_flush_sends_the_last_state_while_the_kernel_is_busy(kernel: Kernel) -> None:

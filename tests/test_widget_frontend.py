@@ -27,7 +27,7 @@ JS_TEST_NAMES = re.findall(r'^test\("([^"]+)"', TEST_FILE.read_text(encoding="ut
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
         pass
 
 

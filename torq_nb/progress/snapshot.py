@@ -11,6 +11,7 @@ only and no scripts.
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -47,7 +48,7 @@ def _clean(value: object) -> str:
 
 def format_duration(seconds: float | None) -> str:
     """``MM:SS`` below an hour, ``H:MM:SS`` above, like tqdm; ``--:--`` when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "--:--"
     whole = int(seconds)
     hours, rest = divmod(whole, 3600)
@@ -135,25 +136,32 @@ def status_html(status: Mapping[str, Any]) -> str:
     error = _error_text(status)
     message = _clean(status.get("message") or "")
     label = f"{where}, {percent:.0f}%"
-    lines = [
+    head = (
         f'<div class="torq-progress-snapshot" data-state="{html.escape(state)}" data-percent="{percent:.1f}"'
-        ' style="font-family:system-ui,-apple-system,\'Segoe UI\',sans-serif;font-size:13px;line-height:1.45;'
-        'max-width:46em;padding:0.5em 0.75em;border:1px solid rgba(128,128,128,0.35);border-radius:6px">',
+        " style=\"font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;line-height:1.45;"
+        'max-width:46em;padding:0.5em 0.75em;border:1px solid rgba(128,128,128,0.35);border-radius:6px">'
+    )
+    title = (
         '<div style="display:flex;gap:0.75em;align-items:baseline">'
         f"<strong>{html.escape(operation)}</strong>"
         f'<span style="color:{colour};font-weight:600">{html.escape(where)}</span>'
-        f'<span style="margin-left:auto;font-variant-numeric:tabular-nums">{percent:.0f}%</span></div>',
+        f'<span style="margin-left:auto;font-variant-numeric:tabular-nums">{percent:.0f}%</span></div>'
+    )
+    bar = (
         f'<div role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="{percent:.1f}"'
         f' aria-valuetext="{html.escape(label)}" aria-label="{html.escape(operation)}"'
         ' style="height:6px;margin:0.35em 0;border-radius:3px;background:rgba(128,128,128,0.25);overflow:hidden">'
-        f'<div style="height:100%;width:{percent:.1f}%;background:{colour}"></div></div>',
-        f'<ol style="list-style:none;margin:0;padding:0">{_stage_items(status)}</ol>',
-        '<div style="opacity:0.75;font-variant-numeric:tabular-nums">'
-        f"{html.escape(' · '.join(_details(status)))}</div>",
-    ]
+        f'<div style="height:100%;width:{percent:.1f}%;background:{colour}"></div></div>'
+    )
+    details = (
+        f'<div style="opacity:0.75;font-variant-numeric:tabular-nums">{html.escape(" · ".join(_details(status)))}</div>'
+    )
+    lines = [head, title, bar, f'<ol style="list-style:none;margin:0;padding:0">{_stage_items(status)}</ol>', details]
     if message:
         lines.append(f"<div>{html.escape(message)}</div>")
     if error:
-        lines.append(f'<div role="alert" style="color:{_STATE_COLOURS["failed"]};white-space:pre-wrap">{html.escape(error)}</div>')
+        lines.append(
+            f'<div role="alert" style="color:{_STATE_COLOURS["failed"]};white-space:pre-wrap">{html.escape(error)}</div>'
+        )
     lines.append("</div>")
     return "".join(lines)

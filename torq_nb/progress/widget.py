@@ -89,7 +89,7 @@ class ProgressWidget(anywidget.AnyWidget):  # type: ignore[misc]
     eta = traitlets.Float(None, allow_none=True).tag(sync=True)
     duration = traitlets.Float(0.0).tag(sync=True)
     error = traitlets.Dict(None, allow_none=True).tag(sync=True)
-    stages = traitlets.List().tag(sync=True)
+    stages: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
 
     def __init__(self, tracker: ProgressTracker, *, interval: float = 0.1, **kwargs: Any) -> None:
         if not isinstance(tracker, ProgressTracker):
