@@ -3,24 +3,29 @@
 HTML goes through trafilatura, in two passes: first its own extractor alone (``fast=True``, the
 most accurate and quickest setting on the article corpus), then, if that finds nothing, with
 trafilatura's readability/jusText fallbacks; if both come back empty (tiny or odd pages) the
-visible text of ``<body>`` minus scripts, styles and navigation is used; so it is for a page of
-more than 40,000 tags, which trafilatura would take tens of seconds over (about 0.1 ms a tag). ``text/plain`` and
-``text/markdown`` pass through, titled by their first heading or line. ``extract`` never raises:
-a page with no readable text gives ``None``.
+visible text of ``<body>`` minus scripts, styles and navigation is used. So is it for a page of
+more than 40,000 tags, which trafilatura would spend tens of seconds on (about 0.1 ms a tag).
+``text/plain`` and ``text/markdown`` pass through, titled by their first heading or line.
+``extract`` never raises: a page with no readable text (or a binary body) gives ``None``.
 
-Measured on the 181-page article corpus (``benchmarks/bench_extract.py``, 2 cores): F1 0.962
-against 0.953 for ``trafilatura.extract`` with its defaults, which keep reader comments.
+Measured on the 181-page article corpus (``benchmarks/bench_extract.py``; F1 over 4-token
+shingles): 0.962, against 0.953 for ``trafilatura.extract`` with its defaults, which keep
+reader comments.
 
-Why a process pool (``Extractor``): extraction is pure CPU (lxml plus Python), so threads share one
-core through the GIL. Measured on the corpus, 2 cores, workers already started: sequential 42
-pages/s; 2 threads 47 pages/s (1.1x); a 2-process pool 72 pages/s (1.7x). Start methods, same
-pool: forkserver 0.37 s to start 2 workers, spawn 0.41 s, fork 0.02 s but the slowest runs
-(1.3x) and unsafe in a Jupyter kernel, which runs threads (a forked child can inherit a held
-lock and hang). So: forkserver where the platform has it, else spawn, with all workers started
-at once (``warm_up()``, or the first page) and one pool kept for many runs
-(``shared_extractor()``). Workers re-import the main script, as in any multiprocessing use: a
-script that runs research at import time must keep it under ``if __name__ == "__main__":``. If
-workers die anyway, a fresh pool is tried once, then extraction carries on in a thread.
+Why a process pool (``Extractor``): extraction is pure CPU (lxml plus Python), so threads share
+one core through the GIL. On the corpus, 2 idle cores, workers started: sequential 42 pages/s,
+2 threads 47 (1.1x), 2 processes 72 (1.7x). Start methods: fork starts fastest but ran the
+slowest batches and can deadlock a child of a Jupyter kernel, which runs threads; spawn and
+forkserver start alike (0.4 s). forkserver wins because its server imports this module once and
+forks every later worker from it: the first pool in a process pays the imports (0.35 s idle,
+several seconds on a loaded machine, since ``import torq_nb`` loads the whole package), later
+pools and replacement workers start in 0.1-0.4 s. So: forkserver where the platform has it,
+else spawn; all workers started at once (``warm_up()``, or the first page); one pool kept for
+many runs (``shared_extractor()``). Workers ignore SIGINT, since Jupyter's interrupt reaches the
+kernel's whole process group. Workers re-import the main script, as in any multiprocessing
+use: a script that runs research at import time must keep it under
+``if __name__ == "__main__":``. If workers die anyway, a fresh pool is tried once, then
+extraction carries on in a thread.
 """
 
 from __future__ import annotations
