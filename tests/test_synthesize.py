@@ -18,6 +18,7 @@ from torq_nb.research.synthesize import (
     SourceText,
     SynthesisError,
     split_sentences,
+    validate_citations,
 )
 
 TOPIC = "tram line council"
@@ -170,6 +171,37 @@ async def test_multilingual_sentences_are_split_and_cited() -> None:
         "市議会は火曜日に新しい路面電車の路線を承認しました [1]。",
         "工事は来年の春に始まる予定です [1]。",
     ]
+
+
+def test_headings_stay_apart_and_hard_wrapped_prose_is_joined() -> None:
+    extracted = (
+        "New trams for the city\n"
+        "The council approved the new tram line on Tuesday after a long debate in the town hall.\n"
+        "COSTS\n"
+        "The line will cost 400 million euros."
+    )
+    assert split_sentences(extracted) == [
+        "New trams for the city",
+        "The council approved the new tram line on Tuesday after a long debate in the town hall.",
+        "COSTS",
+        "The line will cost 400 million euros.",
+    ]
+    wrapped = (
+        "The council approved the new tram line on Tuesday after a\n"
+        "long debate. The line will cost 400 million\n"
+        "euros.\n\nSecond paragraph here."
+    )
+    assert split_sentences(wrapped) == [
+        "The council approved the new tram line on Tuesday after a long debate.",
+        "The line will cost 400 million euros.",
+        "Second paragraph here.",
+    ]
+
+
+def test_chat_answer_lines_are_sentences_of_their_own() -> None:
+    assert validate_citations("- Trams run [1]\n- Buses too [2]\n- Boats [3]", {1, 2}) == (
+        "Trams run [1]. Buses too [2]."
+    )
 
 
 # --- OpenAI-compatible chat completions, against a loopback server --------------------------------

@@ -50,6 +50,8 @@ _ORDERED_START = re.compile(r"^(\d{1,9})([.)])")
 # Scripts written without spaces between words: a run of them counts as one word per two characters.
 _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 _END_PUNCT = re.compile(r"[.!?…。！？]$")
+_BLANK_LINE = re.compile(r"\n\s*\n")
+_WRAP_WIDTH = 80
 _LIST_MARKER = re.compile(r"^(?:[-*+•]|\d{1,3}[.)]|#{1,6})\s+")
 _CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
@@ -92,8 +94,18 @@ def cite(sentence: str, ranks: Sequence[int]) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of a text, one line each (paragraph breaks are boundaries too)."""
-    return [" ".join(s.split()) for s in segment("en", text) if s.strip()]
+    """Sentences of a text, each on one line.
+
+    Extracted pages put each paragraph and heading on its own line, so a line break ends a
+    sentence; but a block whose lines all fit in 80 columns is hard-wrapped prose (a .txt file),
+    and there a single line break is only a space.
+    """
+    units = []
+    for block in _BLANK_LINE.split(text):
+        lines = [line for line in block.splitlines() if line.strip()]
+        hard_wrapped = len(lines) > 1 and max(map(len, lines)) <= _WRAP_WIDTH
+        units.extend([" ".join(lines)] if hard_wrapped else lines)
+    return [" ".join(s.split()) for unit in units for s in segment("en", unit) if s.strip()]
 
 
 @dataclass(frozen=True)
@@ -306,7 +318,7 @@ def validate_citations(answer: str, given: set[int]) -> str:
     # "Sentence. [1] Next" -> "Sentence [1]. Next": a citation after the full stop belongs to the sentence before it.
     answer = re.sub(r"([.!?。！？])\s*((?:\[\d+(?:\s*[,;]\s*\d+)*\]\s*)+)", r" \2\1 ", answer)
     kept = []
-    for sentence in split_sentences(answer):
+    for sentence in (s for line in answer.splitlines() for s in split_sentences(line)):
         sentence = _LIST_MARKER.sub("", sentence)
         ranks = [int(n) for group in _CITATION.findall(sentence) for n in re.split(r"[,;]", group)]
         if not ranks or not set(ranks) <= given:
