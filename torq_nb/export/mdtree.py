@@ -173,7 +173,15 @@ def table_node(head: list[list[Node]], rows: list[list[list[Node]]], align: list
             longest[i] = max(longest[i], len(_plain(cell)))
     widths: list[Any] = ["auto" if n <= 14 else min(n, 80) for n in longest]
     align = (align or []) + ["left"] * (ncols - len(align or []))
-    return {"t": "table", "head": head, "rows": rows, "widths": widths, "align": align[:ncols]}
+    return {"t": "table", "head": [_flat(c) for c in head], "rows": [[_flat(c) for c in row] for row in rows],
+            "widths": widths, "align": align[:ncols]}
+
+
+def _flat(cell: list[Node]) -> str | list[Node]:
+    """A cell of plain text as a bare string: far less work for Typst than a node per cell."""
+    if not cell:
+        return ""
+    return cell[0]["v"] if len(cell) == 1 and cell[0]["t"] == "text" else cell
 
 
 class _HTMLText(HTMLParser):

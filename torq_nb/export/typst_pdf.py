@@ -140,14 +140,16 @@ def _link_targets(blocks: list[Node], anchors: list[str], refs: list[Node]) -> N
             ref["t"] = "span"
 
 
-def _drop_duplicate_anchors(node: Node, unique: set[str]) -> None:
-    if node.get("t") == "anchor" and node["id"] not in unique:
-        node["t"], node["c"] = "span", []
-    for key in ("c", "items", "rows", "head", "outputs"):
-        for child in node.get(key, []):
-            for sub in child if isinstance(child, list) else [child]:
-                for leaf in sub if isinstance(sub, list) else [sub]:
-                    _drop_duplicate_anchors(leaf, unique)
+def _drop_duplicate_anchors(node: Any, unique: set[str]) -> None:
+    """Turn anchors whose id is not unique into empty spans, anywhere in the tree."""
+    if isinstance(node, list):
+        for child in node:
+            _drop_duplicate_anchors(child, unique)
+    elif isinstance(node, dict):
+        if node.get("t") == "anchor" and node["id"] not in unique:
+            node["t"], node["c"] = "span", []
+        for key in ("c", "items", "rows", "head", "outputs"):
+            _drop_duplicate_anchors(node.get(key, []), unique)
 
 
 def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: str = "a4",
