@@ -20,11 +20,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import export_factory  # noqa: E402
-import pandas as pd  # noqa: E402
+import export_factory
+import pandas as pd
 
-from torq_nb.export import export, to_html, to_markdown, to_notebook, to_pdf  # noqa: E402
-from torq_nb.research.results import ResearchResults  # noqa: E402
+from torq_nb.export import export, to_html, to_markdown, to_notebook, to_pdf
+from torq_nb.research.results import ResearchResults
 
 SEED_CLAIMS = {"Markdown": "~50", "CSV": "~30", "PDF (Typst)": "~200"}
 REPORT_COLUMNS = ["rank", "title", "domain", "status", "word_count", "published", "snippet"]

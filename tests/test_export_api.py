@@ -8,11 +8,11 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import export_factory as factory
 import nbformat
 import polars as pl
 import pytest
 
-import export_factory as factory
 from torq_nb.export import ExportManager, export, to_markdown
 from torq_nb.export.atomic import atomic_path
 from torq_nb.research.results import SCHEMA

@@ -6,12 +6,12 @@ import re
 from html.parser import HTMLParser
 from typing import Any
 
+import export_factory as factory
 import mistune
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import export_factory as factory
 from torq_nb.export import ExportManager, to_html, to_markdown
 
 parse = mistune.create_markdown(renderer=None, plugins=["table", "strikethrough", "url"])

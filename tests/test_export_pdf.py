@@ -11,11 +11,11 @@ import sys
 import zlib
 from pathlib import Path
 
+import export_factory as factory
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-import export_factory as factory
 from torq_nb.export import ExportManager, TypstPDFExporter, export, to_pdf
 
 pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")

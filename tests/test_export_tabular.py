@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import export_factory as factory
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import export_factory as factory
 from torq_nb.export import ExportManager, export, write_csv
 from torq_nb.export.tabular import FORMULA_PREFIXES
 from torq_nb.research.results import SCHEMA

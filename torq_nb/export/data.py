@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, TypeAlias, Union
+from typing import Any, TypeAlias
 
 import polars as pl
 
@@ -13,7 +13,7 @@ from torq_nb.research.results import SCHEMA, ResearchResults, empty_frame
 
 #: What every export function accepts: a run, a table of the documented schema (or some of its
 #: columns), a list of row dicts, or the seed's results dict (``ResearchResults.to_dict()``).
-ExportInput: TypeAlias = Union[ResearchResults, pl.DataFrame, Sequence[Mapping[str, Any]], Mapping[str, Any]]
+ExportInput: TypeAlias = ResearchResults | pl.DataFrame | Sequence[Mapping[str, Any]] | Mapping[str, Any]
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ def resolve_format(path: str | os.PathLike[str], format: str | None = None) -> s
     return name
 
 
-def _exporter(kind: type[MarkdownExporter] | type[HTMLExporter]) -> Any:
+def _exporter(kind: type[MarkdownExporter | HTMLExporter]) -> Any:
     """One nbconvert exporter per thread and kind: building one loads Jinja templates (slow)."""
     cache: dict[type, Any] = _local.__dict__.setdefault("exporters", {})
     if kind not in cache:

@@ -33,8 +33,8 @@ class _InlineParser(mistune.InlineParser):
 
 _parse = mistune.Markdown(renderer=None, inline=_InlineParser(), plugins=[
     mistune.plugins.import_plugin(name) for name in ("table", "strikethrough", "url", "math")])
-_ANCHOR = re.compile(r"""<a\s+(?:id|name)\s*=\s*["']([^"']+)["']""", re.I)
-_BR = re.compile(r"<br\s*/?>", re.I)
+_ANCHOR = re.compile(r"""<a\s+(?:id|name)\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _LINK_SCHEMES = ("http://", "https://", "ftp://", "mailto:")
 
 

@@ -15,7 +15,7 @@ import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import typst
 from nbconvert.exporters import Exporter
@@ -23,7 +23,7 @@ from nbconvert.filters import strip_ansi
 from nbformat import NotebookNode
 from traitlets import List, Unicode, default
 
-from torq_nb.export.mdtree import Node, html_tables, markdown_tree, text
+from torq_nb.export.mdtree import Node, html_tables, markdown_tree
 
 TEMPLATE = Path(__file__).parent / "templates" / "typst" / "notebook.typ"
 #: Preferred families, first match wins per glyph; Typst falls back further on its own.
@@ -46,7 +46,7 @@ def _fonts(font_paths: tuple[str, ...]) -> typst.Fonts:
 class _Images:
     """Writes a notebook's images into the Typst root under names of our own choosing."""
 
-    _KINDS = {"image/png": (".png", b"\x89PNG"), "image/jpeg": (".jpg", b"\xff\xd8"), "image/gif": (".gif", b"GIF8")}
+    _KINDS: ClassVar[dict[str, tuple[str, bytes]]] = {"image/png": (".png", b"\x89PNG"), "image/jpeg": (".jpg", b"\xff\xd8"), "image/gif": (".gif", b"GIF8")}
 
     def __init__(self, root: Path) -> None:
         self.root = root
