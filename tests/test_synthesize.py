@@ -198,6 +198,18 @@ def test_headings_stay_apart_and_hard_wrapped_prose_is_joined() -> None:
     ]
 
 
+async def test_headlines_are_not_summary_sentences_when_the_page_has_sentences() -> None:
+    sentence = "The city council approved the new tram line today, after a debate that lasted four hours"
+    text = f"New tram line approved by the city council today\n{sentence}."
+    summary = await ExtractiveSynthesizer().synthesize(TOPIC, [SourceText(1, "t", "u", text)])
+    assert summary == f"{sentence} [1]."
+    headlines_only = (
+        "New tram line approved by the city council today\n\nCouncil tram line vote draws a crowd"
+    )
+    summary = await ExtractiveSynthesizer().synthesize(TOPIC, [SourceText(1, "t", "u", headlines_only)])
+    assert len(sentences_of(summary)) == 2
+
+
 def test_chat_answer_lines_are_sentences_of_their_own() -> None:
     assert validate_citations("- Trams run [1]\n- Buses too [2]\n- Boats [3]", {1, 2}) == (
         "Trams run [1]. Buses too [2]."

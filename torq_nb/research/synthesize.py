@@ -50,6 +50,7 @@ _ORDERED_START = re.compile(r"^(\d{1,9})([.)])")
 # Scripts written without spaces between words: a run of them counts as one word per two characters.
 _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 _END_PUNCT = re.compile(r"[.!?…。！？]$")
+_SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’»)\]]*$")
 _BLANK_LINE = re.compile(r"\n\s*\n")
 _WRAP_WIDTH = 80
 _LIST_MARKER = re.compile(r"^(?:[-*+•]|\d{1,3}[.)]|#{1,6})\s+")
@@ -198,12 +199,14 @@ class ExtractiveSynthesizer:
         return "\n\n".join(" ".join(lines) for lines in paragraphs.values())
 
     def _candidates(self, sources: Sequence[SourceText]) -> list[_Sentence]:
+        """Sentences of a usable length; headings and captions (no closing punctuation) only if nothing else."""
         found = []
         for source in sources:
             for position, text in enumerate(split_sentences(_PAGE_REFS.sub("", source.text))):
                 if self.min_words <= _length(text) <= self.max_words:
                     found.append(_Sentence(source.rank, position, text, _shingles(text)))
-        return found
+        sentences = [s for s in found if _SENTENCE_END.search(s.text)]
+        return sentences or found
 
     def _choose(self, ranked: list[_Sentence]) -> list[_Sentence]:
         """Best first, skipping duplicates; the per-source cap is lifted if it would leave room unused."""
