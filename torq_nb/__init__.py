@@ -4,57 +4,89 @@
     results = torq_nb.research("solar energy storage")      # live widget in the cell
     results.df                                              # one row per search hit
     results.export("report.pdf")                            # or .md .html .csv .json .parquet .zip
+
+Names are imported on first use, so ``import torq_nb`` (and the extraction workers, which import it) stay
+light. ``torq_nb.research`` and ``torq_nb.export`` are packages that are also callable as functions.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from torq_nb.export import ExportManager, TypstPDFExporter, export
-from torq_nb.progress import DEFAULT_STAGES, ProgressStatus, ProgressTracker, get_progress
-from torq_nb.progress.widget import ProgressWidget
-from torq_nb.research.fetch import FetchPolicy
-from torq_nb.research.jobs import ResearchJob
-from torq_nb.research.pipeline import DEPTHS, ResearchCancelled
-from torq_nb.research.provider import WebSearchProvider, aresearch, research, start_research
-from torq_nb.research.results import SCHEMA, ResearchResults
-from torq_nb.research.sources import (
-    DuckDuckGo,
-    LocalFiles,
-    SearXNG,
-    Source,
-    SourceError,
-    Wikipedia,
-    available_sources,
-)
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torq_nb.export import ExportManager, TypstPDFExporter
+    from torq_nb.progress import DEFAULT_STAGES, ProgressStatus, ProgressTracker, get_progress
+    from torq_nb.progress.snapshot import status_html, status_line
+    from torq_nb.progress.terminal import TerminalProgress
+    from torq_nb.progress.widget import ProgressWidget
+    from torq_nb.research.fetch import FetchPolicy
+    from torq_nb.research.jobs import ResearchJob
+    from torq_nb.research.pipeline import DEPTHS, ResearchCancelled
+    from torq_nb.research.provider import WebSearchProvider, aresearch, start_research
+    from torq_nb.research.results import SCHEMA, ResearchResults
+    from torq_nb.research.sources import (
+        DuckDuckGo,
+        LocalFiles,
+        SearXNG,
+        Source,
+        SourceError,
+        Wikipedia,
+        available_sources,
+        resolve_source,
+    )
 
 try:
     __version__ = version("torq_nb")
-except PackageNotFoundError:  # running from a source tree that was never installed
+except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = [
-    "DEFAULT_STAGES",
-    "DEPTHS",
-    "SCHEMA",
-    "DuckDuckGo",
-    "ExportManager",
-    "FetchPolicy",
-    "LocalFiles",
-    "ProgressStatus",
-    "ProgressTracker",
-    "ProgressWidget",
-    "ResearchCancelled",
-    "ResearchJob",
-    "ResearchResults",
-    "SearXNG",
-    "Source",
-    "SourceError",
-    "TypstPDFExporter",
-    "Wikipedia",
-    "WebSearchProvider",
-    "aresearch",
-    "available_sources",
-    "export",
-    "get_progress",
-    "research",
-    "start_research",
-]
+#: Public name -> the module that defines it (research and export are the callable packages themselves).
+_WHERE: dict[str, str] = {
+    "research": "torq_nb.research",
+    "export": "torq_nb.export",
+    "ExportManager": "torq_nb.export",
+    "TypstPDFExporter": "torq_nb.export",
+    "DEFAULT_STAGES": "torq_nb.progress",
+    "ProgressStatus": "torq_nb.progress",
+    "ProgressTracker": "torq_nb.progress",
+    "get_progress": "torq_nb.progress",
+    "status_html": "torq_nb.progress.snapshot",
+    "status_line": "torq_nb.progress.snapshot",
+    "TerminalProgress": "torq_nb.progress.terminal",
+    "ProgressWidget": "torq_nb.progress.widget",
+    "FetchPolicy": "torq_nb.research.fetch",
+    "ResearchJob": "torq_nb.research.jobs",
+    "DEPTHS": "torq_nb.research.pipeline",
+    "ResearchCancelled": "torq_nb.research.pipeline",
+    "WebSearchProvider": "torq_nb.research.provider",
+    "aresearch": "torq_nb.research.provider",
+    "start_research": "torq_nb.research.provider",
+    "SCHEMA": "torq_nb.research.results",
+    "ResearchResults": "torq_nb.research.results",
+    "DuckDuckGo": "torq_nb.research.sources",
+    "LocalFiles": "torq_nb.research.sources",
+    "SearXNG": "torq_nb.research.sources",
+    "Source": "torq_nb.research.sources",
+    "SourceError": "torq_nb.research.sources",
+    "Wikipedia": "torq_nb.research.sources",
+    "available_sources": "torq_nb.research.sources",
+    "resolve_source": "torq_nb.research.sources",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'torq_nb' has no attribute {name!r}")
+    module = importlib.import_module(where)
+    value = module if name in ("research", "export") else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})

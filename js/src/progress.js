@@ -5,7 +5,7 @@
 
 const FIELDS = [
   "operation", "stage", "state", "percent", "message", "done",
-  "total", "rate", "eta", "duration", "error", "stages",
+  "total", "rate", "eta", "duration", "error", "stages", "cancellable",
 ];
 const TICK_MS = 250;
 
@@ -71,7 +71,18 @@ function render({ model, el }) {
   const operation = make("span", "torq-progress__operation");
   const status = make("span", "torq-progress__status");
   const percentLabel = make("span", "torq-progress__percent");
-  header.append(operation, status, percentLabel);
+  // Asks the kernel to cancel the run; works when the cell is not busy (a background run).
+  const cancel = make("button", "torq-progress__cancel");
+  cancel.type = "button";
+  cancel.textContent = "Cancel";
+  cancel.hidden = true;
+  const onCancel = () => {
+    cancel.disabled = true;
+    cancel.textContent = "Cancelling…";
+    model.send({ type: "cancel" });
+  };
+  cancel.addEventListener("click", onCancel);
+  header.append(operation, status, percentLabel, cancel);
 
   const bar = make("div", "torq-progress__bar");
   bar.setAttribute("role", "progressbar");
@@ -174,6 +185,8 @@ function render({ model, el }) {
     const err = model.get("error");
     show(error, err ? `${err.type}: ${err.message}` : "");
 
+    cancel.hidden = !(model.get("cancellable") && (state === "running" || state === "pending"));
+
     renderStages();
     renderClock();
     syncTimer();
@@ -198,6 +211,7 @@ function render({ model, el }) {
     timer = null;
     model.off("change:duration", onDuration);
     for (const field of FIELDS) model.off(`change:${field}`, schedule);
+    cancel.removeEventListener("click", onCancel);
     root.remove();
   };
 }

@@ -70,6 +70,10 @@ export class FakeModel {
     this.listeners.get(event)?.delete(callback);
   }
   save_changes() {}
+  /** Custom messages the view sends to the kernel, recorded in order. */
+  send(content) {
+    (this.sent ||= []).push(content);
+  }
   listenerCount() {
     let count = 0;
     for (const set of this.listeners.values()) count += set.size;

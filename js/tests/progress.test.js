@@ -210,3 +210,23 @@ test("durations format like tqdm", async () => {
   equal(formatDuration(null), "--:--", "unknown");
   equal(formatDuration(-1), "--:--", "negative");
 });
+
+test("a Cancel button shows only for a cancellable running operation and asks the kernel once", async (host) => {
+  const { model, root, cleanup } = mount(host, { cancellable: true });
+  const button = root.querySelector(".torq-progress__cancel");
+  assert(button && !button.hidden, "the Cancel button is visible while running");
+  button.click();
+  button.click();
+  equal(JSON.stringify(model.sent), JSON.stringify([{ type: "cancel" }]), "one cancel message sent");
+  assert(button.disabled, "the button is disabled once clicked");
+  model.update({ state: "cancelled" });
+  await settle();
+  assert(button.hidden, "the button hides once the operation ended");
+  cleanup();
+});
+
+test("no Cancel button when the operation cannot be cancelled", async (host) => {
+  const { root, cleanup } = mount(host, { cancellable: false });
+  assert(root.querySelector(".torq-progress__cancel").hidden, "hidden without on_cancel");
+  cleanup();
+});

@@ -8,9 +8,24 @@ from __future__ import annotations
 
 from torq_nb._callable import make_callable
 from torq_nb.export.data import ExportInput, RunData, normalize
-from torq_nb.export.manager import FORMATS, ExportManager, export, resolve_format, to_html, to_markdown, to_notebook, to_pdf
+from torq_nb.export.manager import (
+    FORMATS,
+    ExportManager,
+    export,
+    resolve_format,
+    to_html,
+    to_markdown,
+    to_notebook,
+    to_pdf,
+)
 from torq_nb.export.report import build_report, save_notebook
-from torq_nb.export.tabular import neutralize_formulas, write_csv, write_json, write_ndjson, write_parquet
+from torq_nb.export.tabular import (
+    neutralize_formulas,
+    write_csv,
+    write_json,
+    write_ndjson,
+    write_parquet,
+)
 from torq_nb.export.typst_pdf import TypstPDFExporter
 
 __all__ = [

@@ -12,6 +12,7 @@ display id, and rewrites that bundle when the run ends: saved and exported noteb
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from time import monotonic
 from typing import Any
@@ -72,6 +73,8 @@ class ProgressWidget(anywidget.AnyWidget):  # type: ignore[misc]
     >>> ProgressWidget(tracker, interval=0.5)
 
     ``interval`` is the least time in seconds between two ordinary flushes to the front-end.
+    ``on_cancel``, if given, shows a Cancel button that calls it while the operation runs; the kernel
+    handles the click only when no cell is busy, so it suits operations running in the background.
     """
 
     _esm = asset_dir() / "progress.js"
@@ -90,8 +93,16 @@ class ProgressWidget(anywidget.AnyWidget):  # type: ignore[misc]
     duration = traitlets.Float(0.0).tag(sync=True)
     error = traitlets.Dict(None, allow_none=True).tag(sync=True)
     stages: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
+    cancellable = traitlets.Bool(False).tag(sync=True)
 
-    def __init__(self, tracker: ProgressTracker, *, interval: float = 0.1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        tracker: ProgressTracker,
+        *,
+        interval: float = 0.1,
+        on_cancel: Callable[[], object] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not isinstance(tracker, ProgressTracker):
             raise TypeError(f"ProgressWidget shows a ProgressTracker, got {type(tracker).__name__}")
         if not interval >= 0:
@@ -107,8 +118,10 @@ class ProgressWidget(anywidget.AnyWidget):  # type: ignore[misc]
         # Register and take the first snapshot under the tracker's lock (the one its publishing holds),
         # so no published change can fall between the snapshot and the subscription.
         with tracker._lock:
-            super().__init__(**_fields(tracker.get_status()), **kwargs)
+            super().__init__(**_fields(tracker.get_status()), cancellable=on_cancel is not None, **kwargs)
             tracker.add_callback(self._on_status)
+        self._on_cancel = on_cancel
+        self.on_msg(self._on_front_end_message)
 
     @property
     def tracker(self) -> ProgressTracker:
@@ -152,6 +165,10 @@ class ProgressWidget(anywidget.AnyWidget):  # type: ignore[misc]
             self._timer = None
             if self._pending and not self._closed:
                 self._flush(monotonic())
+
+    def _on_front_end_message(self, widget: Any, content: Any, buffers: Any) -> None:
+        if content == {"type": "cancel"} and self._on_cancel is not None and not self._tracker.finished:
+            self._on_cancel()
 
     # ----------------------------------------------------------------- display
 

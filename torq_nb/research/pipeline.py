@@ -8,6 +8,7 @@ fetched by design ("snippet", quick depth), or not reached because the run was c
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -172,6 +173,8 @@ async def run_research(
     tracker = run.tracker
     try:
         tracker.progress("initializing", f"{run.depth.name} research on {run.source.name}")
+        if run.depth.fetch:  # start the extraction workers while the search runs
+            threading.Thread(target=extractor.warm_up, name="torq_nb-extractor-warm-up", daemon=True).start()
         async with Fetcher(policy) as fetcher:
             tracker.progress("searching", f"searching {run.source.name} for {run.topic!r}")
             run.hits = await _search(run, fetcher)
