@@ -69,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 10000])
     parser.add_argument("--repeat", type=int, default=5, help="runs per cell below 10,000 rows")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="time only the rows whose name starts with one of these")
     args = parser.parse_args()
     load_start = os.getloadavg()[0]
 
@@ -87,15 +88,17 @@ def main() -> None:
             "pandas to_markdown (baseline)": lambda pdf: pdf[REPORT_COLUMNS].to_markdown(index=False),
         }
         notes = []
+        webpdf, weasy = "nbconvert webpdf (baseline)", "WeasyPrint (baseline)"
         if (why := webpdf_available()) is None:
-            cases["nbconvert webpdf (baseline)"] = lambda r: to_pdf(r, engine="webpdf")
+            cases[webpdf] = lambda r: to_pdf(r, engine="webpdf")
         else:
             notes.append(f"nbconvert webpdf skipped: {why}")
-        weasy = weasyprint_html()
-        if isinstance(weasy, str):
-            notes.append(f"WeasyPrint skipped: {weasy}")
+        if isinstance(render := weasyprint_html(), str):
+            notes.append(f"WeasyPrint skipped: {render}")
         else:
-            cases["WeasyPrint (baseline)"] = weasy
+            cases[weasy] = render
+        if args.only:
+            cases = {name: make for name, make in cases.items() if name.startswith(tuple(args.only))}
 
         def prepare(name: str) -> Callable[[ResearchResults], Any]:
             return (lambda r: pd.DataFrame(r.df.to_dict(as_series=False))) if name.startswith("pandas") else (lambda r: r)
