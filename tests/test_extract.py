@@ -10,6 +10,8 @@ import os
 import random
 import re
 import signal
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -314,6 +316,25 @@ async def test_kernel_interrupt_does_not_break_the_pool() -> None:
         docs = await asyncio.gather(*(extractor.extract(article(i)) for i in range(5)))
         assert {child.pid for child in new_children(others)} == workers
     assert all(doc is not None for doc in docs)
+
+
+def test_a_script_piped_on_stdin_extracts_in_a_thread_without_tracebacks() -> None:
+    script = (
+        "import asyncio\n"
+        "from torq_nb.research.extract import Extractor\n"
+        "from torq_nb.research.models import Page\n"
+        "async def main():\n"
+        "    with Extractor(workers=2) as extractor:\n"
+        "        page = Page(url='u', status='ok', content_type='text/html', text='<p>piped page</p>')\n"
+        "        print((await extractor.extract(page)).text)\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-"], check=False, input=script, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "piped page"
+    assert "Traceback" not in done.stderr
 
 
 def test_workers_must_be_positive() -> None:

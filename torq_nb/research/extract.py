@@ -37,6 +37,7 @@ import multiprocessing
 import os
 import re
 import signal
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -197,11 +198,20 @@ def _warm_up() -> None:
     trafilatura.bare_extraction("<html><body><p>warm up</p></body></html>", fast=True)
 
 
+def _main_is_importable() -> bool:
+    """False for a main script that workers cannot load again, such as one piped in on stdin."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return getattr(main, "__spec__", None) is not None or path is None or os.path.isfile(path)
+
+
 def _default_workers() -> int:
+    """The cores this process may use, at most 4: a run has 10-50 pages, and each worker holds ~100 MB."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
 
 
 class Extractor:
@@ -232,6 +242,9 @@ class Extractor:
         with self._lock:
             if self._closed:
                 raise RuntimeError("this Extractor is closed; create a new one")
+            if self._pool is None and not self._broken and not _main_is_importable():
+                log.info("the main script cannot be re-imported by worker processes; extracting in a thread")
+                self._broken = True
             if self._pool is None and not self._broken:
                 self._pool = ProcessPoolExecutor(
                     self.workers, mp_context=_pool_context(), initializer=_warm_up
