@@ -7,7 +7,7 @@ The package is callable: ``torq_nb.export(results, "report.pdf")`` is ``torq_nb.
 from __future__ import annotations
 
 from torq_nb._callable import make_callable
-from torq_nb.export.data import ExportInput, RunData, normalize
+from torq_nb.export.data import ExportInput, RunData, load_run, normalize
 from torq_nb.export.manager import (
     FORMATS,
     ExportManager,
@@ -35,6 +35,7 @@ __all__ = [
     "RunData",
     "TypstPDFExporter",
     "build_report",
+    "load_run",
     "export",
     "neutralize_formulas",
     "normalize",

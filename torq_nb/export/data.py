@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -134,3 +136,17 @@ def _cast(col: pl.Expr, have: pl.DataType, wanted: pl.DataType) -> pl.Expr:
     if have == pl.String() and isinstance(wanted, pl.Datetime):
         return col.str.to_datetime(time_unit="us", time_zone="UTC")
     return col.cast(wanted)
+
+
+def load_run(path: str | os.PathLike[str]) -> RunData:
+    """Read a run saved by the JSON export (``results.export("run.json")``), to export it again."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no saved run at {os.fspath(path)}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{os.fspath(path)} is not a run saved as JSON ({error})") from None
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{os.fspath(path)} holds JSON but not a saved run (expected an object with 'results')")
+    return normalize(data)

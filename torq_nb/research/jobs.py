@@ -100,7 +100,13 @@ class ResearchJob:
     def wait_interruptibly(self) -> ResearchResults:
         """Wait for the results; on KeyboardInterrupt cancel the run and raise ResearchCancelled with them."""
         try:
-            return self._future.result()
+            while True:
+                # Wake up now and then: a signal delivered to another thread is only handled (raising
+                # KeyboardInterrupt here) once the main thread runs Python code again.
+                try:
+                    return self._future.result(timeout=0.1)
+                except concurrent.futures.TimeoutError:
+                    continue
         except KeyboardInterrupt:
             self.cancel()
             try:
