@@ -119,7 +119,7 @@ def _zip_into(fh: IO[bytes], run: RunData, stem: str, options: dict[str, Any]) -
             zf.writestr(stem + suffixes[0], buf.getvalue())
 
 
-_WRITERS: dict[str, Callable[[IO[bytes], RunData, dict[str, Any]], None]] = {
+_WRITERS: dict[str, Callable[[IO[bytes], RunData, dict[str, Any]], object]] = {
     "markdown": lambda fh, run, o: fh.write(to_markdown(run).encode("utf-8")),
     "html": lambda fh, run, o: fh.write(to_html(run).encode("utf-8")),
     "pdf": lambda fh, run, o: fh.write(to_pdf(run, o.get("engine", "typst"))),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, cast
 
 import mistune
 
@@ -265,4 +265,5 @@ def html_tables(raw: str) -> list[Node]:
 def markdown_tree(source: str, images: ImageResolver | None = None) -> tuple[list[Node], list[str], list[Node]]:
     """Parse Markdown into block nodes; also returns the anchors it defines and its internal links."""
     conv = _Converter(images)
-    return conv.blocks(_parse(source)), conv.anchors, conv.refs
+    tokens = cast("list[dict[str, Any]]", _parse(source))  # renderer=None: the token list
+    return conv.blocks(tokens), conv.anchors, conv.refs

@@ -68,9 +68,7 @@ def json_into(fh: IO[bytes], results: ExportInput | RunData) -> None:
     """Write one JSON object: the run's metadata plus ``results``, the rows (dates as ISO-8601)."""
     run = normalize(results)
     head = json.dumps(run.info(), ensure_ascii=False, default=_default)
-    fh.write(head[:-1].encode("utf-8") + b', "results": ')
-    run.df.write_json(fh)
-    fh.write(b"}\n")
+    fh.write(f'{head[:-1]}, "results": {run.df.write_json()}}}\n'.encode())
 
 
 def ndjson_into(fh: IO[bytes], results: ExportInput | RunData) -> None:

@@ -220,8 +220,9 @@ class TypstPDFExporter(Exporter):
     def _file_extension_default(self) -> str:
         return ".pdf"
 
-    def from_notebook_node(self, nb: NotebookNode, resources: dict[str, Any] | None = None,
-                           **kw: Any) -> tuple[bytes, dict[str, Any]]:  # type: ignore[override]
+    def from_notebook_node(  # type: ignore[override]  # a PDF exporter returns bytes, as nbconvert's own do
+        self, nb: NotebookNode, resources: dict[str, Any] | None = None, **kw: Any
+    ) -> tuple[bytes, dict[str, Any]]:
         nb_copy, resources = super().from_notebook_node(nb, resources, **kw)
         name = str(resources.get("metadata", {}).get("name") or "")
         template = Path(self.typst_template) if self.typst_template else TEMPLATE
