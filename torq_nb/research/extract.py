@@ -235,7 +235,10 @@ class Extractor:
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
-        """Start the worker processes now (without waiting for them), e.g. while the search runs."""
+        """Start the worker processes now, e.g. in a thread while the search runs.
+
+        The first pool in a process waits for the fork server to import torq_nb and trafilatura.
+        """
         self._executor()
 
     def _executor(self) -> ProcessPoolExecutor | None:
@@ -257,7 +260,8 @@ class Extractor:
 
     async def extract(self, page: Page) -> Document | None:
         """extract(page) in a worker process; the event loop stays free meanwhile."""
-        while (pool := self._executor()) is not None:
+        # Starting the pool waits for the fork server's imports (seconds, the first time): not on the loop.
+        while (pool := self._pool or await asyncio.to_thread(self._executor)) is not None:
             try:
                 return await asyncio.wrap_future(pool.submit(extract, page))
             except BrokenProcessPool:
