@@ -152,3 +152,21 @@ def test_research_works_from_plain_sync_code_with_local_files(tmp_path):
     assert results.df["status"][0] == "ok"
     assert "[1]" in results.summary
     assert results.to_dict()["results"][0]["title"] == "Tidal power"
+
+
+async def test_the_seed_api_researches_reports_progress_and_exports(tmp_path):
+    async with SearchServer(load_pages()) as server:
+        provider = torq_nb.WebSearchProvider(SearXNG(server.searxng_url), allow_private_networks=True)
+        percents: list[float] = []
+        results = await provider.research_topic_with_progress(
+            "energy", depth="standard", progress_callback=lambda status: percents.append(status["percent"]))
+    assert percents[0] == 0.0 and percents[-1] == 100.0 and percents == sorted(percents)
+    status = provider.get_research_progress(results.operation_id)
+    assert status.state == "complete" and status["percent"] == 100.0
+    assert provider.get_research_progress("no-such-run") is None
+    markdown = await provider.export_research_results(results, format="markdown")
+    assert results.df["title"][0].split()[0] in markdown
+    written = await provider.export_research_results(results, format="csv", output_path=tmp_path / "r.csv")
+    assert pl.read_csv(written).height == results.df.height
+    with pytest.raises(ValueError, match="output_path"):
+        await provider.export_research_results(results, format="pdf")

@@ -6,6 +6,7 @@ into a run, and in a notebook it shows the run's live progress widget.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from collections.abc import Callable
@@ -126,11 +127,12 @@ class WebSearchProvider:
         path; without one, return the Markdown report (the only format that is text to hand back)."""
         from torq_nb.export import export, resolve_format, to_markdown
 
+        # Off the event loop: a long PDF takes seconds, and the loop may be running other research.
         if output_path is not None:
-            return export(results, output_path, format)
+            return await asyncio.to_thread(export, results, output_path, format)
         if resolve_format("", format) != "markdown":
             raise ValueError(f"format {format!r} is written to a file: pass output_path=, for example 'report.{format}'")
-        return to_markdown(results)
+        return await asyncio.to_thread(to_markdown, results)
 
 
 def research(
