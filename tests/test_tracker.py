@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import asyncio
 import gc
 import json
@@ -814,3 +815,28 @@ def test_repr_says_what_the_tracker_is_doing() -> None:
     tracker.progress("extracting")
     tracker.update(2, total=4)
     assert repr(tracker) == "<ProgressTracker 'research: bees' running extracting 62% (2/4)>"
+
+
+def _eventually(check, within: float = 5.0) -> bool:
+    """Poll ``check`` until it holds (a bound on waiting, not a measurement)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.01)
+    return check()
+
+
+def test_a_change_held_back_by_the_throttle_is_published_when_the_interval_ends():
+    tracker = ProgressTracker("pausing loop", refresh_interval=0.2)
+    seen: list[dict] = []
+    tracker.add_callback(seen.append)
+    tracker.progress("searching")
+    tracker.update(1, total=10)
+    tracker.update(2, message="page two")  # inside the interval: held back, then nothing more happens
+    assert _eventually(lambda: tracker.done == 2 and tracker.message == "page two")
+    assert seen[-1]["done"] == 2
+    for _ in range(5):
+        tracker.advance()
+    assert _eventually(lambda: tracker.done == 7)
+    tracker.complete()

@@ -246,6 +246,7 @@ class ProgressTracker(traitlets.HasTraits):
         self._stage_duration: list[float | None] = [None] * len(self._stage_spec)
         self._stage_state: list[str] = ["pending"] * len(self._stage_spec)
         self._next_publish = 0.0
+        self._trailing: threading.Timer | None = None
 
     @property
     def stage_names(self) -> list[str]:
@@ -350,6 +351,9 @@ class ProgressTracker(traitlets.HasTraits):
         status = self.status()
         data = status.to_dict()
         self._next_publish = monotonic() + self.refresh_interval
+        if self._trailing is not None:
+            self._trailing.cancel()
+            self._trailing = None
         with self.hold_trait_notifications():
             self.set_trait("stage", status.stage)
             self.set_trait("state", status.state)
@@ -370,6 +374,23 @@ class ProgressTracker(traitlets.HasTraits):
                 log.exception("progress callback %r raised; the operation continues", callback)
         if status.finished:
             _remember_finished(status)
+
+    def _publish_later(self) -> None:
+        """A change was held back by the throttle: publish it when the interval ends, even if nothing else
+        happens by then (a loop that pauses, the last page of a batch), so no view shows a stale count."""
+        if self._trailing is not None:
+            return
+        with self._lock:
+            if self._trailing is None and self._state == "running":
+                timer = threading.Timer(max(self._next_publish - monotonic(), 0.0), self._publish_trailing)
+                timer.daemon = True
+                self._trailing = timer
+                timer.start()
+
+    def _publish_trailing(self) -> None:
+        with self._lock:
+            if self._trailing is not None and self._state == "running":
+                self._publish()
 
     # ----------------------------------------------------------------- stages
 
@@ -444,6 +465,8 @@ class ProgressTracker(traitlets.HasTraits):
                 self._message = message
             if started or total is not None or monotonic() >= self._next_publish:
                 self._publish()
+            else:
+                self._publish_later()
 
     # ----------------------------------------------------------------- counting in hot loops
 
@@ -468,6 +491,8 @@ class ProgressTracker(traitlets.HasTraits):
             counter.count = n
             if started or now >= self._next_publish:
                 self._publish()
+            else:
+                self._publish_later()
 
     def _checkpoint(self, counter: _Counter) -> int:
         """Called by a counter's writer every few units: adapt the step, publish if due; the next check_at."""
@@ -481,6 +506,8 @@ class ProgressTracker(traitlets.HasTraits):
             with self._lock:
                 if self._state == "running" and now >= self._next_publish:
                     self._publish()
+        else:
+            self._publish_later()
         return counter.check_at
 
     def track(self, iterable: Iterable[T] | AsyncIterable[T], total: int | None = None) -> Any:
@@ -511,6 +538,8 @@ class ProgressTracker(traitlets.HasTraits):
             self._counters[counter] = counter
             if started or now >= self._next_publish:  # throttled: many short loops in a row stay cheap
                 self._publish()
+            else:
+                self._publish_later()
             return counter
 
     def _end_track(self, counter: _Counter) -> None:
