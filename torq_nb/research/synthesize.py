@@ -32,6 +32,10 @@ __all__ = [
     "SourceText",
     "SynthesisError",
     "Synthesizer",
+    "cite",
+    "sanitize",
+    "split_sentences",
+    "validate_citations",
 ]
 
 log = logging.getLogger(__name__)
@@ -254,6 +258,7 @@ class OpenAICompatibleSynthesizer:
         self.strict = strict
 
     async def synthesize(self, topic: str, sources: Sequence[SourceText]) -> str:
+        """The endpoint's summary, keeping only sentences that cite given sources."""
         if not sources:
             return NO_SOURCES
         try:
