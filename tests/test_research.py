@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import warnings
 
 import polars as pl
@@ -170,3 +171,11 @@ async def test_the_seed_api_researches_reports_progress_and_exports(tmp_path):
     assert pl.read_csv(written).height == results.df.height
     with pytest.raises(ValueError, match="output_path"):
         await provider.export_research_results(results, format="pdf")
+
+
+def test_every_public_name_resolves():
+    for name in torq_nb.__all__:
+        assert getattr(torq_nb, name) is not None, name
+    assert callable(torq_nb.research) and callable(torq_nb.export)
+    provider = importlib.import_module("torq_nb.research.provider")  # the packages stay importable
+    assert torq_nb.research.provider is provider

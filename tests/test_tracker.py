@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 import asyncio
 import gc
 import json
 import logging
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Any

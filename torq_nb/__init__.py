@@ -75,7 +75,37 @@ _WHERE: dict[str, str] = {
     "resolve_source": "torq_nb.research.sources",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "DEFAULT_STAGES",
+    "DEPTHS",
+    "SCHEMA",
+    "DuckDuckGo",
+    "ExportManager",
+    "FetchPolicy",
+    "LocalFiles",
+    "ProgressStatus",
+    "ProgressTracker",
+    "ProgressWidget",
+    "ResearchCancelled",
+    "ResearchJob",
+    "ResearchResults",
+    "SearXNG",
+    "Source",
+    "SourceError",
+    "TerminalProgress",
+    "TypstPDFExporter",
+    "WebSearchProvider",
+    "Wikipedia",
+    "aresearch",
+    "available_sources",
+    "export",
+    "get_progress",
+    "research",
+    "resolve_source",
+    "start_research",
+    "status_html",
+    "status_line",
+]
 
 
 def __getattr__(name: str) -> Any:

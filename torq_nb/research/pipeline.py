@@ -66,7 +66,7 @@ def _domain(url: str) -> str | None:
     host = urlsplit(url).hostname
     if not host:
         return None
-    return host[4:] if host.startswith("www.") else host
+    return host.removeprefix("www.")
 
 
 def _row(rank: int, hit: Hit, status: str, page: Page | None = None, doc: Document | None = None,
