@@ -21,11 +21,13 @@ if TYPE_CHECKING:
     from torq_nb.progress.snapshot import status_html, status_line
     from torq_nb.progress.terminal import TerminalProgress
     from torq_nb.progress.widget import ProgressWidget
+    from torq_nb.research.extract import Extractor
     from torq_nb.research.fetch import FetchPolicy
     from torq_nb.research.jobs import ResearchJob
     from torq_nb.research.pipeline import DEPTHS, ResearchCancelled
     from torq_nb.research.provider import WebSearchProvider, aresearch, start_research
     from torq_nb.research.results import SCHEMA, ResearchResults
+    from torq_nb.research.synthesize import ExtractiveSynthesizer, OpenAICompatibleSynthesizer
     from torq_nb.research.sources import (
         DuckDuckGo,
         LocalFiles,
@@ -65,6 +67,9 @@ _WHERE: dict[str, str] = {
     "start_research": "torq_nb.research.provider",
     "SCHEMA": "torq_nb.research.results",
     "ResearchResults": "torq_nb.research.results",
+    "Extractor": "torq_nb.research.extract",
+    "ExtractiveSynthesizer": "torq_nb.research.synthesize",
+    "OpenAICompatibleSynthesizer": "torq_nb.research.synthesize",
     "DuckDuckGo": "torq_nb.research.sources",
     "LocalFiles": "torq_nb.research.sources",
     "SearXNG": "torq_nb.research.sources",
@@ -81,8 +86,11 @@ __all__ = [
     "SCHEMA",
     "DuckDuckGo",
     "ExportManager",
+    "ExtractiveSynthesizer",
+    "Extractor",
     "FetchPolicy",
     "LocalFiles",
+    "OpenAICompatibleSynthesizer",
     "ProgressStatus",
     "ProgressTracker",
     "ProgressWidget",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,11 @@ class WebSearchProvider:
         self._extractor = extractor
 
     def _prepare(self, topic: str, depth: str, progress_callback: ProgressCallback | None) -> Run:
+        if getattr(sys.modules.get("__main__"), "__name__", None) == "__mp_main__":
+            raise RuntimeError(
+                "research started while a worker process re-imported your script; put the code that starts "
+                "research under `if __name__ == '__main__':` (torq_nb extracts pages in worker processes)"
+            )
         if not isinstance(topic, str) or not topic.strip():
             raise ValueError("topic must be a non-empty string, for example research('solar energy storage')")
         tracker = ProgressTracker(f"research: {topic.strip()}", metadata={"topic": topic.strip(), "depth": depth,
