@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent
 EXPORTS = ROOT / "notebooks" / "exports"
 
 sys.path.insert(0, str(ROOT / "tests"))
-from fake_search import SearchServer, load_pages  # noqa: E402
+from fake_search import SearchServer, load_pages
 
 
 class LoopbackSearch:

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from torq_nb.research.pipeline import DEPTHS, ResearchCancelled
     from torq_nb.research.provider import WebSearchProvider, aresearch, start_research
     from torq_nb.research.results import SCHEMA, ResearchResults
-    from torq_nb.research.synthesize import ExtractiveSynthesizer, OpenAICompatibleSynthesizer
     from torq_nb.research.sources import (
         DuckDuckGo,
         LocalFiles,
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
         available_sources,
         resolve_source,
     )
+    from torq_nb.research.synthesize import ExtractiveSynthesizer, OpenAICompatibleSynthesizer
 
 try:
     __version__ = version("torq_nb")
