@@ -8,6 +8,11 @@
         page.goto(lab.url("lab/tree/demo.ipynb"))
         wait_for_kernel_idle(page)
 
+Notebook 7's page (``lab.url("notebooks/demo.ipynb")``, served by the same server) has no status bar:
+start the server with ``extra_args=NOTEBOOK7_ARGS`` and use ``wait_for_kernel_ready(page)``, which works
+in both front-ends. ``serve_in_thread(FaultServer())`` keeps a loopback web server that the notebook's
+kernel can reach running beside a sync (Playwright) test.
+
 The server listens on 127.0.0.1 only, with a random token, ``tmp_path`` as its root and its own config,
 settings, workspace and runtime directories (nothing from the user's setup leaks in; news and update
 checks are off). It runs the kernels of the Python running the tests, so the package under test is the
@@ -16,8 +21,10 @@ one installed there.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -25,14 +32,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import pytest
@@ -40,12 +48,23 @@ import pytest
 __all__ = [
     "CHROMIUM",
     "CHROMIUM_ARGS",
+    "NOTEBOOK7_ARGS",
     "JupyterLab",
+    "cell",
     "jupyter_lab",
     "launch_chromium",
+    "record_progress",
+    "recorded_progress",
     "require_chromium",
+    "require_notebook7",
+    "run_cell",
+    "serve_in_thread",
     "wait_for_kernel_idle",
+    "wait_for_kernel_ready",
+    "wait_until_executed",
 ]
+
+T = TypeVar("T")
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: Flags for Debian's Chromium as root in a container, with no traffic of its own (field notes).
@@ -57,6 +76,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+#: Server settings for tests that open Notebook 7's page: it exposes its app as ``window.jupyterapp`` too.
+NOTEBOOK7_ARGS = ("--JupyterNotebookApp.expose_app_in_browser=True",)
 
 #: JupyterLab user settings that keep toasts (news, update checks) from covering the page.
 _QUIET_SETTINGS = {
@@ -90,6 +112,115 @@ def wait_for_kernel_idle(page: Any, timeout_ms: float = 60_000) -> None:
     lost; the status bar's "| Idle" appears only once the kernel answered (field notes).
     """
     page.wait_for_function("document.body.innerText.includes('| Idle')", timeout=timeout_ms)
+
+
+def require_notebook7() -> None:
+    """Notebook 7 (the `notebook` package, a JupyterLab-based front-end) must be installed.
+
+    Missing: the test fails under CI=true, and is skipped otherwise.
+    """
+    try:
+        from notebook import version_info
+    except ImportError:
+        version_info = (0,)
+    if version_info[0] >= 7:
+        return
+    reason = "Notebook 7 is not installed: install it with `pip install 'notebook>=7'`"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: browser tests must run)")
+    pytest.skip(reason)
+
+
+def wait_for_kernel_ready(page: Any, timeout_ms: float = 60_000) -> None:
+    """Wait until the open notebook's kernel is connected and idle, in JupyterLab or in Notebook 7.
+
+    Asks the kernel connection itself through ``window.jupyterapp`` (exposed by jupyter_lab(), and by
+    Notebook 7 with NOTEBOOK7_ARGS): Notebook 7 has no status bar showing "| Idle", and its execution
+    indicator says idle before the kernel is connected.
+    """
+    page.wait_for_function(
+        """() => {
+          const kernel = window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel;
+          return kernel?.connectionStatus === "connected" && kernel?.status === "idle";
+        }""",
+        timeout=timeout_ms,
+    )
+
+
+def cell(page: Any, index: int) -> Any:
+    """The notebook's ``index``-th cell (0-based), in JupyterLab or Notebook 7."""
+    return page.locator(".jp-Notebook .jp-Cell").nth(index)
+
+
+def run_cell(page: Any, index: int) -> None:
+    """Put the cursor in a cell's editor and run it with Shift+Enter (focus may be anywhere before)."""
+    cell(page, index).locator(".cm-content").click()
+    page.keyboard.press("Shift+Enter")
+
+
+def wait_until_executed(page: Any, index: int, timeout_ms: float = 60_000) -> None:
+    """Wait until a cell's prompt shows its execution count ("[3]:", not "[*]:"): the cell has finished."""
+    prompt = cell(page, index).locator(".jp-InputPrompt")
+    prompt.filter(has_text=re.compile(r"\[\d+\]")).wait_for(timeout=timeout_ms)
+
+
+#: Records what every progress widget on the page shows, each time it changes (a MutationObserver).
+_PROGRESS_RECORDER = """
+() => {
+  window.__torqRecorded = [];
+  const last = new WeakMap();
+  const record = () => {
+    for (const root of document.querySelectorAll('.torq-progress')) {
+      const cancel = root.querySelector('.torq-progress__cancel');
+      const entry = {
+        operation: root.querySelector('.torq-progress__operation').textContent,
+        state: root.dataset.state,
+        stage: root.dataset.stage,
+        percent: root.dataset.percent,
+        counts: root.querySelector('.torq-progress__counts').textContent,
+        cancel: cancel !== null && !cancel.hidden,
+      };
+      const key = JSON.stringify(entry);
+      if (last.get(root) !== key) {
+        last.set(root, key);
+        window.__torqRecorded.push(entry);
+      }
+    }
+  };
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+  record();
+}
+"""
+
+
+def record_progress(page: Any) -> None:
+    """Start recording every state the page's progress widgets show; read it with recorded_progress()."""
+    page.evaluate(_PROGRESS_RECORDER)
+
+
+def recorded_progress(page: Any, operation: str = "") -> list[dict[str, Any]]:
+    """What the progress widgets showed since record_progress(), in order (operation, state, stage,
+    percent, counts, cancel), for the widgets whose operation contains ``operation``."""
+    return [entry for entry in page.evaluate("window.__torqRecorded") if operation in entry["operation"]]
+
+
+@contextmanager
+def serve_in_thread(server: AbstractAsyncContextManager[T], timeout: float = 30.0) -> Iterator[T]:
+    """Run an async server (anything used as ``async with server``) on its own event loop in a daemon
+    thread for the ``with`` block: a sync test, and the notebook kernels it drives, can reach it."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="loopback-server", daemon=True)
+    thread.start()
+    try:
+        entered = asyncio.run_coroutine_threadsafe(server.__aenter__(), loop).result(timeout)
+        try:
+            yield entered
+        finally:
+            asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(timeout)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        loop.close()
 
 
 def _free_port() -> int:
@@ -152,8 +283,11 @@ class JupyterLab:
                 self.process.wait(timeout=10)
 
 
-def start_jupyter_lab(root_dir: Path, *, timeout: float = 90.0) -> JupyterLab:
-    """Start JupyterLab serving ``root_dir`` on 127.0.0.1 and wait until it answers."""
+def start_jupyter_lab(root_dir: Path, *, timeout: float = 90.0, extra_args: Sequence[str] = ()) -> JupyterLab:
+    """Start JupyterLab serving ``root_dir`` on 127.0.0.1 and wait until it answers.
+
+    ``extra_args`` are added to the server's command line (``--Class.trait=value`` settings).
+    """
     state_dir = Path(tempfile.mkdtemp(prefix="torq-lab-"))
     settings_dir = state_dir / "settings"
     for relative, values in _QUIET_SETTINGS.items():
@@ -180,6 +314,7 @@ def start_jupyter_lab(root_dir: Path, *, timeout: float = 90.0) -> JupyterLab:
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",
         "--LabApp.expose_app_in_browser=True",
+        *extra_args,
     ]  # fmt: skip
     log = (state_dir / "server.log").open("wb")
     process = subprocess.Popen(
@@ -196,9 +331,9 @@ def start_jupyter_lab(root_dir: Path, *, timeout: float = 90.0) -> JupyterLab:
 
 
 @contextmanager
-def jupyter_lab(root_dir: Path, *, timeout: float = 90.0) -> Iterator[JupyterLab]:
+def jupyter_lab(root_dir: Path, *, timeout: float = 90.0, extra_args: Sequence[str] = ()) -> Iterator[JupyterLab]:
     """JupyterLab on loopback for the ``with`` block; stopped and cleaned up afterwards."""
-    lab = start_jupyter_lab(root_dir, timeout=timeout)
+    lab = start_jupyter_lab(root_dir, timeout=timeout, extra_args=extra_args)
     try:
         yield lab
     finally:

@@ -1,0 +1,207 @@
+"""Real-browser checks of background research jobs and of the Notebook 7 front-end.
+
+1. In JupyterLab, a cell starts a research run in the background against a loopback site with one fast
+   page and several pages that hang. The cell returns at once; the widget is live; another cell runs
+   while the job is still running; a click on the widget's Cancel button (with the kernel idle) stops
+   the run: the widget ends "cancelled", the button goes away, and the job's results keep the fast page
+   as "ok" and mark the hanging ones "cancelled".
+2. In Notebook 7's notebook page (/notebooks/NAME.ipynb on the same server), the progress widget renders
+   and every stage shows live, ending complete at 100%.
+"""
+
+from __future__ import annotations
+
+import ast
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from web_faults import FaultServer
+
+from tests.jupyter_server import (
+    NOTEBOOK7_ARGS,
+    JupyterLab,
+    cell,
+    jupyter_lab,
+    launch_chromium,
+    record_progress,
+    recorded_progress,
+    require_chromium,
+    require_notebook7,
+    run_cell,
+    serve_in_thread,
+    wait_for_kernel_ready,
+    wait_until_executed,
+)
+
+pytestmark = pytest.mark.browser
+
+STAGES = ["initializing", "searching", "extracting", "synthesizing", "complete"]
+SLOW_PAGES = 5
+
+# Test code in a test notebook: a source whose hits are given (a plug-in's shape), aimed at the loopback
+# site. The last statement starts the job; start_research displays it (the widget with Cancel).
+JOB_CELL = """\
+import torq_nb
+from torq_nb.research.models import Hit
+from torq_nb.research.sources import Source
+
+class ListedHits(Source):
+    name = "listed"
+
+    def __init__(self, urls):
+        self.urls = urls
+
+    async def search(self, query, limit, fetcher):
+        return [Hit(title=f"hit {{i}}", url=url, snippet="", source=self.name) for i, url in enumerate(self.urls[:limit])]
+
+urls = ["{base}/ok"] + ["{base}/sleep?s=60&n=" + str(n) for n in range({slow})]
+job = torq_nb.start_research("slow topic", source=ListedHits(urls), allow_private_networks=True)"""
+
+TRACKER_CELLS = [
+    "import time\nfrom torq_nb.progress import ProgressTracker\ntracker = ProgressTracker('notebook 7 run')\ntracker",
+    (
+        "with tracker:\n"
+        "    time.sleep(0.6)\n"
+        "    tracker.progress('searching', 'querying sources')\n"
+        "    time.sleep(0.6)\n"
+        "    tracker.progress('extracting', 'reading pages')\n"
+        "    for page in tracker.track(range(20)):\n"
+        "        time.sleep(0.03)\n"
+        "    tracker.progress('synthesizing', 'writing the summary')\n"
+        "    time.sleep(0.6)\n"
+    ),
+]
+
+
+def write_notebook(path: Path, cells: list[str]) -> None:
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(source) for source in cells],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+    )
+    nbformat.write(notebook, path)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; whether it held."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def output_text(page: Any, index: int) -> str:
+    """The text of a finished cell's outputs."""
+    return cell(page, index).locator(".jp-OutputArea-output").inner_text().strip()
+
+
+@pytest.fixture
+def faults() -> Iterator[FaultServer]:
+    with serve_in_thread(FaultServer()) as server:
+        yield server
+
+
+@pytest.fixture
+def job_lab(tmp_path: Path, faults: FaultServer) -> Iterator[JupyterLab]:
+    require_chromium()
+    cells = [JOB_CELL.format(base=faults.base, slow=SLOW_PAGES), "1 + 1",
+             'print(job.status.state, job.result().df["status"].to_list())']
+    write_notebook(tmp_path / "jobs.ipynb", cells)
+    with jupyter_lab(tmp_path) as server:  # stopped (its kernel too) before the fault server
+        yield server
+
+
+def test_cancel_button_stops_a_background_run_in_jupyterlab(job_lab: JupyterLab, faults: FaultServer) -> None:
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(job_lab.url("lab/tree/jobs.ipynb"))
+            wait_for_kernel_ready(page)
+            record_progress(page)
+
+            run_cell(page, 0)
+            # The cell returns while the run goes on: its prompt gets its count with the widget still running.
+            wait_until_executed(page, 0)
+            widget = page.locator(".torq-progress")
+            live = page.locator('.torq-progress[data-state="running"][data-stage="extracting"]')
+            live.wait_for(timeout=60_000)
+            # The fast page is done; the slow ones hang (for 60 s, beyond the fetch timeouts).
+            expect(widget.locator(".torq-progress__counts")).to_have_text(f"1/{SLOW_PAGES + 1}", timeout=60_000)
+            cancel = widget.locator(".torq-progress__cancel")
+            expect(cancel).to_be_visible()
+
+            # Another cell runs meanwhile: the kernel is free while the job works in its thread.
+            run_cell(page, 1)
+            wait_until_executed(page, 1)
+            assert output_text(page, 1) == "2"
+            assert widget.get_attribute("data-state") == "running", recorded_progress(page)
+
+            # The click is handled because no cell is busy.
+            wait_for_kernel_ready(page)
+            cancel.click()
+            expect(widget).to_have_attribute("data-state", "cancelled", timeout=15_000)
+            expect(cancel).to_be_hidden()
+            assert widget.locator(".torq-progress__status").inner_text() == "cancelled at extracting"
+            # The run hung up on the hanging pages: the site has no request left in flight.
+            assert wait_for(lambda: faults.in_flight == 0, timeout=10), f"{faults.in_flight} requests still open"
+
+            run_cell(page, 2)
+            wait_until_executed(page, 2)
+            state, statuses = output_text(page, 2).split(" ", 1)
+            seen = recorded_progress(page, "slow topic")
+        finally:
+            browser.close()
+
+    assert state == "cancelled"
+    assert ast.literal_eval(statuses) == ["ok"] + ["cancelled"] * SLOW_PAGES
+    states = [entry["state"] for entry in seen]
+    assert states[-1] == "cancelled" and "complete" not in states, seen
+    assert any(entry["stage"] == "extracting" and entry["state"] == "running" and entry["cancel"] for entry in seen)
+
+
+@pytest.fixture
+def notebook7(tmp_path: Path) -> Iterator[JupyterLab]:
+    require_chromium()
+    require_notebook7()
+    write_notebook(tmp_path / "progress.ipynb", TRACKER_CELLS)
+    with jupyter_lab(tmp_path, extra_args=NOTEBOOK7_ARGS) as server:
+        yield server
+
+
+def test_progress_widget_live_in_notebook7(notebook7: JupyterLab) -> None:
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(notebook7.url("notebooks/progress.ipynb"))
+            # Notebook 7 marks its notebook page (JupyterLab has no such attribute).
+            page.locator('body[data-notebook="notebooks"]').wait_for(state="attached", timeout=60_000)
+            wait_for_kernel_ready(page)
+            record_progress(page)
+
+            run_cell(page, 0)
+            widget = page.locator(".torq-progress")
+            expect(widget).to_have_attribute("data-state", "pending", timeout=60_000)
+            run_cell(page, 1)
+            expect(widget).to_have_attribute("data-state", "complete", timeout=60_000)
+            wait_until_executed(page, 1)
+            seen = recorded_progress(page, "notebook 7 run")
+            percent_label = widget.locator(".torq-progress__percent").inner_text()
+        finally:
+            browser.close()
+
+    running = [entry["stage"] for entry in seen if entry["state"] == "running"]
+    assert [stage for stage in STAGES[:-1] if stage not in running] == [], seen
+    assert running == sorted(running, key=STAGES.index), "stages went backwards"
+    assert seen[-1]["stage"] == "complete" and seen[-1]["percent"] == "100", seen[-1]
+    assert percent_label == "100%"
+    # Inside the counted stage the count advanced live (it is cleared when the next stage starts).
+    counts = {entry["counts"] for entry in seen if entry["stage"] == "extracting"}
+    assert len({c for c in counts if c.endswith("/20")}) >= 2, seen
