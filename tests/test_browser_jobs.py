@@ -1,6 +1,6 @@
 """Real-browser checks of background research jobs and of the Notebook 7 front-end.
 
-1. In JupyterLab, a cell starts a research run in the background against a loopback site with one fast
+1. In JupyterLab and in Notebook 7, a cell starts a research run in the background against a loopback site with one fast
    page and several pages that hang. The cell returns at once; the widget is live; another cell runs
    while the job is still running; a click on the widget's Cancel button (with the kernel idle) stops
    the run: the widget ends "cancelled", the button goes away, and the job's results keep the fast page
@@ -42,6 +42,8 @@ pytestmark = pytest.mark.browser
 
 STAGES = ["initializing", "searching", "extracting", "synthesizing", "complete"]
 SLOW_PAGES = 5
+#: Where each front-end opens a notebook, on the same server.
+FRONTENDS = {"jupyterlab": "lab/tree/{}", "notebook7": "notebooks/{}"}
 
 # Test code in a test notebook: a source whose hits are given (a plug-in's shape), aimed at the loopback
 # site. The last statement starts the job; start_research displays it (the widget with Cancel).
@@ -107,22 +109,26 @@ def faults() -> Iterator[FaultServer]:
         yield server
 
 
-@pytest.fixture
-def job_lab(tmp_path: Path, faults: FaultServer) -> Iterator[JupyterLab]:
+@pytest.fixture(params=["jupyterlab", "notebook7"])
+def job_page(request: pytest.FixtureRequest, tmp_path: Path, faults: FaultServer) -> Iterator[str]:
+    """The address of the job notebook in JupyterLab or in Notebook 7, its server running."""
     require_chromium()
+    if request.param == "notebook7":
+        require_notebook7()
     cells = [JOB_CELL.format(base=faults.base, slow=SLOW_PAGES), "1 + 1",
              'print(job.status.state, job.result().df["status"].to_list())']
     write_notebook(tmp_path / "jobs.ipynb", cells)
-    with jupyter_lab(tmp_path) as server:  # stopped (its kernel too) before the fault server
-        yield server
+    extra_args = NOTEBOOK7_ARGS if request.param == "notebook7" else ()
+    with jupyter_lab(tmp_path, extra_args=extra_args) as server:  # stopped (its kernel too) before the fault server
+        yield server.url(FRONTENDS[request.param].format("jobs.ipynb"))
 
 
-def test_cancel_button_stops_a_background_run_in_jupyterlab(job_lab: JupyterLab, faults: FaultServer) -> None:
+def test_cancel_button_stops_a_background_run(job_page: str, faults: FaultServer) -> None:
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(job_lab.url("lab/tree/jobs.ipynb"))
+            page.goto(job_page)
             wait_for_kernel_ready(page)
             record_progress(page)
 
@@ -180,7 +186,7 @@ def test_progress_widget_live_in_notebook7(notebook7: JupyterLab) -> None:
         browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(notebook7.url("notebooks/progress.ipynb"))
+            page.goto(notebook7.url(FRONTENDS["notebook7"].format("progress.ipynb")))
             # Notebook 7 marks its notebook page (JupyterLab has no such attribute).
             page.locator('body[data-notebook="notebooks"]').wait_for(state="attached", timeout=60_000)
             wait_for_kernel_ready(page)
