@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -211,3 +212,13 @@ def test_progress_widget_live_in_notebook7(notebook7: JupyterLab) -> None:
     # Inside the counted stage the count advanced live (it is cleared when the next stage starts).
     counts = {entry["counts"] for entry in seen if entry["stage"] == "extracting"}
     assert len({c for c in counts if c.endswith("/20")}) >= 2, seen
+
+
+def test_missing_notebook7_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "notebook", None)  # `import notebook` now raises ImportError
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_notebook7()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="pip install 'notebook>=7'"):
+        require_notebook7()
