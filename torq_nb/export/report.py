@@ -17,6 +17,7 @@ import polars as pl
 
 from torq_nb.export.atomic import write_text
 from torq_nb.export.data import ExportInput, RunData, normalize
+from torq_nb.export.mdtree import Node, table_node, text, tree_metadata
 
 #: Characters that start Markdown, HTML, entity, math or table syntax inline; each gets a backslash.
 _MD_SPECIAL = r"([\\`*_\[\]<>#|~$&!])"
@@ -48,9 +49,8 @@ def _url(col: pl.Expr) -> pl.Expr:
     return pl.when(url.str.contains(_LINK_SCHEME)).then(url)
 
 
-def _link(label: pl.Expr, url: pl.Expr) -> pl.Expr:
-    """``[label](<url>)`` where the URL is a web/mail link, else the label alone."""
-    target = _url(url)
+def _with_target(label: pl.Expr, target: pl.Expr) -> pl.Expr:
+    """``[label](<target>)`` where ``target`` (from ``_url``) is not null, else the label alone."""
     return pl.when(target.is_not_null()).then(pl.format("[{}](<{}>)", label, target)).otherwise(label)
 
 
@@ -112,7 +112,7 @@ def _header(run: RunData) -> str:
 
 
 #: The results table's columns, in order, when the table has them: (column, heading, right-aligned).
-_RESULT_COLUMNS = (("rank", "\\#", True), ("title", "Title", False), ("domain", "Domain", False),
+_RESULT_COLUMNS = (("rank", "#", True), ("title", "Title", False), ("domain", "Domain", False),
                    ("status", "Status", False), ("word_count", "Words", True), ("published", "Published", False),
                    ("snippet", "Snippet", False))
 
@@ -131,40 +131,94 @@ def _lines(df: pl.DataFrame, line: pl.Expr) -> str:
     return "\n".join(df.select(line.alias("line")).get_column("line").to_list())
 
 
-def _results_table(df: pl.DataFrame) -> str:
-    shown = [c for c in _RESULT_COLUMNS if c[0] in df.columns]
-    if not shown:
-        shown = [(name, md_cell(name), False) for name in df.columns]
-    cells = []
-    for name, _, _ in shown:
+def _plain(col: pl.Expr) -> pl.Expr:
+    """Unescaped text: '' for null, line breaks normalised to \\n."""
+    return col.cast(pl.String).fill_null("").str.replace_all(r"\r\n|\r", "\n")
+
+
+def _label(df: pl.DataFrame, fallback: str) -> pl.Expr:
+    """A row's title (or its URL, or ``fallback``) on one line."""
+    return pl.coalesce(_col(df, "title"), _col(df, "url"), pl.lit(fallback)).str.replace_all(r"\r\n|\r|\n", " ")
+
+
+class _Table:
+    """A table's text, unescaped, one column per shown column plus its link targets.
+
+    The Markdown escapes it; the PDF's tree (``mdtree`` nodes) takes it as it is.
+    """
+
+    def __init__(self, df: pl.DataFrame, columns: list[tuple[pl.Expr, str, bool]], link_column: int, url: pl.Expr) -> None:
+        self.heads = [head for _, head, _ in columns]
+        self.right = [right for *_, right in columns]
+        self.link_column = link_column
+        self.frame = df.select(*(expr.alias(f"c{i}") for i, (expr, _, _) in enumerate(columns)), _url(url).alias("target"))
+
+    def markdown(self) -> str:
+        cells = [_text(pl.col(f"c{i}")) if i == self.link_column else _cell(pl.col(f"c{i}")) for i in range(len(self.heads))]
+        if self.link_column >= 0:
+            cells[self.link_column] = _with_target(cells[self.link_column], pl.col("target"))
+        head = "| " + " | ".join(md_cell(h) for h in self.heads) + " |\n|" + "|".join("---:" if r else "---" for r in self.right) + "|\n"
+        row = pl.concat_str([pl.lit("| "), pl.concat_str(cells, separator=" | "), pl.lit(" |")])
+        return head + _lines(self.frame, row)
+
+    def node(self) -> Node:
+        rows = [[_linked(v, row[-1]) if i == self.link_column else [text(v)] for i, v in enumerate(row[:-1])]
+                for row in self.frame.iter_rows()]
+        return table_node([[text(h)] for h in self.heads], rows, ["right" if r else "left" for r in self.right])
+
+
+def _linked(label: str, target: str | None) -> list[Node]:
+    return [{"t": "link", "url": target, "c": [text(label)]} if target else text(label)]
+
+
+def _results(df: pl.DataFrame) -> _Table:
+    shown = [c for c in _RESULT_COLUMNS if c[0] in df.columns] or [(name, name, False) for name in df.columns]
+    columns = []
+    for name, head, right in shown:
         if name == "title":
-            cells.append(_link(_text(pl.coalesce(_col(df, "title"), _col(df, "url"), pl.lit(""))), _col(df, "url")))
+            expr = _label(df, "")
         elif name == "status":
             code = _col(df, "http_status").cast(pl.String)
             error = (pl.col("status") == "error") & code.is_not_null()
-            cells.append(pl.when(error).then(pl.format("{} ({})", _cell(pl.col("status")), code)).otherwise(_cell(pl.col("status"))))
+            expr = pl.when(error).then(pl.format("{} ({})", _plain(pl.col("status")), code)).otherwise(_plain(pl.col("status")))
         else:
-            cells.append(_cell(pl.col(name)))
-    head = "| " + " | ".join(h for _, h, _ in shown) + " |\n|" + "|".join("---:" if right else "---" for *_, right in shown) + "|\n"
-    row = pl.concat_str([pl.lit("| "), pl.concat_str(cells, separator=" | "), pl.lit(" |")])
-    return head + _lines(df, row)
+            expr = _plain(pl.col(name))
+        columns.append((expr, head, right))
+    return _Table(df, columns, next((i for i, c in enumerate(shown) if c[0] == "title"), -1), _col(df, "url"))
 
 
-def _sources(df: pl.DataFrame) -> str:
-    rank = _rank(df).cast(pl.String)
-    title = _text(pl.coalesce(_col(df, "title"), _col(df, "url"), pl.lit("untitled")))
-    domain = pl.when(_col(df, "domain").fill_null("") != "").then(pl.lit(" — ") + _text(_col(df, "domain"))).otherwise(pl.lit(""))
+def _failures(df: pl.DataFrame) -> _Table:
     url = _col(df, "url")
-    link = pl.when(url.is_not_null()).then(pl.lit(" <br>") + _link(_text(url), url)).otherwise(pl.lit(""))
-    line = pl.concat_str([pl.lit(f'- <a id="{_ANCHOR_PREFIX}'), rank, pl.lit('"></a>**\\['), rank, pl.lit("\\]** "), title, domain, link])
-    return _lines(df, line)
+    return _Table(df, [(_rank(df).cast(pl.String), "#", True), (_plain(url).str.replace_all("\n", " "), "URL", False),
+                       (_plain(_col(df, "http_status")), "HTTP", True), (_plain(_col(df, "error")), "Reason", False)], 1, url)
 
 
-def _failures(df: pl.DataFrame) -> str:
+def _sources(df: pl.DataFrame) -> tuple[str, Node]:
+    """The numbered source list, each item the target of its citations: Markdown and tree."""
     url = _col(df, "url")
-    line = pl.concat_str([pl.lit("| "), _rank(df).cast(pl.String), pl.lit(" | "), _link(_text(url), url), pl.lit(" | "),
-                          _cell(_col(df, "http_status")), pl.lit(" | "), _cell(_col(df, "error")), pl.lit(" |")])
-    return "| \\# | URL | HTTP | Reason |\n|---:|---|---:|---|\n" + _lines(df, line)
+    frame = df.select(_rank(df).cast(pl.String).alias("rank"), _label(df, "untitled").alias("title"),
+                      _col(df, "domain").fill_null("").str.replace_all(r"\r\n|\r|\n", " ").alias("domain"),
+                      url.str.replace_all(r"\r\n|\r|\n", " ").alias("url"), _url(url).alias("target"))
+    rank = pl.col("rank")
+    domain = pl.when(pl.col("domain") != "").then(pl.lit(" — ") + _text(pl.col("domain"))).otherwise(pl.lit(""))
+    link = pl.when(pl.col("url").is_not_null()).then(pl.lit(" <br>") + _with_target(_text(pl.col("url")), pl.col("target"))).otherwise(pl.lit(""))
+    line = pl.concat_str([pl.lit(f'- <a id="{_ANCHOR_PREFIX}'), rank, pl.lit('"></a>**\\['), rank, pl.lit("\\]** "),
+                          _text(pl.col("title")), domain, link])
+    items = []
+    for number, title, dom, address, target in frame.iter_rows():
+        words = f" {title}" + (f" — {dom}" if dom else "") + (" " if address is not None else "")
+        parts = [{"t": "anchor", "id": anchor(int(number))}, {"t": "strong", "c": [text(f"[{number}]")]}, text(words)]
+        if address is not None:
+            parts += [{"t": "br"}, *_linked(address, target)]
+        items.append([{"t": "span", "c": parts}])
+    return _lines(frame, line), {"t": "list", "ordered": False, "start": 1, "tight": True, "items": items}
+
+
+def _cell_with_tree(heading: str, body: str, node: Node) -> nbformat.NotebookNode:
+    """A Markdown cell of a heading and a body, carrying its tree so that the PDF need not parse it."""
+    source = f"## {heading}\n\n{body}"
+    tree = [{"t": "h", "level": 2, "c": [text(heading)]}, node]
+    return nbformat.v4.new_markdown_cell(source, metadata={"torq_nb": tree_metadata(source, tree)})
 
 
 def build_report(results: ExportInput | RunData) -> nbformat.NotebookNode:
@@ -173,20 +227,22 @@ def build_report(results: ExportInput | RunData) -> nbformat.NotebookNode:
     df = run.df
     ranks = set(df.select(_rank(df)).to_series().to_list()) if df.height else set()
 
-    cells = [_header(run)]
+    nb = nbformat.v4.new_notebook()
+    new = nbformat.v4.new_markdown_cell
+    nb.cells = [new(_header(run))]
     if run.summary.strip():
-        cells.append("## Summary\n\n" + md_summary(run.summary, ranks))
+        nb.cells.append(new("## Summary\n\n" + md_summary(run.summary, ranks)))
     if df.height:
-        cells.append("## Results\n\n" + _results_table(df))
-        cells.append("## Sources\n\n" + _sources(df))
+        table = _results(df)
+        nb.cells.append(_cell_with_tree("Results", table.markdown(), table.node()))
+        nb.cells.append(_cell_with_tree("Sources", *_sources(df)))
     else:
-        cells.append("## Results\n\nThere were no results.")
+        nb.cells.append(new("## Results\n\nThere were no results."))
     failed = df.with_columns(_rank(df).alias("rank")).filter(pl.col("status") == "error") if "status" in df.columns else df.clear()
     if failed.height:
-        cells.append("## Appendix: failed pages\n\n" + _failures(failed))
+        table = _failures(failed)
+        nb.cells.append(_cell_with_tree("Appendix: failed pages", table.markdown(), table.node()))
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell(source) for source in cells]
     nb.metadata["title"] = run.title
     nb.metadata["torq_nb"] = {"report": True, "topic": run.topic, "operation_id": run.operation_id}
     return nb

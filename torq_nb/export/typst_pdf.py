@@ -23,7 +23,7 @@ from nbconvert.filters import strip_ansi
 from nbformat import NotebookNode
 from traitlets import List, Unicode, default
 
-from torq_nb.export.mdtree import Node, html_tables, markdown_tree
+from torq_nb.export.mdtree import Node, html_tables, markdown_tree, saved_tree
 
 TEMPLATE = Path(__file__).parent / "templates" / "typst" / "notebook.typ"
 #: Preferred families, first match wins per glyph; Typst falls back further on its own.
@@ -163,7 +163,8 @@ def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: s
     for cell in nb.cells:
         source = _source(cell.get("source"))
         if cell.cell_type == "markdown":
-            parsed, cell_anchors, cell_refs = markdown_tree(source, images=_attachments(cell, images))
+            parsed, cell_anchors, cell_refs = saved_tree(cell.get("metadata"), source) or \
+                markdown_tree(source, images=_attachments(cell, images))
             blocks.extend(parsed)
             anchors += cell_anchors
             refs += cell_refs
