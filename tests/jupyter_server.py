@@ -179,6 +179,7 @@ _PROGRESS_RECORDER = """
         stage: root.dataset.stage,
         percent: root.dataset.percent,
         counts: root.querySelector('.torq-progress__counts').textContent,
+        elapsed: root.querySelector('.torq-progress__elapsed').textContent,
         cancel: cancel !== null && !cancel.hidden,
       };
       const key = JSON.stringify(entry);
@@ -201,7 +202,7 @@ def record_progress(page: Any) -> None:
 
 def recorded_progress(page: Any, operation: str = "") -> list[dict[str, Any]]:
     """What the progress widgets showed since record_progress(), in order (operation, state, stage,
-    percent, counts, cancel), for the widgets whose operation contains ``operation``."""
+    percent, counts, elapsed, cancel), for the widgets whose operation contains ``operation``."""
     return [entry for entry in page.evaluate("window.__torqRecorded") if operation in entry["operation"]]
 
 

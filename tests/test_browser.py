@@ -9,7 +9,6 @@ notebook saved by JupyterLab (and its nbconvert export) keeps the final states.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +23,11 @@ from tests.jupyter_server import (
     JupyterLab,
     jupyter_lab,
     launch_chromium,
+    record_progress,
+    recorded_progress,
     require_chromium,
     wait_for_kernel_idle,
+    wait_until_executed,
 )
 
 pytestmark = pytest.mark.browser
@@ -67,33 +69,6 @@ CELLS = [
     "display(tracker)\ndisplay(failing)",
 ]
 
-# Records every (operation, stage, state, percent, elapsed) a progress widget shows, as it changes.
-OBSERVER = """
-() => {
-  window.__torqSeen = [];
-  const last = new WeakMap();
-  const record = () => {
-    for (const root of document.querySelectorAll('.torq-progress')) {
-      const entry = {
-        operation: root.querySelector('.torq-progress__operation').textContent,
-        stage: root.dataset.stage,
-        state: root.dataset.state,
-        percent: root.dataset.percent,
-        elapsed: root.querySelector('.torq-progress__elapsed').textContent,
-      };
-      const key = JSON.stringify(entry);
-      if (last.get(root) !== key) {
-        last.set(root, key);
-        window.__torqSeen.push(entry);
-      }
-    }
-  };
-  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
-  record();
-}
-"""
-
-
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[JupyterLab]:
     require_chromium()
@@ -117,12 +92,6 @@ def widget(page: Any, operation: str, state: str) -> Any:
     return locator
 
 
-def wait_until_executed(page: Any, index: int) -> None:
-    """Wait until the cell's prompt shows its execution count ("[3]:", not "[*]:")."""
-    prompt = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-InputPrompt")
-    prompt.filter(has_text=re.compile(r"\[\d+\]")).wait_for(timeout=60_000)
-
-
 def saved_outputs(path: Path) -> list[dict[str, Any]]:
     notebook = nbformat.read(path, as_version=4)  # joins the line lists .ipynb files store
     return [output for cell in notebook.cells for output in cell.get("outputs", [])]
@@ -135,7 +104,7 @@ def test_stages_live_in_jupyterlab(lab: JupyterLab) -> None:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(lab.url("lab/tree/progress.ipynb"))
             wait_for_kernel_idle(page)
-            page.evaluate(OBSERVER)
+            record_progress(page)
 
             page.locator(".jp-Notebook .jp-Cell").first.locator(".cm-content").click()
             page.keyboard.press("Shift+Enter")
@@ -148,8 +117,7 @@ def test_stages_live_in_jupyterlab(lab: JupyterLab) -> None:
             wait_until_executed(page, 2)
             wait_for_kernel_idle(page)
 
-            seen = page.evaluate("window.__torqSeen")
-            run = [entry for entry in seen if "quantum" in entry["operation"]]
+            run = recorded_progress(page, "quantum")
             running = [entry["stage"] for entry in run if entry["state"] == "running"]
             assert [stage for stage in STAGES[:-1] if stage not in running] == [], run
             assert running == sorted(running, key=STAGES.index), "stages went backwards"
