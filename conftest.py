@@ -10,12 +10,11 @@ never see these variables: they are set only while notebook cells run.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import sys
-import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -25,54 +24,23 @@ ROOT = Path(__file__).resolve().parent
 EXPORTS = ROOT / "notebooks" / "exports"
 
 sys.path.insert(0, str(ROOT / "tests"))
-from fake_search import SearchServer, load_pages
-
-
-class LoopbackSearch:
-    """A SearchServer running on its own event loop in a daemon thread, for code that is not async.
-
-    ``with LoopbackSearch() as server: ...`` serves until the block ends; ``environment()`` is the
-    set of variables that points torq_nb's default source at it.
-    """
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="loopback-search", daemon=True)
-        self.server = SearchServer(load_pages())
-
-    def __enter__(self) -> SearchServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.__aenter__(), self._loop).result(timeout=30)
-        return self.server
-
-    def __exit__(self, *exc_info: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.__aexit__(None, None, None), self._loop).result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        self._loop.close()
-
-    def environment(self) -> dict[str, str]:
-        return {
-            "TORQ_NB_SOURCE": "searxng",
-            "TORQ_NB_SEARXNG_URL": self.server.searxng_url,
-            "TORQ_NB_ALLOW_PRIVATE_NETWORKS": "1",
-        }
+from fake_search import SearchServer, load_pages, search_environment, serve_in_thread
 
 
 class _NotebookEnvironment:
     """Starts the loopback search on the first notebook cell and sets the variables only around notebook cells."""
 
     def __init__(self) -> None:
-        self.search: LoopbackSearch | None = None
+        self.running = ExitStack()
+        self.server: SearchServer | None = None
         self.saved: dict[str, str | None] | None = None
         self.exports_existed = EXPORTS.exists()
 
     def enter(self) -> None:
-        if self.search is None:
-            self.search = LoopbackSearch()
-            self.search.__enter__()
+        if self.server is None:
+            self.server = self.running.enter_context(serve_in_thread(SearchServer(load_pages())))
         if self.saved is None:
-            variables = self.search.environment()
+            variables = search_environment(self.server)
             self.saved = {name: os.environ.get(name) for name in variables}
             os.environ.update(variables)
 
@@ -87,9 +55,8 @@ class _NotebookEnvironment:
 
     def close(self) -> None:
         self.leave()
-        if self.search is not None:
-            self.search.__exit__(None, None, None)
-            self.search = None
+        self.running.close()
+        self.server = None
         if not self.exports_existed:  # the session made it: leave the tree as it was
             shutil.rmtree(EXPORTS, ignore_errors=True)
 
@@ -115,8 +82,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.fixture(scope="session")
-def loopback_search() -> Iterator[LoopbackSearch]:
+def loopback_search() -> Iterator[SearchServer]:
     """The loopback search in a background thread, for tests that run notebooks outside nbval."""
-    search = LoopbackSearch()
-    with search:
-        yield search
+    with serve_in_thread(SearchServer(load_pages())) as server:
+        yield server

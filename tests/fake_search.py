@@ -30,10 +30,12 @@ import html
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import lxml.html
@@ -44,6 +46,7 @@ FIXTURE_PAGES = Path(__file__).parent / "fixtures" / "pages"
 #: The shared corpus beside the repository; TORQ_NB_CORPUS points elsewhere.
 CORPUS = Path(os.environ.get("TORQ_NB_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
 
+T = TypeVar("T")
 DuckDuckGoMode = Literal["ok", "ratelimit", "anomaly"]
 _WORD = re.compile(r"\w\w+", re.UNICODE)
 
@@ -390,3 +393,31 @@ _DDG_ANOMALY = """<!DOCTYPE html>
 </form>
 <script>DDG.deep.anomalyDetectionBlock({{"html": true}});</script>
 </body></html>"""
+
+
+@contextmanager
+def serve_in_thread(server: AbstractAsyncContextManager[T], timeout: float = 30.0) -> Iterator[T]:
+    """Run an async server (anything used as ``async with server``) on its own event loop in a daemon
+    thread for the ``with`` block: a sync test, and the notebook kernels it drives, can reach it."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="loopback-server", daemon=True)
+    thread.start()
+    try:
+        entered = asyncio.run_coroutine_threadsafe(server.__aenter__(), loop).result(timeout)
+        try:
+            yield entered
+        finally:
+            asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(timeout)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        loop.close()
+
+
+def search_environment(server: SearchServer) -> dict[str, str]:
+    """The variables that point torq_nb's default source at this server's SearXNG API (pages on loopback allowed)."""
+    return {
+        "TORQ_NB_SOURCE": "searxng",
+        "TORQ_NB_SEARXNG_URL": server.searxng_url,
+        "TORQ_NB_ALLOW_PRIVATE_NETWORKS": "1",
+    }

@@ -10,7 +10,7 @@
 
 Notebook 7's page (``lab.url("notebooks/demo.ipynb")``, served by the same server) has no status bar:
 start the server with ``extra_args=NOTEBOOK7_ARGS`` and use ``wait_for_kernel_ready(page)``, which works
-in both front-ends. ``serve_in_thread(FaultServer())`` keeps a loopback web server that the notebook's
+in both front-ends. ``fake_search.serve_in_thread(FaultServer())`` keeps a loopback web server that the notebook's
 kernel can reach running beside a sync (Playwright) test.
 
 The server listens on 127.0.0.1 only, with a random token, ``tmp_path`` as its root and its own config,
@@ -21,7 +21,6 @@ one installed there.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -32,15 +31,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -58,13 +56,11 @@ __all__ = [
     "require_chromium",
     "require_notebook7",
     "run_cell",
-    "serve_in_thread",
     "wait_for_kernel_idle",
     "wait_for_kernel_ready",
     "wait_until_executed",
 ]
 
-T = TypeVar("T")
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: Flags for Debian's Chromium as root in a container, with no traffic of its own (field notes).
@@ -204,25 +200,6 @@ def recorded_progress(page: Any, operation: str = "") -> list[dict[str, Any]]:
     """What the progress widgets showed since record_progress(), in order (operation, state, stage,
     percent, counts, elapsed, cancel), for the widgets whose operation contains ``operation``."""
     return [entry for entry in page.evaluate("window.__torqRecorded") if operation in entry["operation"]]
-
-
-@contextmanager
-def serve_in_thread(server: AbstractAsyncContextManager[T], timeout: float = 30.0) -> Iterator[T]:
-    """Run an async server (anything used as ``async with server``) on its own event loop in a daemon
-    thread for the ``with`` block: a sync test, and the notebook kernels it drives, can reach it."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="loopback-server", daemon=True)
-    thread.start()
-    try:
-        entered = asyncio.run_coroutine_threadsafe(server.__aenter__(), loop).result(timeout)
-        try:
-            yield entered
-        finally:
-            asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(timeout)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        loop.close()
 
 
 def _free_port() -> int:

@@ -2,8 +2,8 @@
 
     python tests/refresh_notebooks.py [quickstart.ipynb ...]
 
-It runs each notebook as nbval's session does (conftest.LoopbackSearch, whose environment points torq_nb's
-default source at a loopback SearXNG), without saving widget state, so GitHub and nbviewer fall back to
+It runs each notebook as nbval's session does (a loopback SearchServer in a thread, and the environment that
+points torq_nb's default source at it), without saving widget state, so GitHub and nbviewer fall back to
 the progress widget's text/html snapshot. A background job can finish between two cells, where nbclient
 drops its final display update; a notebook is therefore written only once every progress snapshot in it
 shows a finished state (up to three tries).
@@ -17,12 +17,10 @@ import time
 from pathlib import Path
 
 import nbformat
+from fake_search import SearchServer, load_pages, search_environment, serve_in_thread
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from conftest import LoopbackSearch  # noqa: E402
-
 NOTEBOOKS = ROOT / "notebooks"
 WIDGET = "application/vnd.jupyter.widget-view+json"
 FINISHED = {"complete", "cancelled", "failed"}
@@ -54,7 +52,7 @@ def refresh(path: Path, tries: int = 3) -> None:
 
 if __name__ == "__main__":
     names = sys.argv[1:] or sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
-    with LoopbackSearch() as search:
-        os.environ.update(search.environment())
+    with serve_in_thread(SearchServer(load_pages())) as server:
+        os.environ.update(search_environment(server))
         for name in names:
             refresh(NOTEBOOKS / name)

@@ -17,6 +17,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from fake_search import SearchServer, search_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 BINDER = ROOT / "binder"
@@ -64,7 +65,7 @@ def outputs(notebook: Any, output_type: str | None = None) -> list[Any]:
 
 
 @pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs the git checkout to copy the repository as pushed")
-def test_binder_environment_runs_the_quickstart(tmp_path: Path, loopback_search: Any) -> None:
+def test_binder_environment_runs_the_quickstart(tmp_path: Path, loopback_search: SearchServer) -> None:
     repo = repository_copy(tmp_path / "repo")
     shutil.rmtree(repo / "notebooks" / "exports", ignore_errors=True)  # a user's earlier exports prove nothing
     environment = tmp_path / "venv"
@@ -95,7 +96,7 @@ def test_binder_environment_runs_the_quickstart(tmp_path: Path, loopback_search:
     notebook = nbformat.read(repo / "notebooks" / "quickstart.ipynb", as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(PROBE))
     nbformat.write(notebook, repo / "notebooks" / "quickstart-run.ipynb")
-    env.update(loopback_search.environment())
+    env.update(search_environment(loopback_search))
     run(
         [
             str(bin_dir / "jupyter"),
@@ -122,7 +123,7 @@ def test_binder_environment_runs_the_quickstart(tmp_path: Path, loopback_search:
     # The run researched the loopback corpus to the end, and the saved output keeps that final state.
     widget = next(o for o in outputs(executed) if "application/vnd.jupyter.widget-view+json" in o.get("data", {}))
     assert 'data-state="complete"' in widget.data["text/html"]
-    assert any(request.path == "/search" for request in loopback_search.server.requests)
+    assert any(request.path == "/search" for request in loopback_search.requests)
     # The exports it made are real files of their formats.
     exports = repo / "notebooks" / "exports"
     assert (exports / "report.pdf").read_bytes().startswith(b"%PDF-")

@@ -20,6 +20,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from fake_search import serve_in_thread
 from playwright.sync_api import expect, sync_playwright
 from web_faults import FaultServer
 
@@ -34,7 +35,6 @@ from tests.jupyter_server import (
     require_chromium,
     require_notebook7,
     run_cell,
-    serve_in_thread,
     wait_for_kernel_ready,
     wait_until_executed,
 )
