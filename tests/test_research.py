@@ -179,3 +179,21 @@ def test_every_public_name_resolves():
     assert callable(torq_nb.research) and callable(torq_nb.export)
     provider = importlib.import_module("torq_nb.research.provider")  # the packages stay importable
     assert torq_nb.research.provider is provider
+
+
+def test_results_show_in_a_notebook_as_escaped_html():
+    from torq_nb.research.results import ResearchResults
+
+    df = pl.DataFrame([
+        {"rank": 1, "title": "<script>alert(1)</script>", "url": "https://example.org/a", "domain": "example.org",
+         "status": "ok", "word_count": 120},
+        {"rank": 2, "title": "local notes", "url": "file:///home/me/notes.md", "status": "ok", "word_count": 5},
+        {"rank": 3, "title": "gone", "url": "javascript:alert(1)", "status": "error", "error": "refused: <b>scheme</b>"},
+    ], schema_overrides={k: v for k, v in SCHEMA.items() if k in ("rank", "word_count")})
+    df = df.with_columns([pl.lit(None, dtype=t).alias(n) for n, t in SCHEMA.items() if n not in df.columns]).select(list(SCHEMA))
+    html = ResearchResults("tides <i>and</i> moons", df, "Tides rise <img src=x onerror=alert(1)> daily [1].")._repr_html_()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<img" not in html and "<i>" not in html and "<b>" not in html
+    assert "href='https://example.org/a'" in html
+    assert "file:///home/me/notes.md" not in html and "javascript:" not in html
+    assert "3 hits" in html and "2 read" in html and "1 failed" in html

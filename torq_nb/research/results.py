@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any
 
+import mistune
 import polars as pl
 
 from torq_nb.progress.models import ProgressStatus
@@ -32,6 +34,16 @@ SCHEMA: dict[str, pl.DataType] = {
     "fetched_at": pl.Datetime("us", "UTC"),
     "elapsed_ms": pl.Float64(),
 }
+
+
+_markdown = mistune.create_markdown(escape=True)  # raw HTML in the summary is shown as text
+
+
+def _link(text: str, url: str) -> str:
+    """An escaped link for web URLs; other schemes (file:, javascript:) stay plain text."""
+    if url.startswith(("http://", "https://")):
+        return f"<a href='{escape(url, quote=True)}' target='_blank' rel='noopener noreferrer'>{escape(text)}</a>"
+    return escape(text)
 
 
 def empty_frame() -> pl.DataFrame:
@@ -73,6 +85,30 @@ class ResearchResults:
             "progress": self.progress.to_dict() if self.progress else None,
             "metadata": dict(self.metadata),
         }
+
+    def _repr_html_(self) -> str:
+        """The notebook view: counts, the cited summary and the sources table. Page text stays text."""
+        counts = {status: self.df.filter(pl.col("status") == status).height for status in ("ok", "error", "snippet", "cancelled")}
+        state = self.progress.state if self.progress else "complete"
+        facts = [f"{self.df.height} hits", f"{counts['ok']} read", f"{counts['error']} failed"]
+        facts += [f"{counts[s]} {s}" for s in ("snippet", "cancelled") if counts[s]]
+        rows = "".join(
+            "<tr>"
+            f"<td>{row['rank']}</td><td>{_link(row['title'] or row['url'], row['url'])}</td>"
+            f"<td>{escape(row['domain'] or '')}</td><td>{escape(row['status'])}</td>"
+            f"<td style='text-align:right'>{row['word_count'] if row['word_count'] is not None else ''}</td>"
+            f"<td>{escape(row['error'] or '')}</td>"
+            "</tr>"
+            for row in self.df.select("rank", "title", "url", "domain", "status", "word_count", "error").iter_rows(named=True)
+        )
+        return (
+            f"<div class='torq-results'><h3>Research: {escape(self.topic)}</h3>"
+            f"<p><small>{escape(self.depth)} · {escape(self.source)} · {escape(state)} · {' · '.join(facts)}</small></p>"
+            f"{_markdown(self.summary)}"
+            "<table><thead><tr><th>#</th><th>title</th><th>domain</th><th>status</th><th>words</th><th>error</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table>"
+            "<p><small>The full table is <code>.df</code> (Polars); <code>.export(path)</code> writes a report.</small></p></div>"
+        )
 
     def to_notebook(self) -> Any:
         """The run as a report notebook (nbformat): title, metadata, summary, results, sources, failures."""
