@@ -9,13 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from html.parser import HTMLParser
 from typing import Any, cast
 
 import mistune
 
 Node = dict[str, Any]
+#: A table cell: plain text, or inline nodes.
+Cell = str | list[Node]
 #: Resolves an image reference (``attachment:x.png`` or a URL) to a file in the Typst root, or None.
 ImageResolver = Callable[[str], "Node | None"]
 
@@ -161,28 +163,40 @@ class _Converter:
 
 
 def _plain(cells: list[Node]) -> str:
-    return "".join(n.get("v", "") + _plain(n.get("c", [])) for n in cells)
+    return "".join(n.get("v", "\n" if n.get("t") == "br" else "") + _plain(n.get("c", [])) for n in cells)
 
 
-def table_node(head: list[list[Node]], rows: list[list[list[Node]]], align: list[str] | None = None) -> Node:
-    """A table node; columns with long text share the free width in proportion, short ones fit their content."""
+def _tall(text: str) -> bool:
+    """Whether a cell's text may not fit on one page in a narrow column (such rows must be able to break)."""
+    return len(text) > 600 or text.count("\n") > 15
+
+
+def _cell_text(cell: Cell) -> str:
+    return cell if isinstance(cell, str) else _plain(cell)
+
+
+def table_node(head: Sequence[Cell], rows: Sequence[Sequence[Cell]], align: list[str] | None = None) -> Node:
+    """A table node; a cell is plain text or a list of inline nodes (kept as a bare string when plain:
+    far less work for Typst). Each width is a share of the free width (columns with long text, in
+    proportion) or, for a short column, its longest text, which the template measures. Tall rows are listed."""
     ncols = max([len(head)] + [len(r) for r in rows]) if (head or rows) else 0
-    head = head + [[]] * (ncols - len(head)) if head else []
-    rows = [r + [[]] * (ncols - len(r)) for r in rows]
-    longest = [0] * ncols
+    head = [_flat(c) for c in head] + [""] * (ncols - len(head)) if head else []
+    rows = [[_flat(c) for c in r] + [""] * (ncols - len(r)) for r in rows]
+    longest = [""] * ncols
     for row in ([head] if head else []) + rows[:500]:
         for i, cell in enumerate(row):
-            longest[i] = max(longest[i], len(_plain(cell)))
-    widths: list[Any] = ["auto" if n <= 14 else min(n, 80) for n in longest]
+            if len(plain := _cell_text(cell)) > len(longest[i]):
+                longest[i] = plain
+    widths: list[Any] = [s if len(s) <= 14 else min(len(s), 80) for s in longest]
     align = (align or []) + ["left"] * (ncols - len(align or []))
-    return {"t": "table", "head": [_flat(c) for c in head], "rows": [[_flat(c) for c in row] for row in rows],
-            "widths": widths, "align": align[:ncols]}
+    tall = [i for i, row in enumerate(rows) if any(_tall(_cell_text(c)) for c in row)]
+    return {"t": "table", "head": head, "rows": rows, "widths": widths, "align": align[:ncols], "tall": tall}
 
 
-def _flat(cell: list[Node]) -> str | list[Node]:
-    """A cell of plain text as a bare string: far less work for Typst than a node per cell."""
-    if not cell:
-        return ""
+def _flat(cell: Cell) -> Cell:
+    """A cell of plain text as a bare string."""
+    if isinstance(cell, str) or not cell:
+        return cell or ""
     return cell[0]["v"] if len(cell) == 1 and cell[0]["t"] == "text" else cell
 
 
@@ -260,7 +274,7 @@ def html_tables(raw: str) -> list[Node]:
     parser = _HTMLTables()
     parser.feed(raw)
     parser.close()
-    return [table_node([[text(c)] for c in head] if head else [], [[[text(c)] for c in row] for row in body])
+    return [table_node(list(head or []), [list(row) for row in body])
             for head, body in parser.tables if head or body]
 
 
@@ -278,7 +292,7 @@ _FIELDS: dict[str, dict[str, type]] = {
     "text": {"v": str}, "br": {}, "span": {"c": list}, "strong": {"c": list}, "em": {"c": list},
     "link": {"url": str, "c": list}, "ref": {"id": str, "c": list}, "anchor": {"id": str},
     "p": {"c": list}, "h": {"level": int, "c": list}, "list": {"ordered": bool, "start": int, "tight": bool, "items": list},
-    "table": {"head": list, "rows": list, "widths": list, "align": list},
+    "table": {"head": list, "rows": list, "widths": list, "align": list, "tall": list},
 }
 
 
@@ -334,7 +348,8 @@ def saved_tree(metadata: Any, source: str) -> tuple[list[Node], list[str], list[
             ncols = len(n["widths"])
             return (len(n["align"]) == ncols and len(n["head"]) in (0, ncols) and all(cell(c) for c in n["head"])
                     and all(isinstance(r, list) and len(r) == ncols and all(cell(c) for c in r) for r in n["rows"])
-                    and all(w == "auto" or isinstance(w, (int, float)) for w in n["widths"])
+                    and all(isinstance(w, (str, int, float)) for w in n["widths"])
+                    and all(isinstance(i, int) for i in n["tall"])
                     and all(a in ("left", "right", "center") for a in n["align"]))
         return "c" not in fields or nodes(n["c"])
 

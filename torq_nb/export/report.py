@@ -162,9 +162,9 @@ class _Table:
         return head + _lines(self.frame, row)
 
     def node(self) -> Node:
-        rows = [[_linked(v, row[-1]) if i == self.link_column else [text(v)] for i, v in enumerate(row[:-1])]
+        rows = [[_linked(v, row[-1]) if i == self.link_column else v for i, v in enumerate(row[:-1])]
                 for row in self.frame.iter_rows()]
-        return table_node([[text(h)] for h in self.heads], rows, ["right" if r else "left" for r in self.right])
+        return table_node(list(self.heads), rows, ["right" if r else "left" for r in self.right])
 
 
 def _linked(label: str, target: str | None) -> list[Node]:
