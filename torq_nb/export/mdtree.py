@@ -51,7 +51,7 @@ class _Converter:
 
     def __init__(self, images: ImageResolver | None) -> None:
         self.images = images
-        self.anchors: list[str] = []
+        self.anchors: list[Node] = []
         self.refs: list[Node] = []
 
     def blocks(self, tokens: list[dict[str, Any]]) -> list[Node]:
@@ -136,8 +136,8 @@ class _Converter:
 
     def html_inline(self, raw: str) -> list[Node]:
         if m := _ANCHOR.match(raw):
-            self.anchors.append(m.group(1))
-            return [{"t": "anchor", "id": m.group(1)}]
+            self.anchors.append({"t": "anchor", "id": m.group(1)})
+            return [self.anchors[-1]]
         if _BR.fullmatch(raw.strip()):
             return [{"t": "br"}]
         return []  # other inline tags: their text is in the neighbouring text tokens
@@ -278,8 +278,8 @@ def html_tables(raw: str) -> list[Node]:
             for head, body in parser.tables if head or body]
 
 
-def markdown_tree(source: str, images: ImageResolver | None = None) -> tuple[list[Node], list[str], list[Node]]:
-    """Parse Markdown into block nodes; also returns the anchors it defines and its internal links."""
+def markdown_tree(source: str, images: ImageResolver | None = None) -> tuple[list[Node], list[Node], list[Node]]:
+    """Parse Markdown into block nodes; also returns its anchor nodes and its internal links (ref nodes)."""
     conv = _Converter(images)
     tokens = cast("list[dict[str, Any]]", _parse(source))  # renderer=None: the token list
     return conv.blocks(tokens), conv.anchors, conv.refs
@@ -308,7 +308,7 @@ def _digest(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
-def saved_tree(metadata: Any, source: str) -> tuple[list[Node], list[str], list[Node]] | None:
+def saved_tree(metadata: Any, source: str) -> tuple[list[Node], list[Node], list[Node]] | None:
     """The tree saved by ``tree_metadata`` if it belongs to this very ``source`` and is well-formed, else None.
 
     A notebook can carry anything, so the tree is checked like parser output: known node types with
@@ -322,7 +322,7 @@ def saved_tree(metadata: Any, source: str) -> tuple[list[Node], list[str], list[
         blocks = json.loads(saved[TREE_KEY])
     except ValueError:
         return None
-    anchors: list[str] = []
+    anchors: list[Node] = []
     refs: list[Node] = []
 
     def nodes(value: Any) -> bool:
@@ -339,7 +339,7 @@ def saved_tree(metadata: Any, source: str) -> tuple[list[Node], list[str], list[
         if kind == "link" and not n["url"].lower().startswith(_LINK_SCHEMES):
             return False
         if kind == "anchor":
-            anchors.append(n["id"])
+            anchors.append(n)
         elif kind == "ref":
             refs.append(n)
         if kind == "list":

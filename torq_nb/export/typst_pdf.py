@@ -94,10 +94,9 @@ def _output(out: NotebookNode, images: _Images) -> list[Node]:
         if mime in data and (node := images.add(mime, data[mime])):
             return [node]
     if "text/markdown" in data:
-        blocks, _, refs = markdown_tree(_source(data["text/markdown"]), images=None)
-        for ref in refs:  # outputs link only outward: an in-document target may not exist
-            ref["t"] = "span"
-        _drop_duplicate_anchors({"c": blocks}, set())
+        blocks, anchors, refs = markdown_tree(_source(data["text/markdown"]), images=None)
+        for node in refs + anchors:  # outputs link only outward: an in-document target may not exist
+            _unlink(node)
         return blocks
     if "text/html" in data and (tables := html_tables(_source(data["text/html"]))):
         return tables
@@ -125,31 +124,23 @@ def _slug(nodes: list[Node]) -> str:
     return re.sub(r"\s+", "-", plain(nodes).strip())
 
 
-def _link_targets(blocks: list[Node], anchors: list[str], refs: list[Node]) -> None:
+def _link_targets(blocks: list[Node], anchors: list[Node], refs: list[Node]) -> None:
     """Keep internal links whose target exists exactly once; others become plain text (Typst would fail)."""
     headings = [b for b in blocks if b.get("t") == "h"]
-    counts = Counter(anchors + [_slug(h["c"]) for h in headings])
+    counts = Counter([a["id"] for a in anchors] + [_slug(h["c"]) for h in headings])
     unique = {name for name, n in counts.items() if name and n == 1}
     for h in headings:
         if (slug := _slug(h["c"])) in unique:
             h["id"] = slug
-    for block in blocks:
-        _drop_duplicate_anchors(block, unique)
-    for ref in refs:
-        if ref["id"] not in unique:
-            ref["t"] = "span"
+    for node in anchors + refs:
+        if node["id"] not in unique:
+            _unlink(node)
 
 
-def _drop_duplicate_anchors(node: Any, unique: set[str]) -> None:
-    """Turn anchors whose id is not unique into empty spans, anywhere in the tree."""
-    if isinstance(node, list):
-        for child in node:
-            _drop_duplicate_anchors(child, unique)
-    elif isinstance(node, dict):
-        if node.get("t") == "anchor" and node["id"] not in unique:
-            node["t"], node["c"] = "span", []
-        for key in ("c", "items", "rows", "head", "outputs"):
-            _drop_duplicate_anchors(node.get(key, []), unique)
+def _unlink(node: Node) -> None:
+    """An anchor or internal link as a plain span (its text, if any, kept)."""
+    node["t"] = "span"
+    node.setdefault("c", [])
 
 
 def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: str = "a4",
@@ -158,7 +149,7 @@ def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: s
     images = _Images(root)
     lang = (nb.metadata.get("language_info") or {}).get("name") or (nb.metadata.get("kernelspec") or {}).get("language") or ""
     blocks: list[Node] = []
-    anchors: list[str] = []
+    anchors: list[Node] = []
     refs: list[Node] = []
     for cell in nb.cells:
         source = _source(cell.get("source"))
