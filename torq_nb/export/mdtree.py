@@ -349,7 +349,7 @@ def saved_tree(metadata: Any, source: str) -> tuple[list[Node], list[Node], list
             return (len(n["align"]) == ncols and len(n["head"]) in (0, ncols) and all(cell(c) for c in n["head"])
                     and all(isinstance(r, list) and len(r) == ncols and all(cell(c) for c in r) for r in n["rows"])
                     and all(isinstance(w, (str, int, float)) for w in n["widths"])
-                    and all(isinstance(i, int) for i in n["tall"])
+                    and all(isinstance(i, int) and 0 <= i < len(n["rows"]) for i in n["tall"])
                     and all(a in ("left", "right", "center") for a in n["align"]))
         return "c" not in fields or nodes(n["c"])
 

@@ -30,9 +30,14 @@ _LINK_SCHEME = r"^(?i)(https?|ftp)://\S|^(?i)mailto:\S"
 _URL_ESCAPES = {" ": "%20", "<": "%3C", ">": "%3E", "|": "%7C", "\\": "%5C", '"': "%22", "`": "%60", "$": "%24"}
 
 
+def _one_line(col: pl.Expr) -> pl.Expr:
+    """Unescaped text with line breaks as spaces (null stays null)."""
+    return col.cast(pl.String).str.replace_all(r"\r\n|\r|\n", " ")
+
+
 def _text(col: pl.Expr) -> pl.Expr:
     """Inline Markdown text that renders literally; line breaks become spaces; null becomes ''."""
-    return col.cast(pl.String).fill_null("").str.replace_all(r"\r\n|\r|\n", " ").str.replace_all(_MD_SPECIAL, r"\$1")
+    return _one_line(col).fill_null("").str.replace_all(_MD_SPECIAL, r"\$1")
 
 
 def _cell(col: pl.Expr) -> pl.Expr:
@@ -138,7 +143,7 @@ def _plain(col: pl.Expr) -> pl.Expr:
 
 def _label(df: pl.DataFrame, fallback: str) -> pl.Expr:
     """A row's title (or its URL, or ``fallback``) on one line."""
-    return pl.coalesce(_col(df, "title"), _col(df, "url"), pl.lit(fallback)).str.replace_all(r"\r\n|\r|\n", " ")
+    return _one_line(pl.coalesce(_col(df, "title"), _col(df, "url"), pl.lit(fallback)))
 
 
 class _Table:
@@ -189,7 +194,7 @@ def _results(df: pl.DataFrame) -> _Table:
 
 def _failures(df: pl.DataFrame) -> _Table:
     url = _col(df, "url")
-    return _Table(df, [(_rank(df).cast(pl.String), "#", True), (_plain(url).str.replace_all("\n", " "), "URL", False),
+    return _Table(df, [(_rank(df).cast(pl.String), "#", True), (_one_line(url).fill_null(""), "URL", False),
                        (_plain(_col(df, "http_status")), "HTTP", True), (_plain(_col(df, "error")), "Reason", False)], 1, url)
 
 
@@ -197,8 +202,8 @@ def _sources(df: pl.DataFrame) -> tuple[str, Node]:
     """The numbered source list, each item the target of its citations: Markdown and tree."""
     url = _col(df, "url")
     frame = df.select(_rank(df).cast(pl.String).alias("rank"), _label(df, "untitled").alias("title"),
-                      _col(df, "domain").fill_null("").str.replace_all(r"\r\n|\r|\n", " ").alias("domain"),
-                      url.str.replace_all(r"\r\n|\r|\n", " ").alias("url"), _url(url).alias("target"))
+                      _one_line(_col(df, "domain")).fill_null("").alias("domain"), _one_line(url).alias("url"),
+                      _url(url).alias("target"))
     rank = pl.col("rank")
     domain = pl.when(pl.col("domain") != "").then(pl.lit(" — ") + _text(pl.col("domain"))).otherwise(pl.lit(""))
     link = pl.when(pl.col("url").is_not_null()).then(pl.lit(" <br>") + _with_target(_text(pl.col("url")), pl.col("target"))).otherwise(pl.lit(""))

@@ -125,16 +125,21 @@ def _slug(nodes: list[Node]) -> str:
 
 
 def _link_targets(blocks: list[Node], anchors: list[Node], refs: list[Node]) -> None:
-    """Keep internal links whose target exists exactly once; others become plain text (Typst would fail)."""
+    """Keep internal links whose target exists exactly once; others become plain text (Typst would fail).
+    Anchors are kept only where a link points."""
     headings = [b for b in blocks if b.get("t") == "h"]
     counts = Counter([a["id"] for a in anchors] + [_slug(h["c"]) for h in headings])
     unique = {name for name, n in counts.items() if name and n == 1}
     for h in headings:
         if (slug := _slug(h["c"])) in unique:
             h["id"] = slug
-    for node in anchors + refs:
-        if node["id"] not in unique:
-            _unlink(node)
+    for ref in refs:
+        if ref["id"] not in unique:
+            _unlink(ref)
+    linked = {ref["id"] for ref in refs}
+    for anchor in anchors:  # an anchor nothing links to only costs Typst time (a label to track)
+        if anchor["id"] not in unique or anchor["id"] not in linked:
+            _unlink(anchor)
 
 
 def _unlink(node: Node) -> None:
