@@ -44,7 +44,7 @@ def searxng_env(server: SearchServer) -> dict[str, str]:
 async def test_research_prints_stages_and_summary_and_exports(tmp_path):
     async with SearchServer(load_pages()) as server:
         code, out, err = await run_cli(
-            "research", "energy climate", "--export", str(tmp_path / "report.md"),
+            "research", "solar power water", "--export", str(tmp_path / "report.md"),
             "--export", str(tmp_path / "results.csv"), "--export", str(tmp_path / "run.json"),
             env=searxng_env(server))
     assert code == 0, err
@@ -56,12 +56,12 @@ async def test_research_prints_stages_and_summary_and_exports(tmp_path):
     table = pl.read_csv(tmp_path / "results.csv")
     assert table.height > 0 and set(table["status"]) == {"ok"}
     assert "| rank" in (tmp_path / "report.md").read_text() or "|" in (tmp_path / "report.md").read_text()
-    assert json.loads((tmp_path / "run.json").read_text())["topic"] == "energy climate"
+    assert json.loads((tmp_path / "run.json").read_text())["topic"] == "solar power water"
 
 
 async def test_export_re_exports_a_saved_run(tmp_path):
     async with SearchServer(load_pages()) as server:
-        code, _, err = await run_cli("research", "energy", "--depth", "quick", "--export", str(tmp_path / "run.json"),
+        code, _, err = await run_cli("research", "solar power water", "--depth", "quick", "--export", str(tmp_path / "run.json"),
                                      env=searxng_env(server))
     assert code == 0, err
     code, _, err = await run_cli("export", str(tmp_path / "run.json"), str(tmp_path / "again.csv"))
@@ -83,15 +83,15 @@ async def test_bad_arguments_exit_2_before_any_work(tmp_path):
 async def test_a_failed_search_exits_1_with_the_reason():
     async with SearchServer(load_pages()) as server:
         server.searxng_json = False
-        code, _, err = await run_cli("research", "energy", env=searxng_env(server))
+        code, _, err = await run_cli("research", "solar power water", env=searxng_env(server))
     assert code == 1
     assert "research failed" in err and "JSON" in err
 
 
 async def test_ctrl_c_exits_130_and_still_exports_partial_results(tmp_path):
     async with SearchServer(load_pages()) as server:
-        server.delay = 2.0
-        code, _, err = await run_cli("research", "energy", "--export", str(tmp_path / "partial.csv"),
+        server.delay = 8.0  # pages stay in flight long after the interrupt, even on a loaded machine
+        code, _, err = await run_cli("research", "solar power water", "--export", str(tmp_path / "partial.csv"),
                                      env=searxng_env(server), interrupt_after="extracting")
     assert code == 130, err
     rows = pl.read_csv(tmp_path / "partial.csv")
@@ -112,7 +112,7 @@ async def test_on_a_terminal_the_progress_is_one_live_line():
     async with SearchServer(load_pages()) as server:
         leader, follower = pty.openpty()
         process = await asyncio.create_subprocess_exec(
-            *CLI, "research", "energy", "--depth", "quick", stdin=follower, stdout=follower, stderr=follower,
+            *CLI, "research", "solar power water", "--depth", "quick", stdin=follower, stdout=follower, stderr=follower,
             env={**os.environ, **searxng_env(server), "COLUMNS": "100"})
         os.close(follower)
 

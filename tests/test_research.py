@@ -38,7 +38,7 @@ async def test_searxng_run_returns_every_hit_with_text_and_cited_summary():
     statuses: list[dict] = []
     async with SearchServer(load_pages()) as server:
         results = await torq_nb.aresearch(
-            "energy climate", source=SearXNG(server.searxng_url), allow_private_networks=True,
+            "solar power water", source=SearXNG(server.searxng_url), allow_private_networks=True,
             progress_callback=statuses.append, display=False,
         )
         searched = server.requests_to("/search")
@@ -47,7 +47,7 @@ async def test_searxng_run_returns_every_hit_with_text_and_cited_summary():
     ok = results.df.filter(pl.col("status") == "ok")
     assert ok.height == results.df.height
     assert all(count > 20 for count in ok["word_count"].to_list())
-    assert searched and searched[0].query["q"] == "energy climate"
+    assert searched and searched[0].query["q"] == "solar power water"
     # Every stage was reported, in order, with the per-page sub-steps of extracting.
     stages = [s["stage"] for s in statuses]
     assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == [
@@ -84,12 +84,12 @@ async def test_failed_search_fails_the_run_naming_the_source():
     async with SearchServer(load_pages()) as server:
         server.searxng_json = False
         with pytest.raises(SourceError, match="(?i)searxng.*json"):
-            await torq_nb.aresearch("energy", source=SearXNG(server.searxng_url), display=False)
+            await torq_nb.aresearch("solar power water", source=SearXNG(server.searxng_url), display=False)
 
 
 async def test_private_pages_refused_by_default():
     async with SearchServer(load_pages()) as server:
-        results = await torq_nb.aresearch("energy", source=SearXNG(server.searxng_url), display=False)
+        results = await torq_nb.aresearch("solar power water", source=SearXNG(server.searxng_url), display=False)
     assert results.df.height > 0
     assert set(results.df["status"]) == {"error"}
     assert all("allow_private_networks" in e for e in results.df["error"])
@@ -97,7 +97,7 @@ async def test_private_pages_refused_by_default():
 
 async def test_quick_depth_lists_snippets_without_fetching():
     async with SearchServer(load_pages()) as server:
-        results = await torq_nb.aresearch("energy", depth="quick", source=SearXNG(server.searxng_url),
+        results = await torq_nb.aresearch("solar power water", depth="quick", source=SearXNG(server.searxng_url),
                                           allow_private_networks=True, display=False)
         page_requests = [r for r in server.requests if r.path.startswith("/pages/")]
     assert 0 < results.df.height <= 5
@@ -136,12 +136,23 @@ async def test_cancelling_the_awaiting_task_raises_with_partial_results():
     async with FaultServer() as faults:
         urls = [faults.url("/ok"), faults.url("/sleep?s=30")]
         policy = FetchPolicy(allow_private_networks=True, total_timeout=60, read_timeout=60)
-        task = asyncio.ensure_future(torq_nb.aresearch("slow", source=ListedHits(urls), policy=policy, display=False))
-        await asyncio.sleep(1.0)
+
+        statuses: list[dict] = []
+
+        async def research_keeping_partial_results():
+            try:
+                await torq_nb.aresearch("slow", source=ListedHits(urls), policy=policy, display=False,
+                                        progress_callback=statuses.append)
+            except ResearchCancelled as cancelled:
+                return cancelled.results
+            raise AssertionError("the run was not cancelled")
+
+        task = asyncio.ensure_future(research_keeping_partial_results())
+        while not any(status["stage"] == "extracting" and status["done"] >= 1 for status in statuses):
+            await asyncio.sleep(0.05)
         task.cancel()
-        with pytest.raises(ResearchCancelled) as raised:
-            await task
-    assert raised.value.results.df["status"].to_list() == ["ok", "cancelled"]
+        results = await task
+    assert results.df["status"].to_list() == ["ok", "cancelled"]
 
 
 def test_research_works_from_plain_sync_code_with_local_files(tmp_path):
@@ -160,7 +171,7 @@ async def test_the_seed_api_researches_reports_progress_and_exports(tmp_path):
         provider = torq_nb.WebSearchProvider(SearXNG(server.searxng_url), allow_private_networks=True)
         percents: list[float] = []
         results = await provider.research_topic_with_progress(
-            "energy", depth="standard", progress_callback=lambda status: percents.append(status["percent"]))
+            "solar power water", depth="standard", progress_callback=lambda status: percents.append(status["percent"]))
     assert percents[0] == 0.0 and percents[-1] == 100.0 and percents == sorted(percents)
     status = provider.get_research_progress(results.operation_id)
     assert status.state == "complete" and status["percent"] == 100.0

@@ -49,8 +49,8 @@ class ResearchJob:
         self._ready.set()
         try:
             self._future.set_result(loop.run_until_complete(self._task))
-        except ResearchCancelled as cancelled:
-            self._future.set_result(cancelled.results)
+        except asyncio.CancelledError:  # before 3.11 the task re-raises a plain CancelledError, not ours
+            self._future.set_result(self._run.results())
         except BaseException as error:  # noqa: BLE001 - handed to whoever waits on the job
             self._future.set_exception(error)
         finally:
