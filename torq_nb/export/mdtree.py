@@ -166,9 +166,18 @@ def _plain(cells: list[Node]) -> str:
     return "".join(n.get("v", "\n" if n.get("t") == "br" else "") + _plain(n.get("c", [])) for n in cells)
 
 
+#: A cell with more characters or line breaks than this may not fit on one page in a narrow column.
+TALL_CHARS, TALL_LINES = 600, 15
+
+
 def _tall(text: str) -> bool:
-    """Whether a cell's text may not fit on one page in a narrow column (such rows must be able to break)."""
-    return len(text) > 600 or text.count("\n") > 15
+    """Whether a cell's row must be able to break across pages."""
+    return len(text) > TALL_CHARS or text.count("\n") > TALL_LINES
+
+
+def column_width(longest: str) -> str | int:
+    """A column's width entry: for a short column its longest text (the template measures it), else its share."""
+    return longest if len(longest) <= 14 else min(len(longest), 80)
 
 
 def _cell_text(cell: Cell) -> str:
@@ -187,7 +196,7 @@ def table_node(head: Sequence[Cell], rows: Sequence[Sequence[Cell]], align: list
         for i, cell in enumerate(row):
             if len(plain := _cell_text(cell)) > len(longest[i]):
                 longest[i] = plain
-    widths: list[Any] = [s if len(s) <= 14 else min(len(s), 80) for s in longest]
+    widths = [column_width(s) for s in longest]
     align = (align or []) + ["left"] * (ncols - len(align or []))
     tall = [i for i, row in enumerate(rows) if any(_tall(_cell_text(c)) for c in row)]
     return {"t": "table", "head": head, "rows": rows, "widths": widths, "align": align[:ncols], "tall": tall}
@@ -296,12 +305,10 @@ _FIELDS: dict[str, dict[str, type]] = {
 }
 
 
-def tree_metadata(source: str, blocks: list[Node]) -> dict[str, str]:
-    """Cell metadata that spares the PDF exporter parsing ``source``: its tree, tied to the source's hash.
-
-    The tree is one JSON string, so copying the notebook (nbconvert deep-copies it) costs nothing.
-    """
-    return {TREE_KEY: json.dumps(blocks, ensure_ascii=False, separators=(",", ":")), "sha256": _digest(source)}
+def tree_metadata(source: str, tree_json: str) -> dict[str, str]:
+    """Cell metadata that spares the PDF exporter parsing ``source``: its tree (a JSON list of block
+    nodes), tied to the source's hash. One JSON string, so copying the notebook costs nothing."""
+    return {TREE_KEY: tree_json, "sha256": _digest(source)}
 
 
 def _digest(source: str) -> str:
@@ -336,7 +343,8 @@ def saved_tree(metadata: Any, source: str) -> tuple[list[Node], list[Node], list
         if fields is None or not all(isinstance(n.get(k), kind) for k, kind in fields.items()):
             return False
         kind = n["t"]
-        if kind == "link" and not n["url"].lower().startswith(_LINK_SCHEMES):
+        if (kind == "link" and not n["url"].lower().startswith(_LINK_SCHEMES)) or (kind == "h" and not 1 <= n["level"] <= 6) \
+                or (kind == "list" and n["start"] < 0):
             return False
         if kind == "anchor":
             anchors.append(n)
@@ -348,7 +356,7 @@ def saved_tree(metadata: Any, source: str) -> tuple[list[Node], list[Node], list
             ncols = len(n["widths"])
             return (len(n["align"]) == ncols and len(n["head"]) in (0, ncols) and all(cell(c) for c in n["head"])
                     and all(isinstance(r, list) and len(r) == ncols and all(cell(c) for c in r) for r in n["rows"])
-                    and all(isinstance(w, (str, int, float)) for w in n["widths"])
+                    and all(isinstance(w, str) or (isinstance(w, (int, float)) and w > 0) for w in n["widths"])
                     and all(isinstance(i, int) and 0 <= i < len(n["rows"]) for i in n["tall"])
                     and all(a in ("left", "right", "center") for a in n["align"]))
         return "c" not in fields or nodes(n["c"])

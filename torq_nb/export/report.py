@@ -7,6 +7,7 @@ escaping is done with Polars expressions over whole columns, so 10,000 rows take
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -17,7 +18,7 @@ import polars as pl
 
 from torq_nb.export.atomic import write_text
 from torq_nb.export.data import ExportInput, RunData, normalize
-from torq_nb.export.mdtree import Node, table_node, text, tree_metadata
+from torq_nb.export.mdtree import TALL_CHARS, TALL_LINES, column_width, tree_metadata
 
 #: Characters that start Markdown, HTML, entity, math or table syntax inline; each gets a backslash.
 _MD_SPECIAL = r"([\\`*_\[\]<>#|~$&!])"
@@ -166,14 +167,35 @@ class _Table:
         row = pl.concat_str([pl.lit("| "), pl.concat_str(cells, separator=" | "), pl.lit(" |")])
         return head + _lines(self.frame, row)
 
-    def node(self) -> Node:
-        rows = [[_linked(v, row[-1]) if i == self.link_column else v for i, v in enumerate(row[:-1])]
-                for row in self.frame.iter_rows()]
-        return table_node(list(self.heads), rows, ["right" if r else "left" for r in self.right])
+    def tree(self) -> str:
+        """The table node as JSON text (see ``mdtree.table_node``), built column-wise."""
+        ncols = len(self.heads)
+        texts = [pl.col(f"c{i}") for i in range(ncols)]
+        cells = [_linked(c, pl.col("target")) if i == self.link_column else _json(c) for i, c in enumerate(texts)]
+        rows = self.frame.select(pl.concat_str([pl.lit("["), pl.concat_str(cells, separator=","), pl.lit("]")]))
+        sample = self.frame.head(500).select(c.sort_by(c.str.len_chars(), descending=True).first() for c in texts).row(0)
+        longest = [max(h, s or "", key=len) for h, s in zip(self.heads, sample)]
+        tall = self.frame.select(pl.arg_where(pl.any_horizontal(
+            (c.str.len_chars() > TALL_CHARS) | (c.str.count_matches("\n", literal=True) > TALL_LINES) for c in texts)))
+        node = {"t": "table", "head": self.heads, "widths": [column_width(s) for s in longest],
+                "align": ["right" if r else "left" for r in self.right], "tall": tall.to_series().to_list()}
+        return json.dumps(node, ensure_ascii=False)[:-1] + ', "rows": [' + ",".join(rows.to_series().to_list()) + "]}"
 
 
-def _linked(label: str, target: str | None) -> list[Node]:
-    return [{"t": "link", "url": target, "c": [text(label)]} if target else text(label)]
+def _json(col: pl.Expr) -> pl.Expr:
+    """Each value as a JSON string literal (null as null), so trees are built as JSON text column-wise."""
+    return pl.struct(col.alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}")
+
+
+def _link_node(label: pl.Expr, target: pl.Expr) -> pl.Expr:
+    """A node (JSON text): a link with the label where there is a target, else the label as text."""
+    text = pl.concat_str([pl.lit('{"t":"text","v":'), _json(label), pl.lit("}")])
+    return pl.when(target.is_not_null()).then(pl.concat_str([pl.lit('{"t":"link","url":'), _json(target), pl.lit(',"c":['), text, pl.lit("]}")])).otherwise(text)
+
+
+def _linked(label: pl.Expr, target: pl.Expr) -> pl.Expr:
+    """A table cell (JSON text): the link node where there is a target, else the bare label."""
+    return pl.when(target.is_not_null()).then(pl.lit("[") + _link_node(label, target) + pl.lit("]")).otherwise(_json(label))
 
 
 def _results(df: pl.DataFrame) -> _Table:
@@ -198,7 +220,7 @@ def _failures(df: pl.DataFrame) -> _Table:
                        (_plain(_col(df, "http_status")), "HTTP", True), (_plain(_col(df, "error")), "Reason", False)], 1, url)
 
 
-def _sources(df: pl.DataFrame) -> tuple[str, Node]:
+def _sources(df: pl.DataFrame) -> tuple[str, str]:
     """The numbered source list, each item the target of its citations: Markdown and tree."""
     url = _col(df, "url")
     frame = df.select(_rank(df).cast(pl.String).alias("rank"), _label(df, "untitled").alias("title"),
@@ -209,20 +231,21 @@ def _sources(df: pl.DataFrame) -> tuple[str, Node]:
     link = pl.when(pl.col("url").is_not_null()).then(pl.lit(" <br>") + _with_target(_text(pl.col("url")), pl.col("target"))).otherwise(pl.lit(""))
     line = pl.concat_str([pl.lit(f'- <a id="{_ANCHOR_PREFIX}'), rank, pl.lit('"></a>**\\['), rank, pl.lit("\\]** "),
                           _text(pl.col("title")), domain, link])
-    items = []
-    for number, title, dom, address, target in frame.iter_rows():
-        words = f" {title}" + (f" — {dom}" if dom else "") + (" " if address is not None else "")
-        parts = [{"t": "anchor", "id": anchor(int(number))}, {"t": "strong", "c": [text(f"[{number}]")]}, text(words)]
-        if address is not None:
-            parts += [{"t": "br"}, *_linked(address, target)]
-        items.append([{"t": "span", "c": parts}])
-    return _lines(frame, line), {"t": "list", "ordered": False, "start": 1, "tight": True, "items": items}
+    address = pl.col("url").is_not_null()
+    words = pl.concat_str([pl.lit(" "), pl.col("title"), pl.when(pl.col("domain") != "").then(pl.lit(" — ") + pl.col("domain")).otherwise(pl.lit("")),
+                           pl.when(address).then(pl.lit(" ")).otherwise(pl.lit(""))])
+    url_part = pl.when(address).then(pl.lit(',{"t":"br"},') + _link_node(pl.col("url"), pl.col("target")))
+    item = pl.concat_str([pl.lit(f'[{{"t":"span","c":[{{"t":"anchor","id":"{_ANCHOR_PREFIX}'), rank, pl.lit('"},{"t":"strong","c":[{"t":"text","v":"['),
+                          rank, pl.lit(']"}]},{"t":"text","v":'), _json(words), pl.lit("}"), url_part.fill_null(""), pl.lit("]}]")])
+    items = ",".join(frame.select(item).to_series().to_list())
+    tree = '{"t":"list","ordered":false,"start":1,"tight":true,"items":[' + items + "]}"
+    return _lines(frame, line), tree
 
 
-def _cell_with_tree(heading: str, body: str, node: Node) -> nbformat.NotebookNode:
+def _cell_with_tree(heading: str, body: str, node_json: str) -> nbformat.NotebookNode:
     """A Markdown cell of a heading and a body, carrying its tree so that the PDF need not parse it."""
     source = f"## {heading}\n\n{body}"
-    tree = [{"t": "h", "level": 2, "c": [text(heading)]}, node]
+    tree = "[" + json.dumps({"t": "h", "level": 2, "c": [{"t": "text", "v": heading}]}) + "," + node_json + "]"
     return nbformat.v4.new_markdown_cell(source, metadata={"torq_nb": tree_metadata(source, tree)})
 
 
@@ -239,14 +262,14 @@ def build_report(results: ExportInput | RunData) -> nbformat.NotebookNode:
         nb.cells.append(new("## Summary\n\n" + md_summary(run.summary, ranks)))
     if df.height:
         table = _results(df)
-        nb.cells.append(_cell_with_tree("Results", table.markdown(), table.node()))
+        nb.cells.append(_cell_with_tree("Results", table.markdown(), table.tree()))
         nb.cells.append(_cell_with_tree("Sources", *_sources(df)))
     else:
         nb.cells.append(new("## Results\n\nThere were no results."))
     failed = df.with_columns(_rank(df).alias("rank")).filter(pl.col("status") == "error") if "status" in df.columns else df.clear()
     if failed.height:
         table = _failures(failed)
-        nb.cells.append(_cell_with_tree("Appendix: failed pages", table.markdown(), table.node()))
+        nb.cells.append(_cell_with_tree("Appendix: failed pages", table.markdown(), table.tree()))
 
     nb.metadata["title"] = run.title
     nb.metadata["torq_nb"] = {"report": True, "topic": run.topic, "operation_id": run.operation_id}

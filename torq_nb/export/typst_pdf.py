@@ -131,6 +131,7 @@ def _link_targets(blocks: list[Node], anchors: list[Node], refs: list[Node]) -> 
     counts = Counter([a["id"] for a in anchors] + [_slug(h["c"]) for h in headings])
     unique = {name for name, n in counts.items() if name and n == 1}
     for h in headings:
+        h.pop("id", None)
         if (slug := _slug(h["c"])) in unique:
             h["id"] = slug
     for ref in refs:
