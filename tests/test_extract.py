@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -230,6 +231,14 @@ def new_children(before: set[int]) -> list[multiprocessing.process.BaseProcess]:
     return [child for child in multiprocessing.active_children() if child.pid not in before]
 
 
+def ignores_sigint(pid: int) -> bool:
+    """Whether the process ignores SIGINT, from its signal mask in /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    return False
+
+
 def running() -> set[int]:
     return {child.pid for child in multiprocessing.active_children() if child.pid is not None}
 
@@ -311,6 +320,11 @@ async def test_kernel_interrupt_does_not_break_the_pool() -> None:
     with Extractor(workers=2) as extractor:
         assert await extractor.extract(article(0)) is not None
         workers = {child.pid for child in new_children(others)}
+        # A worker ignores SIGINT once its initializer has run; wait for that (an interrupt during the
+        # pool's start-up is the replaced-pool case above).
+        deadline = time.monotonic() + 60
+        while not all(ignores_sigint(pid) for pid in workers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         for pid in workers:  # what Jupyter's interrupt does to the kernel's process group
             os.kill(pid, signal.SIGINT)
         docs = await asyncio.gather(*(extractor.extract(article(i)) for i in range(5)))
