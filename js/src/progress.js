@@ -199,9 +199,7 @@ function render({ model, el }) {
       queueMicrotask(update);
     }
   }
-  const onDuration = () => noteArrival(model);
-
-  model.on("change:duration", onDuration);
+  // initialize() notes when each duration arrives, once per model for every view.
   for (const field of FIELDS) model.on(`change:${field}`, schedule);
   update();
 
@@ -209,7 +207,6 @@ function render({ model, el }) {
     disposed = true;
     if (timer !== null) clearInterval(timer);
     timer = null;
-    model.off("change:duration", onDuration);
     for (const field of FIELDS) model.off(`change:${field}`, schedule);
     cancel.removeEventListener("click", onCancel);
     root.remove();
