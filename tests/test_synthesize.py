@@ -7,7 +7,6 @@ import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import mistune
 import pytest
 from aiohttp import web
 
@@ -124,23 +123,29 @@ HOSTILE = (
 )
 
 
-async def test_hostile_page_text_stays_literal() -> None:
+async def test_hostile_page_text_stays_one_plain_line_per_sentence() -> None:
     summary = await ExtractiveSynthesizer(max_sentences=10, max_per_source=10).synthesize(
         TOPIC, [SourceText(3, "hostile", "https://evil.example/", HOSTILE)]
     )
-    assert "\n" not in summary  # one source, one paragraph: no line can start a heading, list or table
-    assert re.search(r"(?<!\\)[<>]", summary) is None and "\\<script\\>" in summary
-    assert "\\[the tram line council\\](javascript:" in summary
-    assert re.search(r"(?<!\\)[\[\]]", summary.replace("[3]", "")) is None  # no live link or image syntax
-    assert re.search(r"(?<!\\)\|", summary) is None
-    assert re.search(r"(?<!\\)\$", summary) is None
-    assert "\\&lt;b\\&gt;" in summary
-    assert not summary.startswith(("#", "-", "1.", ">"))
+    assert "\n" not in summary  # one source, one paragraph: the page's line breaks are gone
+    assert "\\" not in summary  # plain text: nothing is escaped here, the exports escape where they write
+    assert "<script>alert('x')</script>" in summary
+    assert re.findall(r"\[\d+\]", summary) == ["[3]"] * len(sentences_of(summary))
     for sentence in sentences_of(summary):
         assert citations(sentence) == {3}
-        # Rendered by nbconvert's Markdown renderer, even at the start of a line: one paragraph of plain text.
-        html = mistune.html(sentence).strip()
-        assert re.fullmatch(r"<p>[^<>]*</p>", html), html
+
+
+async def test_markup_characters_come_through_verbatim() -> None:
+    sentence = (
+        r"Solar power costs $0.06/kWh in *sunny* regions_of_the_south, #1 in the table <b> | col | "
+        r"and C:\path\to\file \$ stays as \* written"
+    )
+    summary = await ExtractiveSynthesizer().synthesize(
+        "solar power costs", [SourceText(1, "t", "https://example.org/s", sentence + ".")]
+    )
+    assert summary == sentence + " [1]."
+    chat = validate_citations(sentence + " [1].", {1})
+    assert chat == sentence + " [1]."
 
 
 async def test_page_reference_marks_do_not_pose_as_citations() -> None:
@@ -288,7 +293,8 @@ async def test_chat_synthesizer_sends_numbered_sources_and_keeps_valid_citations
     found = sentences_of(summary)
     assert [citations(s) for s in found] == [{1}, {2}, {2}, {1, 2}]
     assert "moon" not in summary and "Nobody knows" not in summary
-    assert re.search(r"(?<!\\)<", summary) is None and "\\<img" in summary
+    assert "[2] <img src=x onerror=alert(1)> is here [1][2]." not in summary  # a citation mid-sentence is moved
+    assert "<img src=x onerror=alert(1)> is here [1][2]." in summary  # plain text: the exports escape it
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Cited synthesis: a short Markdown summary of the fetched pages whose every sentence cites [n].
+"""Cited synthesis: a short plain-text summary of the fetched pages whose every sentence cites [n].
 
 ``ExtractiveSynthesizer`` (the offline default) picks sentences from the pages themselves:
 sentences split by sentencex (multilingual, rule-based), ranked against the topic with BM25
@@ -7,9 +7,10 @@ several sources speak, then printed in source order and page order with ``[n]``,
 rank, at the end of each. ``OpenAICompatibleSynthesizer`` asks a chat-completions endpoint instead
 and keeps only the sentences of its answer that cite sources it was given.
 
-Page text is data, never markup: every sentence is flattened to one line and Markdown/HTML
-punctuation is backslash-escaped, so a page cannot add links, HTML, headings or tables to the
-summary. The citations are the only markup the summary holds.
+The summary is plain text: each sentence is the page's own words, flattened to one line, with
+``[n]`` citations; paragraphs are separated by a blank line. Nothing in it is escaped for any
+format: escaping happens once, where each export writes the summary (Markdown, HTML, Typst, ...),
+so a "$0.06/kWh" on the page reads "$0.06/kWh" in every report.
 """
 
 from __future__ import annotations
@@ -46,11 +47,8 @@ NO_SOURCES = "No pages could be read for this topic, so there is nothing to summ
 _WORD = re.compile(r"\w+")
 # Reference marks copied from the page (Wikipedia's "[12]", "[citation needed]"): they would read as our citations.
 _PAGE_REFS = re.compile(r"\[(?:\d+|[a-z]|citation needed|edit|note \d+|update)\]", re.IGNORECASE)
-# Markdown/HTML punctuation that can start inline structure anywhere in a line ($ is math in Jupyter).
-_INLINE_MARKUP = re.compile(r"([\\`*_\[\]<>|~#&$])")
-# Markers that start block structure at the beginning of a line: bullets, quotes, setext rules, "1." lists.
-_BLOCK_START = re.compile(r"^([-+=>])")
-_ORDERED_START = re.compile(r"^(\d{1,9})([.)])")
+# Control characters (other than whitespace, which is collapsed): never part of a summary line.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Scripts written without spaces between words: a run of them counts as one word per two characters.
 _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 _END_PUNCT = re.compile(r"[.!?…。！？]$")
@@ -72,7 +70,7 @@ class SourceText:
 
 
 class Synthesizer(Protocol):
-    """Anything that writes a cited Markdown summary of numbered sources."""
+    """Anything that writes a cited plain-text summary of numbered sources."""
 
     async def synthesize(self, topic: str, sources: Sequence[SourceText]) -> str: ...
 
@@ -82,15 +80,15 @@ class SynthesisError(RuntimeError):
 
 
 def sanitize(text: str) -> str:
-    """One line of literal text: newlines collapsed, Markdown/HTML punctuation escaped."""
-    line = " ".join(text.split())
-    line = _INLINE_MARKUP.sub(r"\\\1", line)
-    line = _BLOCK_START.sub(r"\\\1", line)
-    return _ORDERED_START.sub(r"\1\\\2", line)
+    """One line of the text's own characters: whitespace runs collapsed, control characters dropped.
+
+    Not escaped for any format: the exports escape the summary where they write it.
+    """
+    return " ".join(_CONTROL.sub("", text).split())
 
 
 def cite(sentence: str, ranks: Sequence[int]) -> str:
-    """The sentence, escaped, with its citations placed before its closing punctuation."""
+    """The sentence, on one line, with its citations placed before its closing punctuation."""
     body = sanitize(_PAGE_REFS.sub("", sentence)).rstrip()
     marks = "".join(f"[{rank}]" for rank in ranks)
     if _END_PUNCT.search(body):
@@ -233,7 +231,7 @@ class OpenAICompatibleSynthesizer:
     POSTs the numbered sources to ``{base_url}/chat/completions``; the key, if the endpoint needs
     one, is read from the environment variable ``api_key_env``. The answer is checked: a sentence
     without a citation, or citing a number that was not given, is dropped, and what is left is
-    escaped like page text. If the endpoint fails or nothing valid is left, an
+    plain text like the extractive summary. If the endpoint fails or nothing valid is left, an
     ``ExtractiveSynthesizer`` writes the summary and a warning is logged; with ``strict=True`` a
     SynthesisError is raised instead. Never the default.
     """
@@ -322,7 +320,7 @@ class OpenAICompatibleSynthesizer:
 
 
 def validate_citations(answer: str, given: set[int]) -> str:
-    """The answer's sentences that cite only given sources, escaped, citations moved to each end."""
+    """The answer's sentences that cite only given sources, as plain text, citations moved to each end."""
     # "Sentence. [1] Next" -> "Sentence [1]. Next": a citation after the full stop belongs to the sentence before it.
     answer = re.sub(r"([.!?。！？])\s*((?:\[\d+(?:\s*[,;]\s*\d+)*\]\s*)+)", r" \2\1 ", answer)
     kept = []
