@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from netns import run_isolated
 from web_faults import CP1252_TEXT, EUC_KR_TEXT, SHIFT_JIS_TEXT, FaultServer
 
 from torq_nb.research.fetch import Fetcher, FetchPolicy, decode_text, parse_retry_after
@@ -443,3 +444,40 @@ def test_parse_retry_after(value: str | None, low: float | None, high: float | N
 )
 def test_decode_text_never_fails(body: bytes, declared: str | None, content_type: str) -> None:
     assert isinstance(decode_text(body, declared=declared, content_type=content_type), str)
+
+
+# --- URL safety end to end, in a loopback-only network namespace -------------------------------------------
+
+_METADATA_SPELLINGS = ["169.254.169.254", "[64:ff9b:1::a9fe:a9fe]", "[::ffff:0:a9fe:a9fe]", "[64:ff9b::a9fe:a9fe]",
+                       "[::ffff:169.254.169.254]", "[2002:a9fe:a9fe::]", "[::169.254.169.254]",
+                       "[2001:0:4136:e378:8000:63bf:5601:5601]"]
+
+
+def test_metadata_is_refused_in_every_ipv6_spelling_before_any_connection() -> None:
+    """With private networks allowed, each spelling of 169.254.169.254, as a hit and as a redirect target, is a
+    policy refusal: inside the namespace a connection attempt would say "Network is unreachable" instead."""
+    script = f"""
+import asyncio, json
+from web_faults import FaultServer
+from torq_nb.research.fetch import Fetcher, FetchPolicy
+
+async def main():
+    errors = {{}}
+    policy = FetchPolicy(allow_private_networks=True, retries=0, connect_timeout=2, total_timeout=5)
+    async with FaultServer() as server, Fetcher(policy) as fetcher:
+        for host in {_METADATA_SPELLINGS!r}:
+            target = "http://" + host + "/latest/meta-data/"
+            hit = await fetcher.fetch(target)
+            hop = await fetcher.fetch(server.url("/redirect?to=" + target), trusted=True)
+            errors[host] = [hit.error, hop.error]
+        errors["control"] = [(await fetcher.fetch("http://192.0.2.1/")).error]
+    print(json.dumps(errors))
+
+asyncio.run(main())
+"""
+    errors = json.loads(run_isolated(script))
+    assert "unreachable" in errors.pop("control")[0].lower()  # the namespace really has no route out
+    for host, (hit, hop) in errors.items():
+        for error in (hit, hop):
+            assert error.startswith("refused:") and "cloud-metadata" in error, (host, error)
+            assert "169.254.169.254" in error and "unreachable" not in error.lower(), (host, error)

@@ -56,6 +56,9 @@ REFUSED = [
     ("64:ff9b::7f00:1", "loopback"),
     ("2002:7f00:1::", "loopback"),  # 6to4 of 127.0.0.1
     ("2002:a00:1::", "private"),  # 6to4 of 10.0.0.1
+    ("::ffff:0:7f00:1", "loopback"),  # SIIT (IPv4-translated) of 127.0.0.1
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),  # Teredo, client 127.0.0.1
+    ("64:ff9b:1::808:808", "local-use NAT64"),  # RFC 8215: not globally reachable
 ]
 
 PUBLIC = ["93.184.216.34", "1.1.1.1", "8.8.8.8", "100.63.255.255", "100.128.0.1", "2606:4700:4700::1111",
@@ -172,6 +175,37 @@ def test_cloud_metadata_is_refused_even_when_private_networks_are_allowed(addres
     assert address_problem(address, allow_private=True) is not None
     with pytest.raises(UnsafeURLError, match="even with allow_private_networks"):
         check_address(address, address, allow_private=True)
+
+
+#: 169.254.169.254 in every IPv6 spelling that embeds an IPv4 address.
+METADATA_IN_IPV6 = [
+    "::ffff:169.254.169.254",  # IPv4-mapped
+    "::ffff:a9fe:a9fe",
+    "::ffff:0:a9fe:a9fe",  # SIIT, IPv4-translated
+    "::169.254.169.254",  # IPv4-compatible (deprecated)
+    "64:ff9b::a9fe:a9fe",  # NAT64, the well-known prefix
+    "64:ff9b:1::a9fe:a9fe",  # NAT64, local-use prefix (RFC 8215) used as a /96
+    "64:ff9b:1:a9fe:a9:fe00::",  # ... as a /48 (RFC 6052 puts the address around the u octet)
+    "64:ff9b:1:a9:fe:a9fe::",  # ... as a /56
+    "64:ff9b:1:0:a9:fea9:fe00:0",  # ... as a /64
+    "2002:a9fe:a9fe::",  # 6to4
+    "2001:0:4136:e378:8000:63bf:5601:5601",  # Teredo (client address stored inverted)
+    "2001:0:a9fe:a9fe:8000:63bf:bec9:1c87",  # Teredo whose server is the metadata address
+]
+
+
+@pytest.mark.parametrize("address", METADATA_IN_IPV6)
+def test_ipv6_spellings_of_the_metadata_address_are_refused_even_with_private_networks_allowed(address: str) -> None:
+    for allow_private in (True, False):
+        problem = address_problem(address, allow_private=allow_private)
+        assert problem is not None and "cloud-metadata" in problem and "169.254.169.254 embedded in IPv6" in problem
+    with pytest.raises(UnsafeURLError, match="even with allow_private_networks"):
+        check_address(address, address, allow_private=True)
+
+
+@pytest.mark.parametrize("address", ["64:ff9b:1::808:808", "::ffff:0:a00:1", "2002:a00:1::", "64:ff9b::7f00:1"])
+def test_embedded_private_addresses_follow_allow_private_networks(address: str) -> None:
+    assert address_problem(address, allow_private=True) is None
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "::1", "192.168.0.7"])

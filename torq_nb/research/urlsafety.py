@@ -34,8 +34,14 @@ CLOUD_METADATA_ADDRESSES = frozenset(
 )
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: any RFC 6052 prefix length from /48 to /96
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT (RFC 2765)
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+#: Where RFC 6052 puts the 32 bits of an IPv4 address for a NAT64 prefix of each length: (first bit, bits) runs
+#: counted from the most significant bit, around the reserved "u" octet (bits 64-71). /96 comes first, the usual.
+_RFC6052_RUNS = (((96, 32),), ((72, 32),), ((56, 8), (72, 24)), ((48, 16), (72, 16)))
 
 ALLOW_HINT = "pass allow_private_networks=True (or set TORQ_NB_ALLOW_PRIVATE_NETWORKS=1) to allow private networks"
 
@@ -44,32 +50,55 @@ class UnsafeURLError(ValueError):
     """An untrusted URL was refused; the message says why and how to allow it."""
 
 
-def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address stands for (mapped, compatible, NAT64, 6to4, Teredo), if any."""
+def _bits(ip: ipaddress.IPv6Address, runs: tuple[tuple[int, int], ...]) -> ipaddress.IPv4Address:
+    value, out = int(ip), 0
+    for first, count in runs:
+        out = (out << count) | ((value >> (128 - first - count)) & ((1 << count) - 1))
+    return ipaddress.IPv4Address(out)
+
+
+def embedded_ipv4s(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address stands for: IPv4-mapped, SIIT-translated, IPv4-compatible, NAT64
+    (well-known and local-use prefixes), 6to4 and Teredo (server and client). Empty for a plain IPv6 address.
+
+    A local-use NAT64 address may carry its IPv4 address at any RFC 6052 position, so every position counts.
+    """
     if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
+        return (ip.ipv4_mapped,)
     if ip.sixtofour is not None:
-        return ip.sixtofour
+        return (ip.sixtofour,)
     if ip.teredo is not None:
-        return ip.teredo[1]
-    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
+        server, client = ip.teredo
+        return (client, server)
+    if ip in _NAT64_LOCAL:
+        return tuple(dict.fromkeys(_bits(ip, runs) for runs in _RFC6052_RUNS))
+    if ip in _NAT64_WELL_KNOWN or ip in _IPV4_TRANSLATED or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        return (_bits(ip, _RFC6052_RUNS[0]),)
+    return ()
 
 
 def address_problem(address: str | IPAddress, *, allow_private: bool = False) -> str | None:
     """Why `address` must not be contacted from an untrusted URL ("a loopback address", ...), or None if fine.
 
     Cloud-metadata endpoints hand out credentials, so they are refused even when private networks are allowed.
+    This is the one place that judges an address: resolver answers and IP literals, of hits and redirects alike.
     """
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.scope_id:
             ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
-        inner = embedded_ipv4(ip)
-        if inner is not None:
-            problem = address_problem(inner, allow_private=allow_private)
-            return f"{problem} ({inner} embedded in IPv6)" if problem else None
+        # An IPv6 form of IPv4 addresses is judged by them: each must be fine. A local-use NAT64 address is not
+        # globally reachable whatever it embeds, but what it embeds is named first (metadata stays metadata).
+        inner = embedded_ipv4s(ip)
+        local_nat64 = ip in _NAT64_LOCAL
+        for embedded in inner:
+            problem = address_problem(embedded, allow_private=allow_private or local_nat64)
+            if problem:
+                return f"{problem} ({embedded} embedded in IPv6)"
+        if local_nat64 and not allow_private:
+            return "a local-use NAT64 (64:ff9b:1::/48) address"
+        if inner:
+            return None
     if ip in CLOUD_METADATA_ADDRESSES:
         return "a link-local/cloud-metadata address" if ip.is_link_local else "a cloud-metadata address"
     if allow_private:
