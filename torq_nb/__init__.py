@@ -5,18 +5,23 @@
     results.df                                              # one row per search hit
     results.export("report.pdf")                            # or .md .html .csv .json .parquet .zip
 
-Names are imported on first use, so ``import torq_nb`` (and the extraction workers, which import it) stay
-light. ``torq_nb.research`` and ``torq_nb.export`` are packages that are also callable as functions.
+``research``, ``aresearch``, ``start_research`` and ``export`` are typed functions (torq_nb/api.py); every
+other name is imported on first use, so ``import torq_nb`` (and the extraction workers, which import it)
+stays light. The layers are packages of their own: ``torq_nb.progress``, ``torq_nb.research.*`` (import its
+modules by full name, e.g. ``from torq_nb.research.sources import Source``) and ``torq_nb.export.*``.
 """
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from torq_nb._lazy import lazy_names
+from torq_nb.api import aresearch, export, research, start_research
 
 if TYPE_CHECKING:
-    from torq_nb.export import ExportManager, TypstPDFExporter
+    from torq_nb.export.manager import ExportManager
+    from torq_nb.export.typst_pdf import TypstPDFExporter
     from torq_nb.progress import DEFAULT_STAGES, ProgressStatus, ProgressTracker, get_progress
     from torq_nb.progress.snapshot import status_html, status_line
     from torq_nb.progress.terminal import TerminalProgress
@@ -25,7 +30,7 @@ if TYPE_CHECKING:
     from torq_nb.research.fetch import FetchPolicy
     from torq_nb.research.jobs import ResearchJob
     from torq_nb.research.pipeline import DEPTHS, ResearchCancelled
-    from torq_nb.research.provider import WebSearchProvider, aresearch, start_research
+    from torq_nb.research.provider import WebSearchProvider
     from torq_nb.research.results import SCHEMA, ResearchResults
     from torq_nb.research.sources import (
         DuckDuckGo,
@@ -44,12 +49,10 @@ try:
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-#: Public name -> the module that defines it (research and export are the callable packages themselves).
+#: Public name -> the module that defines it.
 _WHERE: dict[str, str] = {
-    "research": "torq_nb.research",
-    "export": "torq_nb.export",
-    "ExportManager": "torq_nb.export",
-    "TypstPDFExporter": "torq_nb.export",
+    "ExportManager": "torq_nb.export.manager",
+    "TypstPDFExporter": "torq_nb.export.typst_pdf",
     "DEFAULT_STAGES": "torq_nb.progress",
     "ProgressStatus": "torq_nb.progress",
     "ProgressTracker": "torq_nb.progress",
@@ -63,8 +66,6 @@ _WHERE: dict[str, str] = {
     "DEPTHS": "torq_nb.research.pipeline",
     "ResearchCancelled": "torq_nb.research.pipeline",
     "WebSearchProvider": "torq_nb.research.provider",
-    "aresearch": "torq_nb.research.provider",
-    "start_research": "torq_nb.research.provider",
     "SCHEMA": "torq_nb.research.results",
     "ResearchResults": "torq_nb.research.results",
     "Extractor": "torq_nb.research.extract",
@@ -116,15 +117,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'torq_nb' has no attribute {name!r}")
-    module = importlib.import_module(where)
-    value = module if name in ("research", "export") else getattr(module, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

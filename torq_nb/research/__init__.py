@@ -1,9 +1,5 @@
-"""A research run: sources, polite fetching, extraction, synthesis and the results table.
+"""A research run: sources, polite fetching, URL safety, extraction, synthesis, the run and its results.
 
-The package is callable: ``torq_nb.research("topic", depth=..., source=...)`` is
-``torq_nb.research.provider.research``.
+``torq_nb.research`` itself is the function (torq_nb/api.py); import this layer's modules by their full
+names, e.g. ``from torq_nb.research.sources import Source``.
 """
-
-from torq_nb._callable import make_callable
-
-make_callable(__name__, "torq_nb.research.provider:research")

@@ -1,7 +1,7 @@
-"""The entry points of a research run: WebSearchProvider (the seed's API) and research/aresearch/start_research.
+"""WebSearchProvider: the seed's API, and the one place where options become a provider and a run.
 
 This is the top of the research layer: it wires a source, a fetch policy, the extractor and a synthesizer
-into a run, and in a notebook it shows the run's live progress widget.
+into a run. ``torq_nb.research`` and its siblings (torq_nb/api.py) build their runs here.
 """
 
 from __future__ import annotations
@@ -63,6 +63,19 @@ class WebSearchProvider:
         extractor: Extractor | None = None,
         **source_options: Any,
     ) -> None:
+        if policy is not None and not isinstance(policy, FetchPolicy):
+            raise TypeError(
+                f"policy must be a FetchPolicy, for example policy=FetchPolicy(read_timeout=10), not {policy!r}"
+            )
+        if allow_private_networks is not None and not isinstance(allow_private_networks, bool):
+            raise TypeError(f"allow_private_networks must be True, False or None, not {allow_private_networks!r}")
+        if synthesizer is not None and not callable(getattr(synthesizer, "synthesize", None)):
+            raise TypeError(
+                f"synthesizer must have an async synthesize(topic, sources) method (ExtractiveSynthesizer, OpenAICompatibleSynthesizer), "
+                f"not {synthesizer!r}"
+            )
+        if extractor is not None and not isinstance(extractor, Extractor):
+            raise TypeError(f"extractor must be an Extractor, not {extractor!r}")
         self.source = resolve_source(source, **source_options)
         policy = policy or FetchPolicy()
         if allow_private_networks is not None:
@@ -79,6 +92,8 @@ class WebSearchProvider:
             )
         if not isinstance(topic, str) or not topic.strip():
             raise ValueError("topic must be a non-empty string, for example research('solar energy storage')")
+        if progress_callback is not None and not callable(progress_callback):
+            raise TypeError(f"progress_callback must be a function taking a status dict, not {progress_callback!r}")
         tracker = ProgressTracker(f"research: {topic.strip()}", metadata={"topic": topic.strip(), "depth": depth,
                                                                         "source": self.source.name})
         if progress_callback is not None:
@@ -139,53 +154,3 @@ class WebSearchProvider:
         if resolve_format("", format) != "markdown":
             raise ValueError(f"format {format!r} is written to a file: pass output_path=, for example 'report.{format}'")
         return await asyncio.to_thread(to_markdown, results)
-
-
-def research(
-    topic: str,
-    depth: str = "standard",
-    source: str | Source | None = None,
-    *,
-    display: bool = True,
-    progress_callback: ProgressCallback | None = None,
-    **options: Any,
-) -> ResearchResults:
-    """Research ``topic`` and return its results; works in a notebook cell and in a script.
-
-    In a notebook the live progress widget appears (``display=False`` turns it off). An interrupt (Ctrl-C,
-    or the kernel's stop button) cancels the run and raises ResearchCancelled with the partial results.
-    ``options`` go to WebSearchProvider (policy, allow_private_networks, synthesizer, source options).
-    """
-    job = WebSearchProvider(source, **options).start(topic, depth, progress_callback, display=display)
-    return job.wait_interruptibly()
-
-
-async def aresearch(
-    topic: str,
-    depth: str = "standard",
-    source: str | Source | None = None,
-    *,
-    display: bool = True,
-    progress_callback: ProgressCallback | None = None,
-    **options: Any,
-) -> ResearchResults:
-    """The async form of ``research``: ``results = await torq_nb.aresearch("topic")``."""
-    provider = WebSearchProvider(source, **options)
-    return await provider.research_topic_with_progress(topic, depth, progress_callback, display=display)
-
-
-def start_research(
-    topic: str,
-    depth: str = "standard",
-    source: str | Source | None = None,
-    *,
-    display: bool = True,
-    progress_callback: ProgressCallback | None = None,
-    **options: Any,
-) -> ResearchJob:
-    """Start a run in the background and return its job at once; displayed, it has a Cancel button.
-
-    The Cancel button works because the cell is not busy: the notebook kernel cannot handle a click while
-    a cell runs, which is why ``research()`` offers only the interrupt.
-    """
-    return WebSearchProvider(source, **options).start(topic, depth, progress_callback, display=display)

@@ -1,0 +1,140 @@
+"""The headline functions: ``torq_nb.research``, ``aresearch``, ``start_research`` and ``export``.
+
+They are plain, typed functions (what help(), IPython's ``?`` and mypy show) that import the engine only
+when called, so ``import torq_nb`` stays light. Each research function builds its run through
+WebSearchProvider, the one place that turns options into a provider.
+
+The packages ``torq_nb.research`` and ``torq_nb.export`` are imported here first: the import system binds
+a package to its parent's attribute when it first loads it, so loading them now lets ``torq_nb/__init__``
+bind these functions to those names for good (``from torq_nb.research.sources import Source`` still works).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from torq_nb.export.data import ExportInput
+    from torq_nb.export.manager import Engine
+    from torq_nb.research.fetch import FetchPolicy
+    from torq_nb.research.jobs import ResearchJob
+    from torq_nb.research.provider import WebSearchProvider
+    from torq_nb.research.results import ResearchResults
+    from torq_nb.research.sources import Source
+    from torq_nb.research.synthesize import Synthesizer
+
+for _package in ("torq_nb.research", "torq_nb.export"):
+    importlib.import_module(_package)
+
+__all__ = ["DepthName", "ProgressCallback", "aresearch", "export", "research", "start_research"]
+
+#: The depths a run accepts: "quick", "standard" or "deep" (see ``torq_nb.DEPTHS``).
+DepthName = Literal["quick", "standard", "deep"]
+#: Receives every published status of a run as a dict (``ProgressTracker.get_status()``).
+ProgressCallback = Callable[[dict[str, Any]], object]
+
+
+def _provider(source: str | Source | None, policy: FetchPolicy | None, allow_private_networks: bool | None,
+              synthesizer: Synthesizer | None, source_options: dict[str, Any]) -> WebSearchProvider:
+    from torq_nb.research.provider import WebSearchProvider
+
+    return WebSearchProvider(source, policy=policy, allow_private_networks=allow_private_networks,
+                             synthesizer=synthesizer, **source_options)
+
+
+def research(
+    topic: str,
+    depth: DepthName = "standard",
+    source: str | Source | None = None,
+    *,
+    display: bool = True,
+    progress_callback: ProgressCallback | None = None,
+    policy: FetchPolicy | None = None,
+    allow_private_networks: bool | None = None,
+    synthesizer: Synthesizer | None = None,
+    **source_options: Any,
+) -> ResearchResults:
+    """Research ``topic`` and return its results; works in a notebook cell and in a script.
+
+    ``depth``: "quick" (top 5 snippets, nothing fetched), "standard" (top 10 pages read) or "deep" (three
+    query variants, up to 50 pages). ``source``: a Source object, or a name ("wikipedia", "searxng",
+    "duckduckgo", "local", a plug-in's) configured by ``source_options`` (``base_url=`` for SearXNG,
+    ``path=`` for local files) or its ``TORQ_NB_*`` variable; None means ``$TORQ_NB_SOURCE``, else Wikipedia.
+    ``policy``: a FetchPolicy (timeouts, limits, retries); ``allow_private_networks=True`` also fetches
+    pages on loopback and private addresses (refused by default); ``synthesizer`` writes the summary.
+
+    In a notebook the live progress widget appears (``display=False`` turns it off); ``progress_callback``
+    receives every published status as a dict. An interrupt (Ctrl-C, or the kernel's stop button) cancels
+    the run and raises ResearchCancelled, whose ``.results`` are the partial results.
+    """
+    provider = _provider(source, policy, allow_private_networks, synthesizer, source_options)
+    return provider.start(topic, depth, progress_callback, display=display).wait_interruptibly()
+
+
+async def aresearch(
+    topic: str,
+    depth: DepthName = "standard",
+    source: str | Source | None = None,
+    *,
+    display: bool = True,
+    progress_callback: ProgressCallback | None = None,
+    policy: FetchPolicy | None = None,
+    allow_private_networks: bool | None = None,
+    synthesizer: Synthesizer | None = None,
+    **source_options: Any,
+) -> ResearchResults:
+    """``research`` for async code, with the same parameters: ``results = await torq_nb.aresearch("topic")``.
+
+    Cancelling the awaiting task raises ResearchCancelled with the partial results.
+    """
+    provider = _provider(source, policy, allow_private_networks, synthesizer, source_options)
+    return await provider.research_topic_with_progress(topic, depth, progress_callback, display=display)
+
+
+def start_research(
+    topic: str,
+    depth: DepthName = "standard",
+    source: str | Source | None = None,
+    *,
+    display: bool = True,
+    progress_callback: ProgressCallback | None = None,
+    policy: FetchPolicy | None = None,
+    allow_private_networks: bool | None = None,
+    synthesizer: Synthesizer | None = None,
+    **source_options: Any,
+) -> ResearchJob:
+    """Start a run in the background, with the same parameters as ``research``; return its job at once.
+
+    Displayed, the job is the live widget with a Cancel button; ``job.cancel()``, ``job.result()`` and
+    ``job.partial_results`` work from any cell. The button works because the cell is not busy: a kernel
+    handles no click while a cell runs.
+    """
+    provider = _provider(source, policy, allow_private_networks, synthesizer, source_options)
+    return provider.start(topic, depth, progress_callback, display=display)
+
+
+def export(
+    results: ExportInput,
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    *,
+    engine: Engine = "typst",
+    bom: bool = False,
+    neutralize: bool = True,
+    metadata_comments: bool = False,
+) -> Path:
+    """Write ``results`` (ResearchResults, a results DataFrame or a saved run) to ``path``; return the path.
+
+    The format follows the suffix (.md .html .pdf .csv .json .ndjson .parquet .ipynb .zip) unless
+    ``format`` names it; the write is atomic. PDF goes through Typst (``engine``); CSV cells a spreadsheet
+    would run as formulas are neutralised unless ``neutralize=False``; ``bom`` and ``metadata_comments``
+    shape the CSV.
+    """
+    from torq_nb.export.manager import export as write
+
+    return write(results, path, format, engine=engine, bom=bom, neutralize=neutralize,
+                 metadata_comments=metadata_comments)
