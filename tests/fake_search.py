@@ -18,6 +18,8 @@ Behaviour switches are plain attributes, changeable while the server runs: `sear
 as an instance without JSON output), `searxng_page_limit` (pages past it answer 429, as SearXNG's
 limiter may), `duckduckgo_mode` ("ok", "ratelimit" = HTTP 202, "anomaly" = the
 bot-check page), `wiki_maxlag` (how many API requests to answer with a maxlag error first).
+`foreign_results` lists URLs answered ahead of the ranked pages by SearXNG (on its first page) and DuckDuckGo,
+as real engines may (file:, javascript:, hosts that fail IDNA), titled "foreign result 1", 2, ...
 `delay` makes every answer wait that many seconds first. `requests` records every request (path, query,
 headers) in arrival order; `peak_in_flight[path]` is the most requests to one path seen open at once.
 """
@@ -118,6 +120,7 @@ class SearchServer:
         self.searxng_page_limit: int | None = None
         self.duckduckgo_mode: DuckDuckGoMode = "ok"
         self.wiki_maxlag = 0
+        self.foreign_results: list[str] = []
         self.delay = 0.0
         self.requests: list[RecordedRequest] = []
         self.peak_in_flight: dict[str, int] = {}
@@ -242,6 +245,9 @@ class SearchServer:
             }
             for n, page in enumerate(ranked[start : start + self.results_per_page])
         ]
+        if pageno == 1:
+            results[:0] = [{"url": url, "title": title, "content": title, "engine": "fakeengine"}
+                           for url, title in self._foreign()]
         body = {
             "query": query,
             "number_of_results": len(ranked),
@@ -316,10 +322,18 @@ class SearchServer:
             )
             for page in ranked[: self.results_per_page]
         ]
-        if not ranked:
+        blocks[1:1] = [
+            _DDG_RESULT.format(href=html.escape(f"//duckduckgo.com/l/?uddg={quote(url, safe='')}&rut=0f3e9a"),
+                               title=title, display=html.escape(url), snippet=title)
+            for url, title in self._foreign()
+        ]
+        if not ranked and not self.foreign_results:
             blocks = ['<div class="no-results">No  results.</div>']
         page_html = _DDG_PAGE.format(query=html.escape(query), results="\n".join(blocks))
         return web.Response(text=page_html, content_type="text/html")
+
+    def _foreign(self) -> list[tuple[str, str]]:
+        return [(url, f"foreign result {n}") for n, url in enumerate(self.foreign_results, start=1)]
 
     def _snippet_title(self, page: FakePage, query: str) -> str:
         wanted = set(_terms(query))

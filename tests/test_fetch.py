@@ -481,3 +481,34 @@ asyncio.run(main())
         for error in (hit, hop):
             assert error.startswith("refused:") and "cloud-metadata" in error, (host, error)
             assert "169.254.169.254" in error and "unreachable" not in error.lower(), (host, error)
+
+
+_BAD_HOSTS = ["xn--.test", "xn--zz.test", "a" * 64 + ".test", "a..b.test"]
+
+
+def test_hosts_that_fail_idna_become_error_rows_as_hits_and_as_redirect_targets() -> None:
+    """Such a host is judged before any lookup (in the namespace a lookup would fail differently)."""
+    script = f"""
+import asyncio, json
+from web_faults import FaultServer
+from torq_nb.research.fetch import Fetcher, FetchPolicy
+
+async def main():
+    rows = {{}}
+    async with FaultServer() as server, Fetcher(FetchPolicy(allow_private_networks=True, retries=0)) as fetcher:
+        for host in {_BAD_HOSTS!r}:
+            hit = await fetcher.fetch("http://" + host + "/page")
+            hop = await fetcher.fetch(server.url("/redirect?to=http://" + host + "/page"), trusted=True)
+            rows[host] = [[page.status, page.error, page.elapsed_ms] for page in (hit, hop)]
+        ok = await fetcher.fetch(server.url("/ok"))
+    print(json.dumps({{"rows": rows, "after": ok.status}}))
+
+asyncio.run(main())
+"""
+    answer = json.loads(run_isolated(script))
+    assert answer["after"] == "ok"
+    for host, ((status, error, elapsed), (hop_status, hop_error, _)) in answer["rows"].items():
+        assert status == hop_status == "error", host
+        assert error.startswith("invalid URL") and f"{host} is not a valid host name" in error, error
+        assert elapsed is None  # refused before any request
+        assert hop_error.startswith("invalid redirect Location") and f"{host} is not a valid host name" in hop_error

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
+import pydoc
 import warnings
 
 import polars as pl
@@ -187,9 +189,22 @@ async def test_the_seed_api_researches_reports_progress_and_exports(tmp_path):
 def test_every_public_name_resolves():
     for name in torq_nb.__all__:
         assert getattr(torq_nb, name) is not None, name
-    assert callable(torq_nb.research) and callable(torq_nb.export)
-    provider = importlib.import_module("torq_nb.research.provider")  # the packages stay importable
-    assert torq_nb.research.provider is provider
+    provider = importlib.import_module("torq_nb.research.provider")  # the layers stay importable by full name
+    from torq_nb.research.sources import Source  # what plug-ins import
+
+    assert provider.WebSearchProvider is torq_nb.WebSearchProvider and Source is torq_nb.Source
+    # Importing the layers does not rebind the headline names to the packages.
+    assert inspect.isfunction(torq_nb.research) and inspect.isfunction(torq_nb.export)
+
+
+@pytest.mark.parametrize("name", ["research", "aresearch", "start_research", "export"])
+def test_headline_functions_show_their_signature_and_docstring(name):
+    function = getattr(torq_nb, name)
+    text = pydoc.render_doc(function, renderer=pydoc.plaintext)
+    assert "package" not in text.splitlines()[0].lower()
+    parameters = inspect.signature(function).parameters
+    assert list(parameters)[:2] == (["results", "path"] if name == "export" else ["topic", "depth"])
+    assert function.__doc__ and function.__doc__.split()[0] in text
 
 
 def test_results_show_in_a_notebook_as_escaped_html():
@@ -208,3 +223,47 @@ def test_results_show_in_a_notebook_as_escaped_html():
     assert "href='https://example.org/a'" in html
     assert "file:///home/me/notes.md" not in html and "javascript:" not in html
     assert "3 hits" in html and "2 read" in html and "1 failed" in html
+
+
+async def test_hits_that_are_not_web_pages_are_error_rows_with_their_reason():
+    async with SearchServer(load_pages()) as server:
+        server.foreign_results = ["file:///etc/passwd", "ftp://files.test/x", "data:text/html,hi", "javascript:alert(1)"]
+        results = await torq_nb.aresearch("solar power water", source=SearXNG(server.searxng_url),
+                                          allow_private_networks=True, display=False)
+    rows = {row["url"]: row for row in results.df.iter_rows(named=True)}
+    for url in server.foreign_results:
+        scheme = url.split(":", 1)[0]
+        assert rows[url]["status"] == "error"
+        assert rows[url]["error"].startswith(f"refused: only http and https URLs are fetched, not {scheme}")
+    assert sum(row["status"] == "ok" for row in rows.values()) == len(rows) - 4 > 0
+
+
+def test_a_hit_whose_host_fails_idna_is_a_row_and_the_run_goes_on():
+    """Run in a loopback-only namespace: a broken fix could otherwise send these names to a DNS server."""
+    script = """
+import json
+import torq_nb
+from web_faults import FaultServer
+from fake_search import serve_in_thread
+from torq_nb.research.models import Hit
+from torq_nb.research.sources import Source
+
+class ListedHits(Source):
+    name = "listed"
+    def __init__(self, urls):
+        self.urls = urls
+    async def search(self, query, limit, fetcher):
+        return [Hit(title=f"hit {i}", url=url, source=self.name) for i, url in enumerate(self.urls)]
+
+with serve_in_thread(FaultServer()) as server:
+    urls = [server.url("/page"), "http://xn--.test/", "http://" + "a" * 64 + ".test/", "http://xn--zz.test/a"]
+    results = torq_nb.research("page", source=ListedHits(urls), allow_private_networks=True, display=False)
+print(json.dumps([[row["url"], row["status"], row["error"]] for row in results.df.iter_rows(named=True)]))
+"""
+    from netns import run_isolated
+    import json
+    rows = json.loads(run_isolated(script))
+    assert rows[0][1] == "ok"
+    assert len(rows) == 4
+    for url, status, error in rows[1:]:
+        assert status == "error" and "is not a valid host name" in error, (url, error)

@@ -205,6 +205,27 @@ def test_searxng_needs_an_address(monkeypatch: pytest.MonkeyPatch) -> None:
         SearXNG()
 
 
+NOT_WEB_PAGES = ["file:///etc/passwd", "javascript:alert(1)", "ftp://files.test/report.txt", "data:text/html,<b>hi</b>"]
+
+
+@pytest.mark.parametrize("engine", ["searxng", "duckduckgo"])
+async def test_results_that_are_not_web_pages_stay_hits_and_fetch_as_refusals(
+    server: SearchServer, fetcher: Fetcher, engine: str
+) -> None:
+    """A result an engine hands back is a hit even when it is no http(s) page: the fetch refuses it, with the
+    reason, so it ends as an error row instead of vanishing."""
+    server.foreign_results = NOT_WEB_PAGES
+    source = SearXNG(server.searxng_url) if engine == "searxng" else DuckDuckGo(server.duckduckgo_endpoint)
+    hits = await source.search("bees", 10, fetcher)
+    foreign = [hit for hit in hits if hit.title.startswith("foreign result")]
+    assert [hit.url for hit in foreign] == NOT_WEB_PAGES
+    assert len(hits) > len(foreign)  # the ordinary results are still there
+    for hit in foreign:
+        page = await source.fetch(hit, fetcher)
+        scheme = hit.url.split(":", 1)[0]
+        assert page.status == "error" and page.error.startswith(f"refused: only http and https URLs are fetched, not {scheme}")
+
+
 # DuckDuckGo -----------------------------------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from torq_nb.research.urlsafety import (
     UnsafeURLError,
     address_problem,
     check_address,
-    check_scheme,
+    check_url,
     untrusted_request,
     vet_url,
 )
@@ -80,12 +80,24 @@ def test_public_addresses_pass(address: str) -> None:
                                  "javascript:alert(1)", "data:text/html,hi", "/relative/path", "http:///nohost"])
 def test_only_http_and_https_urls_with_a_host_pass(url: str) -> None:
     with pytest.raises(UnsafeURLError, match="refused"):
-        check_scheme(URL(url))
+        check_url(URL(url))
 
 
-@pytest.mark.parametrize("url", ["http://example.com/", "https://example.com:8443/a?b=c"])
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [("xn--.test", "label empty or too long"), ("a" * 64 + ".test", "label empty or too long"),
+     ("a..b.test", "label empty or too long"), ("xn--zz.test", "punicode")],
+)
+def test_hosts_that_fail_idna_are_invalid_not_unicode_errors(host: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=rf"{host} is not a valid host name \(.*{reason}") as raised:
+        check_url(URL(f"http://{host}/"))
+    assert not isinstance(raised.value, (UnicodeError, UnsafeURLError))
+
+
+@pytest.mark.parametrize("url", ["http://example.com/", "https://example.com:8443/a?b=c", "http://xn--bcher-kva.example/",
+                                 "http://example.com./", "http://[::1]/", "http://" + "a" * 63 + ".test/"])
 def test_web_urls_pass_the_scheme_check(url: str) -> None:
-    check_scheme(URL(url))
+    check_url(URL(url))
 
 
 @pytest.mark.parametrize(

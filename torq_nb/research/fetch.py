@@ -32,7 +32,7 @@ from torq_nb.research.models import Page
 from torq_nb.research.urlsafety import (
     GuardedResolver,
     UnsafeURLError,
-    check_scheme,
+    check_url,
     untrusted_request,
     vet_url,
 )
@@ -232,7 +232,7 @@ class Fetcher:
         trip = _Trip([url])
         try:
             start = URL(url)
-            check_scheme(start)
+            check_url(start)
             if params:
                 start = start.extend_query(params)
         except UnsafeURLError as refused:
@@ -289,12 +289,12 @@ class Fetcher:
             location = answer.headers["Location"]
             try:
                 target = current.join(URL(location))
-                check_scheme(target)
+                check_url(target)
             except UnsafeURLError as refused:
                 trip.urls.append(str(target))
                 raise _Refused(str(refused), answer.status) from None
-            except ValueError:
-                raise _Failure(f"invalid redirect Location {location!r} from {current}", answer.status) from None
+            except ValueError as bad:
+                raise _Failure(f"invalid redirect Location {location!r} from {current}: {bad}", answer.status) from None
             if target in seen:
                 raise _Failure(f"redirect loop: {current} redirects back to {target}", answer.status)
             seen.add(target)

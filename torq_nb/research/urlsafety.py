@@ -116,13 +116,26 @@ def address_problem(address: str | IPAddress, *, allow_private: bool = False) ->
     return next((reason for failed, reason in checks if failed), None)
 
 
-def check_scheme(url: URL) -> None:
-    """Refuse anything but http(s) URLs with a host."""
+def check_url(url: URL) -> None:
+    """Judge a URL before anything is requested from it: hits, redirect targets and endpoints alike.
+
+    Raises UnsafeURLError for anything but http(s) or a URL without a host, and ValueError for a host name
+    that is not a valid domain name (IDNA: an empty label, one over 63 characters, broken punycode), which
+    could not be looked up (and once raised UnicodeError out of the fetcher).
+    """
     if url.scheme not in ALLOWED_SCHEMES:
         shown = url.scheme or "no scheme"
         raise UnsafeURLError(f"refused: only http and https URLs are fetched, not {shown} ({url})")
-    if not url.raw_host:
+    host = url.raw_host
+    if not host:
         raise UnsafeURLError(f"refused: {url} has no host")
+    if literal_ip(host) is None:
+        try:
+            host.encode("idna")  # what the resolver does with it
+            url.host  # noqa: B018 (yarl decodes punycode here; error messages use it)
+        except UnicodeError as bad:
+            reason = str(bad).rsplit("UnicodeError: ", 1)[-1].rstrip(")")
+            raise ValueError(f"{host} is not a valid host name ({reason})") from None
 
 
 def check_address(host: str, address: str, *, allow_private: bool = False) -> None:
@@ -194,9 +207,10 @@ class GuardedResolver(AbstractResolver):
 async def vet_url(url: URL, resolver: AbstractResolver) -> None:
     """Check an untrusted URL before requesting it; call inside `untrusted_request()`.
 
-    Raises UnsafeURLError with the reason; resolution failures surface as OSError.
+    Raises UnsafeURLError with the reason (ValueError for an invalid host name, see check_url); resolution
+    failures surface as OSError.
     """
-    check_scheme(url)
+    check_url(url)
     guard = _GUARD.get()
     if guard is None:
         raise RuntimeError("vet_url() must run inside untrusted_request()")

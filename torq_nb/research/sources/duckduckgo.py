@@ -92,16 +92,17 @@ def parse_results(page: Page) -> list[Hit]:
 
 def target_url(href: str, base: str) -> str | None:
     """Where a result link leads: the `uddg` target of a DuckDuckGo redirect, or the link itself.
-    None for ads and anything that is not http(s)."""
+    None for ads and empty links. A target that is no http(s) page stays: the fetch refuses it as a row."""
+    if not href.strip():
+        return None
     absolute = urljoin(base, href.strip())
     parts = urlsplit(absolute)
     query = parse_qs(parts.query)
     if parts.path.startswith("/l/") and query.get("uddg"):
-        absolute = query["uddg"][0]
-        parts = urlsplit(absolute)
-    elif parts.path.startswith("/y.js") and (parts.hostname or "").endswith("duckduckgo.com"):  # an ad's tracker
+        return query["uddg"][0]
+    if parts.path.startswith("/y.js") and (parts.hostname or "").endswith("duckduckgo.com"):  # an ad's tracker
         return None
-    return absolute if parts.scheme in ("http", "https") and parts.hostname else None
+    return absolute
 
 
 def _is_anomaly(root: lxml.html.HtmlElement) -> bool:

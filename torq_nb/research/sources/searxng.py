@@ -103,9 +103,8 @@ class SearXNG(Source):
 
 
 def _usable(item: Any) -> bool:
-    return (
-        isinstance(item, dict) and isinstance(item.get("url"), str) and item["url"].startswith(("http://", "https://"))
-    )
+    """A result with a URL. One that is no http(s) page is kept: the fetch refuses it, and it is an error row."""
+    return isinstance(item, dict) and isinstance(item.get("url"), str) and bool(item["url"].strip())
 
 
 def _hit(item: dict[str, Any]) -> Hit:
