@@ -71,8 +71,15 @@ def research(
     receives every published status as a dict. An interrupt (Ctrl-C, or the kernel's stop button) cancels
     the run and raises ResearchCancelled, whose ``.results`` are the partial results.
     """
-    provider = _provider(source, policy, allow_private_networks, synthesizer, source_options)
-    return provider.start(topic, depth, progress_callback, display=display).wait_interruptibly()
+    from torq_nb.research.sources import SourceError
+
+    job = _provider(source, policy, allow_private_networks, synthesizer, source_options).start(
+        topic, depth, progress_callback, display=display
+    )
+    try:
+        return job.wait_interruptibly()
+    except SourceError as expected:  # says what happened and what to try: the library's frames add nothing
+        raise expected.with_traceback(None) from None
 
 
 async def aresearch(

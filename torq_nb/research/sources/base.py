@@ -27,7 +27,14 @@ if TYPE_CHECKING:
 
 
 class SourceError(Exception):
-    """A search that failed as a whole: the message names the source, the cause and what to do."""
+    """A search that failed as a whole: the message names the source, the cause and what to do.
+
+    An expected failure, not a bug: IPython shows it as its message alone, without a traceback through
+    the library (``_render_traceback_``), and ``research()`` raises it with no internal frames.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
 
 
 class Source(ABC):
@@ -141,8 +148,13 @@ def parse_date(value: Any) -> date | None:
 
 def failure(source: str, what: str, page: Page) -> SourceError:
     """The SourceError for an API request whose page came back as an error."""
-    status = f"HTTP {page.http_status}" if page.http_status else "no HTTP response"
-    return SourceError(f"{source}: {what} failed ({status}: {page.error or 'unknown error'}).")
+    if page.http_status:
+        return SourceError(f"{source}: {what} failed (HTTP {page.http_status}: {page.error or 'unknown error'}).")
+    return SourceError(
+        f"{source}: {what} failed (no HTTP response: {page.error or 'unknown error'}). {source} cannot be reached: "
+        "check the network, or search elsewhere, e.g. source='local' with path='your/folder', source='searxng' "
+        "with base_url='http://your-instance', or the TORQ_NB_SOURCE variable."
+    )
 
 
 def read_json(source: str, what: str, page: Page, hint: str) -> Any:
