@@ -267,3 +267,33 @@ print(json.dumps([[row["url"], row["status"], row["error"]] for row in results.d
     assert len(rows) == 4
     for url, status, error in rows[1:]:
         assert status == "error" and "is not a valid host name" in error, (url, error)
+
+
+def test_printing_results_is_short():
+    from torq_nb.research.results import ResearchResults
+
+    rows = [{"rank": n, "title": f"page {n}", "url": f"https://example.org/{n}", "status": "ok" if n % 4 else "error",
+             "content": "long text " * 500} for n in range(1, 201)]
+    results = ResearchResults("tidal power", pl.DataFrame(rows), "Tidal power is steady [1].", source="searxng")
+    text = str(results)
+    assert text == repr(results) and len(text.splitlines()) == 2
+    assert "'tidal power'" in text and "200 hits (50 error, 150 ok)" in text
+    assert "long text" not in text
+
+
+@pytest.mark.parametrize("depth", ["quick", "standard"])
+def test_a_local_run_reads_nothing_outside_its_folder_and_takes_any_file_name(tmp_path, depth):
+    import os
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "accounts.md").write_text("# Accounts\n\nThe passwd file lists user accounts on Unix systems.\n")
+    (docs / "passwd.txt").symlink_to("/etc/passwd")
+    (docs / "environ.txt").symlink_to("/proc/self/environ")
+    with open(os.path.join(os.fsencode(docs), b"passwd-notes-\xe9t\xe9.txt"), "wb") as stream:  # Latin-1 name
+        stream.write(b"More notes on the passwd file and its accounts.")
+    results = torq_nb.research("passwd", depth, source="local", path=str(docs), display=False)
+    assert results.df.height == 2 and set(results.df["status"]) == {"ok" if depth == "standard" else "snippet"}
+    assert not any("root:x:0" in str(value) for row in results.df.iter_rows() for value in row)
+    assert {url.rsplit("/", 1)[-1] for url in results.df["url"]} == {"accounts.md", "passwd-notes-%E9t%E9.txt"}
+    results.df.write_csv(tmp_path / "rows.csv")  # every text is valid UTF-8

@@ -51,7 +51,7 @@ def empty_frame() -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMA)
 
 
-@dataclass
+@dataclass(repr=False)
 class ResearchResults:
     """Everything a research run produced.
 
@@ -72,6 +72,17 @@ class ResearchResults:
     def errors(self) -> pl.DataFrame:
         """The rows that failed, with their reasons."""
         return self.df.filter(pl.col("status") == "error").select("rank", "url", "http_status", "error")
+
+    def __repr__(self) -> str:
+        """Two lines, as Polars keeps its repr short: what was researched, and what came of it."""
+        counts = self.df["status"].value_counts().rows() if self.df.height else []
+        tally = ", ".join(f"{n} {status}" for status, n in sorted(counts))
+        state = self.progress.state if self.progress else "complete"
+        return (
+            f"<ResearchResults {self.topic!r} depth={self.depth} source={self.source or '-'} {state}>\n"
+            f"{self.df.height} hits ({tally or 'none'}); summary {len(self.summary):,} characters; "
+            "see .df, .summary, .errors"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The seed's results dict: topic, summary, results (row dicts), progress and metadata."""
