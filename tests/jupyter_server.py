@@ -176,12 +176,14 @@ _PROGRESS_RECORDER = """
         percent: root.dataset.percent,
         counts: root.querySelector('.torq-progress__counts').textContent,
         elapsed: root.querySelector('.torq-progress__elapsed').textContent,
+        eta: root.querySelector('.torq-progress__eta').hidden ? '' : root.querySelector('.torq-progress__eta').textContent,
         cancel: cancel !== null && !cancel.hidden,
+        hint: root.querySelector('.torq-progress__hint')?.hidden === false ? root.querySelector('.torq-progress__hint').textContent : '',
       };
       const key = JSON.stringify(entry);
       if (last.get(root) !== key) {
         last.set(root, key);
-        window.__torqRecorded.push(entry);
+        window.__torqRecorded.push({...entry, at: Date.now()});  // when the page first showed it (ms, wall clock)
       }
     }
   };
@@ -198,7 +200,8 @@ def record_progress(page: Any) -> None:
 
 def recorded_progress(page: Any, operation: str = "") -> list[dict[str, Any]]:
     """What the progress widgets showed since record_progress(), in order (operation, state, stage,
-    percent, counts, elapsed, cancel), for the widgets whose operation contains ``operation``."""
+    percent, counts, elapsed, eta, cancel, hint, and ``at``: the page's wall clock in ms when it first showed
+    that), for the widgets whose operation contains ``operation``."""
     return [entry for entry in page.evaluate("window.__torqRecorded") if operation in entry["operation"]]
 
 

@@ -9,18 +9,6 @@ const FIELDS = [
 ];
 const TICK_MS = 250;
 
-// model -> performance.now() when its duration last arrived (shared by every view of the model).
-const arrivals = new WeakMap();
-
-function noteArrival(model) {
-  arrivals.set(model, performance.now());
-}
-
-function secondsSinceArrival(model) {
-  if (!arrivals.has(model)) noteArrival(model);
-  return (performance.now() - arrivals.get(model)) / 1000;
-}
-
 /** MM:SS below an hour, H:MM:SS above (like tqdm); "--:--" when unknown. */
 export function formatDuration(seconds) {
   if (seconds == null || !Number.isFinite(seconds) || seconds < 0) return "--:--";
@@ -56,13 +44,6 @@ function where(state, stage) {
   if (state === "running") return stage || "starting";
   if ((state === "failed" || state === "cancelled") && stage) return `${state} at ${stage}`;
   return state;
-}
-
-function initialize({ model }) {
-  const onDuration = () => noteArrival(model);
-  noteArrival(model);
-  model.on("change:duration", onDuration);
-  return () => model.off("change:duration", onDuration);
 }
 
 function render({ model, el }) {
@@ -105,6 +86,14 @@ function render({ model, el }) {
   root.append(header, bar, stageList, details, message, error);
   el.append(root);
 
+  // When this view last received a duration (performance.now()). Each view notes its own arrivals: a host
+  // hands initialize() and every render() a different model object, so nothing can be keyed by the model.
+  let arrivedAt = performance.now();
+  const onDuration = () => {
+    arrivedAt = performance.now();
+  };
+  model.on("change:duration", onDuration);
+
   let stageKey = null;
   let stageItems = new Map();
   let timer = null;
@@ -138,7 +127,7 @@ function render({ model, el }) {
 
   function renderClock() {
     const running = model.get("state") === "running";
-    const since = running ? secondsSinceArrival(model) : 0;
+    const since = running ? (performance.now() - arrivedAt) / 1000 : 0;
     elapsed.textContent = `elapsed ${formatDuration((model.get("duration") || 0) + since)}`;
     const remaining = model.get("eta");
     show(eta, running && remaining != null ? `ETA ${formatDuration(Math.max(remaining - since, 0))}` : "");
@@ -199,7 +188,6 @@ function render({ model, el }) {
       queueMicrotask(update);
     }
   }
-  // initialize() notes when each duration arrives, once per model for every view.
   for (const field of FIELDS) model.on(`change:${field}`, schedule);
   update();
 
@@ -208,9 +196,10 @@ function render({ model, el }) {
     if (timer !== null) clearInterval(timer);
     timer = null;
     for (const field of FIELDS) model.off(`change:${field}`, schedule);
+    model.off("change:duration", onDuration);
     cancel.removeEventListener("click", onCancel);
     root.remove();
   };
 }
 
-export default { initialize, render };
+export default { render };

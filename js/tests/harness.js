@@ -42,7 +42,19 @@ window.clearInterval = (id) => {
   realClearInterval(id);
 };
 
-/** A stand-in for anywidget's model: get/set/on/off/save_changes with change:<name> events. */
+/** The page's clock as the widget reads it (performance.now), moved forward by advanceClock(). */
+let clockOffset = 0;
+const realNow = performance.now.bind(performance);
+performance.now = () => realNow() + clockOffset;
+/** Let ``ms`` milliseconds pass for the widget at once (its 250 ms tick shows them on its next turn). */
+export function advanceClock(ms) {
+  clockOffset += ms;
+}
+
+/** A stand-in for anywidget's model: get/set/on/off/save_changes with change:<name> events.
+ *
+ * Like a real anywidget host, the widget never sees this object itself: initialize() and every render()
+ * each get their own proxy() of it (anywidget's modelProxy), so nothing may be keyed by the model object. */
 export class FakeModel {
   constructor(state) {
     this.state = { ...state };
@@ -73,6 +85,17 @@ export class FakeModel {
   /** Custom messages the view sends to the kernel, recorded in order. */
   send(content) {
     (this.sent ||= []).push(content);
+  }
+  /** A fresh object bound to this model, as anywidget hands to initialize() and to each render(). */
+  proxy() {
+    return {
+      get: (name) => this.get(name),
+      set: (name, value) => this.set(name, value),
+      save_changes: () => this.save_changes(),
+      send: (content) => this.send(content),
+      on: (event, callback) => this.on(event, callback),
+      off: (event, callback) => this.off(event, callback),
+    };
   }
   listenerCount() {
     let count = 0;

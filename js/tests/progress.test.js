@@ -1,6 +1,6 @@
 // Front-end tests of js/src/progress.js against a fake anywidget model, in a real browser.
 import widget, { formatDuration } from "../src/progress.js";
-import { FakeModel, activeIntervals, assert, equal, settle, test, waitFor } from "./harness.js";
+import { FakeModel, activeIntervals, advanceClock, assert, equal, settle, test, waitFor } from "./harness.js";
 
 const HOSTILE = "<img src=x onerror=\"window.__pwned=1\">";
 
@@ -31,8 +31,9 @@ function status(overrides = {}) {
 
 function mount(host, fields) {
   const model = new FakeModel(status(fields));
-  const stopModel = widget.initialize({ model });
-  const stopView = widget.render({ model, el: host });
+  // As in a real anywidget host: initialize() and render() each get their own proxy of the model.
+  const stopModel = widget.initialize?.({ model: model.proxy() }) ?? (() => {});
+  const stopView = widget.render({ model: model.proxy(), el: host });
   const root = host.querySelector(".torq-progress");
   const cleanup = () => {
     stopView();
@@ -141,6 +142,38 @@ test("elapsed time restarts from each reported duration", async (host) => {
   model.update({ state: "complete", duration: 3725.0 });
   await settle();
   equal(root.querySelector(".torq-progress__elapsed").textContent, "elapsed 1:02:05", "final elapsed is the final duration");
+  cleanup();
+});
+
+test("elapsed and ETA count from each arrival, not on top of it (a real host's distinct model objects)", async (host) => {
+  const { model, root, cleanup } = mount(host, { duration: 5.0, eta: 13.6 });
+  const elapsed = root.querySelector(".torq-progress__elapsed");
+  const eta = root.querySelector(".torq-progress__eta");
+  advanceClock(3000); // 3 s with no message: the browser's own tick carries the clock on
+  await waitFor(() => elapsed.textContent === "elapsed 00:08", `elapsed to reach 00:08, is ${elapsed.textContent}`);
+  equal(eta.textContent, "ETA 00:10", "ETA counted down meanwhile");
+  // The kernel reports what it measured meanwhile: the view shows it as it is, not 3 s more.
+  model.update({ duration: 8.1, eta: 10.6 });
+  await settle();
+  equal(elapsed.textContent, "elapsed 00:08", "elapsed after the kernel's next duration");
+  equal(eta.textContent, "ETA 00:10", "ETA after the kernel's next estimate");
+  advanceClock(2000);
+  await waitFor(() => elapsed.textContent === "elapsed 00:10", `elapsed to reach 00:10, is ${elapsed.textContent}`);
+  equal(eta.textContent, "ETA 00:08", "ETA falls as the run goes");
+  cleanup();
+});
+
+test("two views of one model keep the same clock", async (host) => {
+  const { model, root, cleanup } = mount(host, { duration: 2.0 });
+  const second = document.createElement("div");
+  host.append(second);
+  const stopSecond = widget.render({ model: model.proxy(), el: second });
+  advanceClock(4000);
+  model.update({ duration: 6.2 });
+  await settle();
+  equal(root.querySelector(".torq-progress__elapsed").textContent, "elapsed 00:06", "first view");
+  equal(second.querySelector(".torq-progress__elapsed").textContent, "elapsed 00:06", "second view");
+  stopSecond();
   cleanup();
 });
 
