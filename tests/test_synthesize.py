@@ -16,6 +16,7 @@ from torq_nb.research.synthesize import (
     OpenAICompatibleSynthesizer,
     SourceText,
     SynthesisError,
+    not_covered,
     split_sentences,
     validate_citations,
 )
@@ -106,11 +107,10 @@ async def test_no_sources_says_so_without_citations() -> None:
         assert not re.search(r"\[\d+\]", summary)
 
 
-async def test_unrelated_topic_still_summarises_the_pages_leads() -> None:
+async def test_a_topic_the_pages_do_not_cover_is_said_so_without_citations() -> None:
     summary = await ExtractiveSynthesizer(max_sentences=3).synthesize("zebra migration", SOURCES)
-    found = sentences_of(summary)
-    assert len(found) == 3
-    assert all(citations(s) <= {1, 2, 4} for s in found)
+    assert summary == not_covered("zebra migration", 3)
+    assert "zebra migration" in summary and not re.search(r"\[\d+\]", summary)
 
 
 HOSTILE = (
@@ -169,13 +169,11 @@ async def test_multilingual_sentences_are_split_and_cited() -> None:
         summary
         == "Der Stadtrat hat die neue Straßenbahnlinie am Dienstag genehmigt, z. B. für den Süden [1]."
     )
-    everything = await synth.synthesize("unrelated", [SourceText(1, "de", "u", text)])
-    assert [s for s in sentences_of(everything)] == [
-        "Der Stadtrat hat die neue Straßenbahnlinie am Dienstag genehmigt, z. B. für den Süden [1].",
-        "Городской совет одобрил новую линию трамвая во вторник вечером [1].",
-        "市議会は火曜日に新しい路面電車の路線を承認しました [1]。",
-        "工事は来年の春に始まる予定です [1]。",
-    ]
+    russian = await synth.synthesize("линию трамвая", [SourceText(1, "ru", "u", text)])
+    assert russian == "Городской совет одобрил новую линию трамвая во вторник вечером [1]."
+    japanese = await synth.synthesize("路面電車", [SourceText(1, "ja", "u", text)])  # no spaces: character pairs
+    assert japanese == "市議会は火曜日に新しい路面電車の路線を承認しました [1]。"
+    assert await synth.synthesize("unrelated", [SourceText(1, "de", "u", text)]) == not_covered("unrelated", 1)
 
 
 def test_headings_stay_apart_and_hard_wrapped_prose_is_joined() -> None:
@@ -203,7 +201,7 @@ def test_headings_stay_apart_and_hard_wrapped_prose_is_joined() -> None:
     ]
 
 
-async def test_headlines_are_not_summary_sentences_when_the_page_has_sentences() -> None:
+async def test_headlines_are_never_summary_sentences() -> None:
     sentence = "The city council approved the new tram line today, after a debate that lasted four hours"
     text = f"New tram line approved by the city council today\n{sentence}."
     summary = await ExtractiveSynthesizer().synthesize(TOPIC, [SourceText(1, "t", "u", text)])
@@ -212,7 +210,7 @@ async def test_headlines_are_not_summary_sentences_when_the_page_has_sentences()
         "New tram line approved by the city council today\n\nCouncil tram line vote draws a crowd"
     )
     summary = await ExtractiveSynthesizer().synthesize(TOPIC, [SourceText(1, "t", "u", headlines_only)])
-    assert len(sentences_of(summary)) == 2
+    assert summary == not_covered(TOPIC, 1)  # headlines are never summary sentences
 
 
 def test_chat_answer_lines_are_sentences_of_their_own() -> None:
@@ -324,7 +322,7 @@ async def test_chat_failures_fall_back_to_extractive_or_raise_when_strict(
 
 async def test_chat_endpoint_not_listening_is_a_clear_error() -> None:
     with pytest.raises(
-        SynthesisError, match="could not get a summary from http://127.0.0.1:9/chat/completions"
+        SynthesisError, match=re.escape("could not get a summary from http://127.0.0.1:9/chat/completions")
     ):
         await OpenAICompatibleSynthesizer("http://127.0.0.1:9", "m", strict=True).synthesize(TOPIC, SOURCES)
 

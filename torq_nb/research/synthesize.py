@@ -1,11 +1,24 @@
 """Cited synthesis: a short plain-text summary of the fetched pages whose every sentence cites [n].
 
 ``ExtractiveSynthesizer`` (the offline default) picks sentences from the pages themselves:
-sentences split by sentencex (multilingual, rule-based), ranked against the topic with BM25
-(bm25s), near-duplicates dropped (Jaccard over word 3-shingles), at most a few per page so that
-several sources speak, then printed in source order and page order with ``[n]``, the source's
-rank, at the end of each. ``OpenAICompatibleSynthesizer`` asks a chat-completions endpoint instead
-and keeps only the sentences of its answer that cite sources it was given.
+
+1. Sentences are split by sentencex (multilingual, rule-based), and only those that read on their
+   own are candidates: no headings, list items, captions, bylines, questions, cookie or subscription
+   text, bare quotes or first-person asides. A sentence that opens by pointing back ("He said",
+   "However,", "The move ...") brings the sentence before it along, or is left out.
+2. Relevance at two levels. A page is scored against the topic's terms (stemmed words, IDF over
+   the pages read, saturated term frequency, its title counting extra); a page far below the best
+   one contributes nothing. A sentence must hold a calibrated share of the topic's IDF weight
+   (relative to the best sentence, with an absolute floor), so a summary is shorter, not padded,
+   when the pages say little; when nothing clears the floor the summary says the topic is not
+   covered.
+3. Maximal marginal relevance picks sentences that are relevant and unlike those already chosen;
+   a sentence whose word 3-shingles overlap a chosen one by more than half is never taken.
+4. Sentences are printed grouped by source, one paragraph per page in page order, the most
+   relevant page first (so the first paragraph says what the topic is), then pages by theme.
+
+``OpenAICompatibleSynthesizer`` asks a chat-completions endpoint instead and keeps only the
+sentences of its answer that cite sources it was given.
 
 The summary is plain text: each sentence is the page's own words, flattened to one line, with
 ``[n]`` citations; paragraphs are separated by a blank line. Nothing in it is escaped for any
@@ -17,10 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 import aiohttp
@@ -34,8 +50,10 @@ __all__ = [
     "SynthesisError",
     "Synthesizer",
     "cite",
+    "not_covered",
     "sanitize",
     "split_sentences",
+    "standalone_problem",
     "validate_citations",
 ]
 
@@ -45,8 +63,10 @@ log = logging.getLogger(__name__)
 NO_SOURCES = "No pages could be read for this topic, so there is nothing to summarise."
 
 _WORD = re.compile(r"\w+")
-# Reference marks copied from the page (Wikipedia's "[12]", "[citation needed]"): they would read as our citations.
-_PAGE_REFS = re.compile(r"\[(?:\d+|[a-z]|citation needed|edit|note \d+|update)\]", re.IGNORECASE)
+# Reference marks copied from the page (Wikipedia's "[12]", "[3-5]", "[citation needed]"): they would read as ours.
+_PAGE_REFS = re.compile(
+    r"\[(?:\d+(?:\s*[-–,;]\s*\d+)*|[a-z]|citation needed|edit|note \d+|update)\]", re.IGNORECASE
+)
 # Control characters (other than whitespace, which is collapsed): never part of a summary line.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Scripts written without spaces between words: a run of them counts as one word per two characters.
@@ -56,7 +76,13 @@ _SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’»)\]]*$")
 _BLANK_LINE = re.compile(r"\n\s*\n")
 _WRAP_WIDTH = 80
 _LIST_MARKER = re.compile(r"^(?:[-*+•]|\d{1,3}[.)]|#{1,6})\s+")
-_CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+# Citation marks a chat answer may use: [1], [1, 2], [1-3], [^1], [source 1], 【1†source】.
+_CITATION = re.compile(
+    r"(?:\[\^?|【)\s*(?:sources?\s*:?\s*)?(\d+(?:\s*(?:[-–,;]|and)\s*\d+)*)\s*(?:†[^\]】]*)?[\]】]", re.IGNORECASE
+)
+_CITATIONS_AFTER_STOP = re.compile(rf"([.!?。！？])\s*((?:{_CITATION.pattern}\s*)+)", re.IGNORECASE)
+# Any other bracketed number left in an answer: never shown, since it could read as a citation.
+_STRAY_MARK = re.compile(r"[\[【]\s*\^?\d+[^\]】]{0,12}[\]】]")
 
 
 @dataclass(frozen=True)
@@ -96,6 +122,15 @@ def cite(sentence: str, ranks: Sequence[int]) -> str:
     return f"{body} {marks}."
 
 
+def not_covered(topic: str, pages: int) -> str:
+    """The whole summary when pages were read but none of their sentences is about the topic."""
+    read = "the page read says" if pages == 1 else f"the {pages} pages read say"
+    return (
+        f"Nothing in {read} enough about “{sanitize(topic)}” to summarise; "
+        "try other words for the topic, or another source."
+    )
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences of a text, each on one line.
 
@@ -111,12 +146,164 @@ def split_sentences(text: str) -> list[str]:
     return [" ".join(s.split()) for unit in units for s in segment("en", unit) if s.strip()]
 
 
+# --- sentences that stand alone ----------------------------------------------------------------------
+
+# Openers whose referent is in the sentence before: pronouns, demonstratives, connectives.
+_POINTS_BACK = frozenset(
+    """he she it they him her his hers its their theirs them this that these those such also but and or
+    so yet however meanwhile moreover furthermore additionally instead still thus therefore hence then
+    nevertheless nonetheless besides otherwise consequently accordingly similarly likewise both another
+    other others later afterwards afterward again indeed here whereas nor plus""".split()
+)
+_POINTS_BACK_PHRASE = re.compile(
+    r"^(?:in addition|as a result|for example|for instance|on the other hand|at the same time|in fact|"
+    r"in turn|even so|after that|by contrast|in contrast|to that end|that said|as well|on top of that|"
+    r"in response|in the meantime|because of (?:this|that)|despite (?:this|that)|due to (?:this|that)|"
+    r"as such|since then|by then|until then|even then|not only that|the (?:latter|former|same|other|rest))\b",
+    re.IGNORECASE,
+)
+# "The move ...", "The company said ...": a definite description that names something from before.
+_DEFINITE_BACK = re.compile(
+    r"^(?:the|this|that|these|those|such)\s+(?:initiative|move|company|firm|decision|deal|report|study|plan|"
+    r"programme|program|project|announcement|statement|agreement|incident|case|event|effort|change|news|"
+    r"idea|measure|step|proposal|group|agency|device|product|team|process|findings|lawsuit|probe|complaint|"
+    r"ruling|verdict|offer|two|three|four|pair|couple|man|woman|boy|girl|suspect|victim|bill|law|order|"
+    r"list|video|book|album|film|show|game|model|car|vehicle|phone|update|feature|service|technique|"
+    r"approach|method|discovery|result|results|research|researchers|scientists|authors|team|trip|visit)\b",
+    re.IGNORECASE,
+)
+# "In a statement, he said ...": a pronoun as the subject right after a short opening phrase.
+_PRONOUN_AFTER_OPENING = re.compile(r"^[^,;:]{2,40},\s+(?:he|she|they|it|his|her|their|its|this|these)\b")
+_FIRST_PERSON = frozenset("i i'm i've i'd i'll we we're we've we'd we'll you you're you've you'll my our your me us let's".split())
+_QUESTION = re.compile(r"[?？][\"'”’»)\]]*$")
+_LIST_ITEM = re.compile(r"^(?:[-*+•·–—▪►✓✔]|\(?\d{1,3}[.)]|[a-z][.)])\s")
+_LABEL = re.compile(r"^\W*(?:[\w'’-]+\s+){0,3}[\w'’-]+\s?:\s")
+_CAPTION = re.compile(
+    r"\b(?:photo|image|picture|illustration|photograph|file photo)s?\s*(?::|/|credit|courtesy)|getty images|"
+    r"\bap photo\b|shutterstock|\breuters/|\bafp/|image copyright|image caption|©|\(photo\b",
+    re.IGNORECASE,
+)
+_BYLINE = re.compile(
+    r"^(?:by|posted by|written by|words by|story by|reporting by|edited by|updated|published|posted|last updated)"
+    r"\b[\s:]+(?:[A-Z]|\d|on\b)|\b\d+\s+min(?:ute)?s?\s+read\b|[\w.+-]+@[\w-]+\.\w+",
+)
+_BOILERPLATE = re.compile(
+    r"\b(?:cookies?\b.{0,40}\b(?:use|accept|policy|consent|settings)|(?:we|this site|our site) uses? cookies|"
+    r"subscribe (?:to|for|now|today)|subscribers? only|already a subscriber|sign up (?:for|to)|newsletters?\b|"
+    r"privacy policy|terms of (?:use|service)|all rights reserved|click here|read more|share this (?:article|story)|"
+    r"(?:may|might) (?:receive|earn) (?:a )?commission|affiliate links?|enable javascript|your browser|"
+    r"support (?:our|independent) journalism|sponsored content|advertisement|follow us|log in to|sign in to)",
+    re.IGNORECASE,
+)
+_URL = re.compile(r"https?://|\bwww\.\w", re.IGNORECASE)
+_BARE_QUOTE = re.compile(r"^[\"“«‘'].*[\"”»’']\W*$")
+
+
+def standalone_problem(sentence: str) -> str | None:
+    """Why a page sentence cannot stand alone in a summary, or None when it can.
+
+    "points back" means the sentence needs the one before it (it opens with a pronoun, a
+    demonstrative or a connective); every other reason means it is never a summary sentence.
+    """
+    text = sentence.strip()
+    words = [w.lower() for w in re.findall(r"[\w'’]+", text.replace("’", "'"))]
+    if not words:
+        return "no words"
+    if _QUESTION.search(text):
+        return "question"
+    if _LIST_ITEM.match(text) or text.endswith((":", ";", ",")):
+        return "list fragment"
+    if not _SENTENCE_END.search(text):
+        return "heading"
+    letters = [c for c in text if c.isalpha()]
+    if len(words) >= 3 and sum(c.isupper() for c in letters) > 0.6 * len(letters):
+        return "heading"
+    if text[0].islower() and not (len(text) > 1 and text[1].isupper()):
+        return "fragment"
+    if _CAPTION.search(text):
+        return "caption"
+    if _BYLINE.search(text):
+        return "byline"
+    if _BOILERPLATE.search(text) or _URL.search(text):
+        return "boilerplate"
+    if _LABEL.match(text):
+        return "label"
+    if _BARE_QUOTE.match(text):
+        return "unattributed quote"
+    if words[0] in _FIRST_PERSON and not text.startswith(("\"", "“", "«", "‘", "'")):
+        return "first person"
+    if (
+        words[0] in _POINTS_BACK
+        or words[0].split("'")[0] in _POINTS_BACK
+        or (len(words) > 1 and words[1] in {"also", "too", "though"})
+        or _POINTS_BACK_PHRASE.match(text.lstrip("\"“«‘'"))
+        or _DEFINITE_BACK.match(text.lstrip("\"“«‘'"))
+        or (
+            _PRONOUN_AFTER_OPENING.match(text)
+            and not any(w[:1].isupper() for w in text.split(",")[0].split()[1:])
+        )
+    ):
+        return "points back"
+    return None
+
+
+# --- relevance -----------------------------------------------------------------------------------------
+
+_STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have
+    having he her here hers herself him himself his how i if in into is it its itself just me more most my
+    myself no nor not now of off on once only or other our ours ourselves out over own same she should so
+    some such than that the their theirs them themselves then there these they this those through to too
+    under until up very was we were what when where which while who whom why will with would you your
+    yours yourself yourselves s t d ll m re ve""".split()
+)
+
+
+@lru_cache(maxsize=1 << 16)
+def _stem(word: str) -> str:
+    """A light plural fold, so "vehicles" meets "vehicle" and "policies" meets "policy"."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def _cjk_bigrams(match: re.Match[str]) -> str:
+    run = match.group()
+    return " " + " ".join(run[i : i + 2] for i in range(max(1, len(run) - 1))) + " "
+
+
+def _terms(text: str) -> list[str]:
+    """Content terms in order: lowercase words without stopwords, plurals folded, CJK as character pairs."""
+    words = _WORD.findall(_CJK_RUN.sub(_cjk_bigrams, text.lower()))
+    return [_stem(w) for w in words if w not in _STOPWORDS]
+
+
+def _topic_terms(topic: str) -> list[str]:
+    """The topic's distinct terms (all its words, if every one is a stopword)."""
+    terms = _terms(topic) or [_stem(w) for w in _WORD.findall(topic.lower())]
+    return list(dict.fromkeys(terms))
+
+
 @dataclass(frozen=True)
 class _Sentence:
     rank: int
     position: int
     text: str
     shingles: frozenset[tuple[str, ...]]
+
+
+@dataclass
+class _Page:
+    source: SourceText
+    sentences: list[str]
+    problems: list[str | None]
+    terms: list[frozenset[str]]
+    score: float = 0.0
 
 
 def _length(text: str) -> int:
@@ -132,12 +319,21 @@ def _shingles(text: str) -> frozenset[tuple[str, ...]]:
     return frozenset(tuple(words[i : i + 3]) for i in range(len(words) - 2))
 
 
-def _jaccard(a: frozenset[tuple[str, ...]], b: frozenset[tuple[str, ...]]) -> float:
+def _containment(a: frozenset[Any], b: frozenset[Any]) -> float:
+    """Shared share of the smaller set: 1.0 when one sentence repeats the other, even inside a longer one."""
+    return len(a & b) / min(len(a), len(b)) if a and b else 0.0
+
+
+def _jaccard(a: frozenset[Any], b: frozenset[Any]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
 def _bm25_scores(topic: str, sentences: Sequence[_Sentence]) -> list[float]:
-    """BM25 of each sentence against the topic; all zeros when they share no word."""
+    """BM25 (bm25s) of each sentence against the topic; all zeros when they share no word.
+
+    The ranking benchmarks/bench_extract.py measures; the synthesizer itself ranks by the share of
+    the topic's IDF weight a sentence holds, on pages that are about the topic.
+    """
     import bm25s  # imported here: it pulls in scipy, which `import torq_nb` should not pay for
 
     query = bm25s.tokenize(topic, stopwords="en", return_ids=False, show_progress=False)[0]
@@ -150,14 +346,28 @@ def _bm25_scores(topic: str, sentences: Sequence[_Sentence]) -> list[float]:
     return [float(score) for score in retriever.get_scores(query)]
 
 
-class ExtractiveSynthesizer:
-    """The offline default: the most relevant sentences of the pages, each citing its page.
+@dataclass
+class _Unit:
+    """A sentence to offer, with the sentence before it when it points back to that one."""
 
-    ``max_sentences`` caps the summary; ``max_per_source`` keeps one page from filling it while
-    other pages have relevant sentences; sentences shorter than ``min_words`` (menus, captions)
-    or longer than ``max_words`` (run-together lists) are skipped; a sentence whose word
-    3-shingles overlap an already chosen one by ``duplicate_jaccard`` or more is a duplicate.
-    When no sentence shares a word with the topic, each page's opening sentences are used.
+    rank: int
+    positions: tuple[int, ...]
+    relevance: float
+    terms: frozenset[str]
+    shingles: tuple[frozenset[tuple[str, ...]], ...]
+
+
+class ExtractiveSynthesizer:
+    """The offline default: the sentences of the pages that are about the topic, each citing its page.
+
+    ``max_sentences`` caps the summary (it is a ceiling, not a count to fill); ``max_per_source``
+    keeps one page from filling it while other pages have relevant sentences; sentences shorter
+    than ``min_words`` or longer than ``max_words`` are skipped. ``page_floor``: a page scoring
+    below this share of the best page's score contributes nothing. ``sentence_floor`` and
+    ``min_coverage``: a sentence must hold this share of the best sentence's topic weight, and at
+    least ``min_coverage`` of the whole topic's. ``diversity`` is the weight maximal marginal
+    relevance gives to being unlike the sentences already chosen; ``duplicate_overlap`` is the
+    word 3-shingle containment above which a sentence is a near-duplicate.
     """
 
     def __init__(
@@ -167,15 +377,32 @@ class ExtractiveSynthesizer:
         max_per_source: int = 3,
         min_words: int = 6,
         max_words: int = 60,
-        duplicate_jaccard: float = 0.5,
+        page_floor: float = 0.3,
+        sentence_floor: float = 0.5,
+        min_coverage: float = 0.3,
+        diversity: float = 0.3,
+        duplicate_overlap: float = 0.5,
     ) -> None:
         if max_sentences < 1 or max_per_source < 1:
             raise ValueError("max_sentences and max_per_source must be at least 1")
+        for name, value in [
+            ("page_floor", page_floor),
+            ("sentence_floor", sentence_floor),
+            ("min_coverage", min_coverage),
+            ("diversity", diversity),
+            ("duplicate_overlap", duplicate_overlap),
+        ]:
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
         self.max_sentences = max_sentences
         self.max_per_source = max_per_source
         self.min_words = min_words
         self.max_words = max_words
-        self.duplicate_jaccard = duplicate_jaccard
+        self.page_floor = page_floor
+        self.sentence_floor = sentence_floor
+        self.min_coverage = min_coverage
+        self.diversity = diversity
+        self.duplicate_overlap = duplicate_overlap
 
     async def synthesize(self, topic: str, sources: Sequence[SourceText]) -> str:
         """The summary, computed in a thread so the event loop (and progress) keeps running."""
@@ -183,46 +410,147 @@ class ExtractiveSynthesizer:
 
     def summarize(self, topic: str, sources: Sequence[SourceText]) -> str:
         """The summary, synchronously."""
-        candidates = self._candidates(sources)
-        if not candidates:
+        pages = [page for page in map(self._page, sources) if page.sentences]
+        if not pages:
             return NO_SOURCES
-        scores = _bm25_scores(topic, candidates)
-        if not any(scores):
-            # Nothing matches the topic's words: lead sentences, page by page, are the best guess.
-            scores = [1.0 / (1 + s.position) for s in candidates]
-        order = sorted(
-            range(len(candidates)), key=lambda i: (-scores[i], candidates[i].rank, candidates[i].position)
+        query = _topic_terms(topic)
+        weights = self._score_pages(query, pages)
+        units = self._units(query, weights, pages)
+        chosen = self._choose(units)
+        if not chosen:
+            return not_covered(topic, len(pages))
+        by_rank = {page.source.rank: page for page in pages}
+        paragraphs: dict[int, set[int]] = {}
+        for unit in chosen:
+            paragraphs.setdefault(unit.rank, set()).update(unit.positions)
+        order = self._order(paragraphs, chosen, by_rank)
+        return "\n\n".join(
+            " ".join(cite(by_rank[rank].sentences[i], [rank]) for i in sorted(paragraphs[rank])) for rank in order
         )
-        chosen = self._choose([candidates[i] for i in order if scores[i] > 0])
-        chosen.sort(key=lambda s: (s.rank, s.position))
-        paragraphs: dict[int, list[str]] = {}
-        for sentence in chosen:
-            paragraphs.setdefault(sentence.rank, []).append(cite(sentence.text, [sentence.rank]))
-        return "\n\n".join(" ".join(lines) for lines in paragraphs.values())
 
-    def _candidates(self, sources: Sequence[SourceText]) -> list[_Sentence]:
-        """Sentences of a usable length; headings and captions (no closing punctuation) only if nothing else."""
-        found = []
-        for source in sources:
-            for position, text in enumerate(split_sentences(_PAGE_REFS.sub("", source.text))):
-                if self.min_words <= _length(text) <= self.max_words:
-                    found.append(_Sentence(source.rank, position, text, _shingles(text)))
-        sentences = [s for s in found if _SENTENCE_END.search(s.text)]
-        return sentences or found
+    def _page(self, source: SourceText) -> _Page:
+        sentences = split_sentences(_PAGE_REFS.sub("", source.text))
+        problems = [
+            standalone_problem(text) if self.min_words <= _length(text) <= self.max_words else "length"
+            for text in sentences
+        ]
+        return _Page(source, sentences, problems, [frozenset(_terms(text)) for text in sentences])
 
-    def _choose(self, ranked: list[_Sentence]) -> list[_Sentence]:
-        """Best first, skipping duplicates; the per-source cap is lifted if it would leave room unused."""
-        chosen: list[_Sentence] = []
+    def _score_pages(self, query: list[str], pages: list[_Page]) -> dict[str, float]:
+        """Each page's relevance (``page.score``, 1.0 for the best); returns the topic terms' IDF weights."""
+        counts = [Counter(t for terms in page.terms for t in terms) for page in pages]
+        lengths = [sum(c.values()) for c in counts]
+        average = sum(lengths) / len(lengths) or 1.0
+        df = Counter(t for c in counts for t in query if c[t])
+        weights = {t: math.log(1 + (len(pages) + 1) / (df[t] + 0.5)) for t in query}
+        total = sum(weights.values())
+        for page, count, length in zip(pages, counts, lengths, strict=True):
+            title = set(_terms(page.source.title))
+            norm = 1.2 * (0.25 + 0.75 * length / average)
+            body = sum(w * count[t] / (count[t] + norm) for t, w in weights.items())
+            page.score = (0.75 * body + 0.25 * sum(w for t, w in weights.items() if t in title)) / total
+        best = max(page.score for page in pages)
+        for page in pages:
+            page.score = page.score / best if best else 0.0
+        return weights
+
+    def _units(self, query: list[str], weights: dict[str, float], pages: list[_Page]) -> list[_Unit]:
+        """The candidates above the floors, each with the sentence before it if it points back."""
+        total = sum(weights.values())
+        scored = []
+        for page in pages:
+            if page.score < self.page_floor:
+                continue
+            for i, (problem, terms) in enumerate(zip(page.problems, page.terms, strict=True)):
+                if problem not in (None, "points back"):
+                    continue
+                coverage = sum(w for t, w in weights.items() if t in terms) / total
+                if coverage <= 0:
+                    continue
+                if problem == "points back":
+                    if i == 0 or page.problems[i - 1] is not None:
+                        continue  # what it points back to is not a sentence that can lead
+                    positions: tuple[int, ...] = (i - 1, i)
+                else:
+                    positions = (i,)
+                scored.append((coverage, page, positions))
+        if not scored:
+            return []
+        floor = max(self.min_coverage, self.sentence_floor * max(c for c, _, _ in scored))
+        units = [
+            _Unit(
+                page.source.rank,
+                positions,
+                coverage * (0.6 + 0.4 * page.score),
+                frozenset().union(*(page.terms[i] for i in positions)),
+                tuple(_shingles(page.sentences[i]) for i in positions),
+            )
+            for coverage, page, positions in scored
+            if coverage >= floor
+        ]
+        units.sort(key=lambda u: (-u.relevance, u.rank, u.positions))
+        return units[:300]
+
+    def _choose(self, units: list[_Unit]) -> list[_Unit]:
+        """Maximal marginal relevance under the per-source cap, then with it lifted; never a near-duplicate."""
+        if not units:
+            return []
+        top = units[0].relevance
+        chosen: list[_Unit] = []
+        taken: dict[int, set[int]] = {}
+        used = 0
         for cap in (self.max_per_source, self.max_sentences):
-            for sentence in ranked:
-                if len(chosen) >= self.max_sentences:
-                    return chosen
-                if sentence in chosen or sum(c.rank == sentence.rank for c in chosen) >= cap:
+            pool = list(units)
+            while pool and used < self.max_sentences:
+                best, best_value = None, -math.inf
+                for unit in pool:
+                    new = [p for p in unit.positions if p not in taken.get(unit.rank, ())]
+                    if not new or used + len(new) > self.max_sentences:
+                        continue
+                    if len(taken.get(unit.rank, ())) + len(new) > cap:
+                        continue
+                    similarity = max((_jaccard(unit.terms, c.terms) for c in chosen), default=0.0)
+                    value = (1 - self.diversity) * unit.relevance / top - self.diversity * similarity
+                    if value > best_value:
+                        best, best_value = unit, value
+                if best is None:
+                    break
+                pool.remove(best)
+                fresh = [
+                    s
+                    for p, s in zip(best.positions, best.shingles, strict=True)
+                    if p not in taken.get(best.rank, ())
+                ]
+                if any(
+                    _containment(s, c) > self.duplicate_overlap
+                    for s in fresh
+                    for other in chosen
+                    for c in other.shingles
+                ):
                     continue
-                if any(_jaccard(sentence.shingles, c.shingles) >= self.duplicate_jaccard for c in chosen):
-                    continue
-                chosen.append(sentence)
+                chosen.append(best)
+                added = set(best.positions) - taken.get(best.rank, set())
+                taken.setdefault(best.rank, set()).update(added)
+                used += len(added)
         return chosen
+
+    @staticmethod
+    def _order(paragraphs: dict[int, set[int]], chosen: list[_Unit], by_rank: dict[int, _Page]) -> list[int]:
+        """The most relevant page first, then each next page the one closest in theme to the one before."""
+        relevance = {rank: max(u.relevance for u in chosen if u.rank == rank) for rank in paragraphs}
+        terms = {
+            rank: frozenset().union(*(by_rank[rank].terms[i] for i in positions))
+            for rank, positions in paragraphs.items()
+        }
+        remaining = sorted(paragraphs, key=lambda r: (-relevance[r] * (1 + by_rank[r].score), r))
+        order = [remaining.pop(0)]
+        top = relevance[order[0]] or 1.0
+        while remaining:
+            last = terms[order[-1]]
+            following = max(remaining, key=lambda r: (0.5 * _jaccard(terms[r], last) + 0.5 * relevance[r] / top, -r))
+            remaining.remove(following)
+            order.append(following)
+        return order
 
 
 class OpenAICompatibleSynthesizer:
@@ -319,17 +647,34 @@ class OpenAICompatibleSynthesizer:
         return content
 
 
+def _cited(group: str) -> list[int]:
+    """The ranks in one citation mark's numbers: "1, 3" -> [1, 3], "2-4" -> [2, 3, 4]."""
+    ranks: list[int] = []
+    for part in re.split(r"\s*(?:[,;]|and)\s*", group.strip()):
+        ends = [int(n) for n in re.split(r"\s*[-–]\s*", part) if n]
+        if len(ends) == 2 and 0 < ends[1] - ends[0] <= 50:
+            ranks.extend(range(ends[0], ends[1] + 1))
+        else:
+            ranks.extend(ends)
+    return ranks
+
+
 def validate_citations(answer: str, given: set[int]) -> str:
-    """The answer's sentences that cite only given sources, as plain text, citations moved to each end."""
+    """The answer's sentences that cite only given sources, as plain text, citations moved to each end.
+
+    A sentence citing any source that was not given is dropped with its citations, so a citation to a
+    row that was not read is never shown; so is a sentence citing nothing.
+    """
     # "Sentence. [1] Next" -> "Sentence [1]. Next": a citation after the full stop belongs to the sentence before it.
-    answer = re.sub(r"([.!?。！？])\s*((?:\[\d+(?:\s*[,;]\s*\d+)*\]\s*)+)", r" \2\1 ", answer)
+    answer = _CITATIONS_AFTER_STOP.sub(lambda m: f" {m.group(2).strip()}{m.group(1)} ", answer)
+    answer = re.sub(r"\*\*|__", "", answer)  # Markdown emphasis: the summary is plain text
     kept = []
     for sentence in (s for line in answer.splitlines() for s in split_sentences(line)):
         sentence = _LIST_MARKER.sub("", sentence)
-        ranks = [int(n) for group in _CITATION.findall(sentence) for n in re.split(r"[,;]", group)]
+        ranks = [rank for group in _CITATION.findall(sentence) for rank in _cited(group)]
         if not ranks or not set(ranks) <= given:
             continue
-        text = _CITATION.sub("", sentence)
+        text = _STRAY_MARK.sub("", _CITATION.sub("", sentence))
         text = re.sub(r"\s+([.!?…。！？,;:])", r"\1", text).strip()
         if _WORD.search(text):
             kept.append(cite(text, list(dict.fromkeys(ranks))))
