@@ -840,3 +840,83 @@ def test_a_change_held_back_by_the_throttle_is_published_when_the_interval_ends(
         tracker.advance()
     assert _eventually(lambda: tracker.done == 7)
     tracker.complete()
+
+
+# --------------------------------------------------------------------------- bad counts (issue 8 item 13)
+
+NAN, INF = float("nan"), float("inf")
+
+
+def assert_unchanged(tracker: ProgressTracker, before: dict[str, Any]) -> None:
+    """The tracker reads as before the bad call, and still works."""
+    after = tracker.get_status()
+    assert {k: v for k, v in after.items() if k not in {"timestamp", "duration", "rate", "eta", "stages"}} == {
+        k: v for k, v in before.items() if k not in {"timestamp", "duration", "rate", "eta", "stages"}
+    }
+    assert [(s["name"], s["state"]) for s in after["stages"]] == [(s["name"], s["state"]) for s in before["stages"]]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "names"),
+    [
+        (lambda t: t.update("x"), TypeError, "done"),
+        (lambda t: t.update(None), TypeError, "done"),
+        (lambda t: t.update(NAN), ValueError, "done"),
+        (lambda t: t.update(INF), ValueError, "done"),
+        (lambda t: t.update(-1), ValueError, "done"),
+        (lambda t: t.update(1, total="10"), TypeError, "total"),
+        (lambda t: t.update(1, total=NAN), ValueError, "total"),
+        (lambda t: t.update(1, total=2.5), ValueError, "total"),
+        (lambda t: t.update(1, total=-3), ValueError, "total"),
+        (lambda t: t.update(1, message=42), TypeError, "message"),
+        (lambda t: t.advance("x"), TypeError, "n"),
+        (lambda t: t.advance(None), TypeError, "n"),
+        (lambda t: t.advance(NAN), ValueError, "n"),
+        (lambda t: t.advance(-INF), ValueError, "n"),
+        (lambda t: t.advance(1j), TypeError, "n"),
+        (lambda t: t.track([1, 2], total="2"), TypeError, "total"),
+        (lambda t: t.track([1, 2], total=NAN), ValueError, "total"),
+        (lambda t: t.progress("searching", message=b"bytes"), TypeError, "message"),
+    ],
+)
+@pytest.mark.parametrize("warm", [False, True], ids=["first call", "after counting"])
+def test_a_bad_count_is_refused_at_the_call_and_changes_nothing(call: Any, error: type, names: str, warm: bool) -> None:
+    tracker = ProgressTracker("op")
+    if warm:  # the thread already has its counter: advance() takes its fast path
+        tracker.progress("searching")
+        tracker.update(0, total=100)
+        for _ in range(3):
+            tracker.advance()
+    before = tracker.get_status()
+    with pytest.raises(error, match=rf"\b{names}\b") as raised:
+        call(tracker)
+    assert "must be" in str(raised.value)
+    assert_unchanged(tracker, before)
+    tracker.advance(2)  # and the tracker still counts
+    tracker.update(tracker.get_status()["done"] + 1)
+    assert tracker.get_status()["done"] == before["done"] + 3
+    assert repr(tracker)
+
+
+def test_a_bad_advance_mid_loop_keeps_the_exact_count() -> None:
+    tracker = ProgressTracker("op", refresh_interval=0)
+    tracker.progress("searching")
+    for number in range(1000):
+        tracker.advance()
+        if number % 97 == 0:
+            with pytest.raises(ValueError, match="n must be a finite number"):
+                tracker.advance(NAN)
+    tracker.complete()
+    assert tracker.get_status()["done"] == 1000 and tracker.done == 1000
+
+
+def test_numpy_style_and_fractional_counts_still_count() -> None:
+    from fractions import Fraction
+
+    tracker = ProgressTracker("op")
+    tracker.progress("searching")
+    tracker.advance(True)
+    tracker.advance(Fraction(1, 2))
+    tracker.advance(0.5)
+    tracker.update(5.0, total=10.0)
+    assert tracker.get_status()["done"] == 5 and tracker.get_status()["total"] == 10

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import uuid
 import weakref
@@ -118,6 +119,31 @@ def _normalise_stages(stages: StageSpec | None) -> tuple[tuple[str, float], ...]
     if any(not 0.0 <= p <= 100.0 for p in percents) or percents != sorted(percents):
         raise ValueError(f"stage percentages must rise from 0 to 100, got {percents}")
     return tuple(pairs)
+
+
+def _number(value: Any, call: str, name: str) -> Any:
+    """``value`` if it is a finite real number, else a TypeError or ValueError that names the parameter."""
+    try:
+        finite = -math.inf < value < math.inf  # False for NaN; TypeError for str, None, complex
+    except (TypeError, ValueError):  # ValueError: an array's ambiguous truth
+        raise TypeError(f"{call}: {name} must be a number of items, got {value!r} ({type(value).__name__})") from None
+    if not finite:
+        raise ValueError(f"{call}: {name} must be a finite number, got {value!r}")
+    return value
+
+
+def _whole(value: Any, call: str, name: str) -> int:
+    """``value`` as an int if it is a whole number >= 0 (2 or 2.0), else an error that names the parameter."""
+    number = _number(value, call, name)
+    if number < 0 or number != int(number):
+        raise ValueError(f"{call}: {name} must be a whole number >= 0, got {value!r}")
+    return int(number)
+
+
+def _text(value: Any, call: str, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{call}: {name} must be a string or None, got {value!r} ({type(value).__name__})")
+    return value
 
 
 class _Guarded:
@@ -434,6 +460,7 @@ class ProgressTracker(traitlets.HasTraits):
 
     def progress(self, stage: str, message: str | None = None, **metadata: Any) -> None:
         """Enter ``stage`` (or stay in it), with an optional message and metadata to record."""
+        _text(message, "progress()", "message")
         with self._lock:
             if self._refuse_if_finished(f"progress({stage!r})"):
                 return
@@ -453,14 +480,23 @@ class ProgressTracker(traitlets.HasTraits):
             self._publish()
 
     def update(self, done: int, total: int | None = None, message: str | None = None) -> None:
-        """Set the count of items done in the current stage (and the total, and a message, if given)."""
+        """Set the count of items done in the current stage (and the total, and a message, if given).
+
+        ``done`` is a number >= 0 (fractions count, the status shows the whole part), ``total`` a whole number.
+        """
+        done = _number(done, "update()", "done")
+        if done < 0:
+            raise ValueError(f"update(): done must be a number >= 0, got {done!r}")
+        if total is not None:
+            total = _whole(total, "update()", "total")
+        _text(message, "update()", "message")
         with self._lock:
             if self._refuse_if_finished("update()"):
                 return
             started = self._start_if_pending()
-            self._offset += int(done) - self._done_now()
+            self._offset += done - self._done_now()
             if total is not None:
-                self._total = int(total)
+                self._total = total
             if message is not None:
                 self._message = message
             if started or total is not None or monotonic() >= self._next_publish:
@@ -471,17 +507,35 @@ class ProgressTracker(traitlets.HasTraits):
     # ----------------------------------------------------------------- counting in hot loops
 
     def advance(self, n: int = 1) -> None:
-        """Count ``n`` more items done in the current stage. Cheap: no lock, publishes at most every refresh_interval."""
+        """Count ``n`` more items done in the current stage. Cheap: no lock, publishes at most every refresh_interval.
+
+        ``n`` is a finite number (fractions count, as in tqdm); anything else raises and counts nothing.
+        """
         counter = self._counters.get(_get_ident())
         if counter is None:
             self._advance_slow(n)
             return
-        counter.count += n
-        if counter.count >= counter.check_at:
-            self._checkpoint(counter)
+        # No type check per call: the sum raises for what is not a number, and the range check that decides when
+        # to look at the clock is False for NaN, infinities and counts that went back, which take the checked path.
+        try:
+            count = counter.count + n
+            if counter.checked_count <= count < counter.check_at:
+                counter.count = count
+                return
+        except (TypeError, ValueError):
+            _number(n, "advance()", "n")
+            raise
+        self._advance_checked(counter, count, n)
+
+    def _advance_checked(self, counter: _Counter, count: Any, n: Any) -> None:
+        """The fast path's rare case: validate ``n`` (the count is stored only if it is a number), then checkpoint."""
+        _number(n, "advance()", "n")
+        counter.count = count
+        self._checkpoint(counter)
 
     def _advance_slow(self, n: int) -> None:
         """advance() of a thread without a counter yet: start the operation if pending, refuse if ended."""
+        _number(n, "advance()", "n")
         with self._lock:
             if self._refuse_if_finished("advance()"):
                 return
@@ -521,6 +575,8 @@ class ProgressTracker(traitlets.HasTraits):
                 total = len(iterable)  # type: ignore[arg-type]
             except TypeError:
                 total = None
+        else:
+            total = _whole(total, "track()", "total")
         counter = self._start_track(total)
         if isinstance(iterable, AsyncIterable):
             return self._track_async(iterable, counter)
