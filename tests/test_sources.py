@@ -407,6 +407,106 @@ async def test_local_files_fetch_reads_only_its_own_folder(tmp_path: Path) -> No
     assert outside.status == "error" and outside.text is None
 
 
+def _folder_with_escapes(root: Path) -> Path:
+    """docs/ with one real note, and links (and a FIFO) that lead out of it or to no regular file."""
+    docs, sibling = root / "docs", root / "sibling"
+    docs.mkdir()
+    sibling.mkdir()
+    (docs / "note.txt").write_text("Owls hunt at night; the passwd file lists the accounts of root.", "utf-8")
+    (sibling / "secret.md").write_text("# Sibling secret\n\nOwls passwd root: the sibling folder's secret.", "utf-8")
+    (docs / "passwd.txt").symlink_to("/etc/passwd")
+    (docs / "environ.txt").symlink_to("/proc/self/environ")
+    (docs / "sibling-secret.md").symlink_to(sibling / "secret.md")
+    (docs / "relative-escape.md").symlink_to(Path("..") / "sibling" / "secret.md")
+    (docs / "sibling-folder").symlink_to(sibling, target_is_directory=True)
+    (docs / "same-note.txt").symlink_to("note.txt")  # inside the folder: the note itself, not a second copy
+    os.mkfifo(docs / "pipe.txt")  # reading it would block forever
+    return docs
+
+
+def _assert_only_inside(hits: list[Hit], docs: Path) -> None:
+    for hit in hits:
+        path = Path(hit.url.removeprefix("file://"))
+        assert path.resolve().is_relative_to(docs) and path.is_file() and not path.is_symlink(), hit.url
+        assert "root:x:0" not in (hit.content or "") and "folder's secret" not in (hit.content or "")
+
+
+async def test_local_files_never_read_outside_their_folder(tmp_path: Path) -> None:
+    docs = _folder_with_escapes(tmp_path)
+    source = LocalFiles(docs)
+
+    hits = await source.search("owls passwd root secret sibling environ", 10, Fetcher())
+
+    _assert_only_inside(hits, docs)
+    assert [hit.url for hit in hits] == [(docs / "note.txt").as_uri()]
+    for escape in ("passwd.txt", "environ.txt", "sibling-secret.md", "relative-escape.md", "pipe.txt",
+                   "sibling-folder/secret.md"):
+        page = await source.fetch(Hit(title="x", url=(docs / escape).as_uri()), Fetcher())
+        assert page.status == "error" and page.text is None, escape
+        assert "root:x:0" not in page.error and "folder's secret" not in page.error
+
+
+async def test_a_file_swapped_for_a_link_after_indexing_is_not_read(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    note = docs / "note.txt"
+    note.write_text("Owls hunt at night; the passwd file lists accounts.", "utf-8")
+    (docs / "other.txt").write_text("Owls nest in barns.", "utf-8")
+    source = LocalFiles(docs)
+    [hit, _] = await source.search("owls passwd", 5, Fetcher())
+
+    note.unlink()
+    note.symlink_to("/etc/passwd")
+    page = await source.fetch(replace(hit, content=None), Fetcher())
+    hits = await source.search("owls passwd root", 5, Fetcher())
+
+    assert page.status == "error" and "outside" in page.error and page.text is None
+    assert [found.url for found in hits] == [(docs / "other.txt").as_uri()]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the link-proof walk needs O_NOFOLLOW and dir_fd (POSIX)")
+def test_a_link_swapped_in_between_the_check_and_the_open_is_refused(tmp_path: Path) -> None:
+    """The resolved path was inside when it was checked; by the open a file and a folder on it are links."""
+    from torq_nb.research.sources.local import open_inside
+
+    class CheckedBeforeTheSwap(type(tmp_path)):  # type: ignore[misc]
+        def resolve(self, strict: bool = False) -> Path:
+            return self
+
+    docs, sibling = tmp_path / "docs", tmp_path / "sibling"
+    docs.mkdir()
+    sibling.mkdir()
+    (sibling / "secret.txt").write_text("the sibling folder's secret", "utf-8")
+    (docs / "note.txt").symlink_to("/etc/passwd")
+    (docs / "sub").symlink_to(sibling, target_is_directory=True)
+    for swapped in (docs / "note.txt", docs / "sub" / "secret.txt"):
+        with pytest.raises(OSError, match="changed since it was checked, or is a link"):
+            open_inside(docs, CheckedBeforeTheSwap(swapped))
+
+
+async def test_local_files_with_names_that_are_not_utf8(tmp_path: Path) -> None:
+    """A name in a legacy encoding (Latin-1 bytes) is shown with U+FFFD; its URL keeps the bytes and reads back."""
+    folder = os.fsencode(tmp_path)
+    with open(os.path.join(folder, b"caf\xe9 notes.md"), "wb") as stream:  # no heading: the name is the title
+        stream.write(b"Espresso beans are roasted before grinding.")
+    os.mkdir(os.path.join(folder, b"r\xe9sum\xe9s"))
+    with open(os.path.join(folder, b"r\xe9sum\xe9s", b"\xff.txt"), "wb") as stream:
+        stream.write(b"Espresso machines need descaling.")
+    source = LocalFiles(os.fsdecode(folder))
+
+    hits = await source.search("espresso", 5, Fetcher())
+
+    assert {"/".join(hit.url.rsplit("/", 2)[-2:]) for hit in hits} == {
+        f"{tmp_path.name}/caf%E9%20notes.md", "r%E9sum%E9s/%FF.txt"}
+    by_name = {hit.url.rsplit("/", 1)[-1]: hit for hit in hits}
+    assert by_name["caf%E9%20notes.md"].title == "caf\ufffd notes"
+    for hit in hits:
+        for text in (hit.title, hit.snippet, hit.content or ""):
+            text.encode("utf-8")  # no lone surrogates: every field can be written anywhere
+        page = await source.fetch(replace(hit, content=None), Fetcher())
+        assert page.status == "ok" and page.text == hit.content
+
+
 @pytest.mark.skipif(not corpus_available(), reason="the shared corpus is not present")
 async def test_local_files_find_corpus_pages_by_their_own_words() -> None:
     """Each page's opening words, as a query, bring that page into the top three."""

@@ -3,6 +3,9 @@ against the query with BM25 (bm25s), and hands back each file's own content, so 
 
 The index of a folder is built once, off the event loop, and kept for the process; a file added, removed
 or modified (size or mtime) is picked up at the next search, re-reading only what changed.
+
+Nothing outside the folder is read: only regular files whose resolved path lies inside it, opened so that a
+symlink swapped in after the check is not followed (see `open_inside`). File names need not be UTF-8.
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import os
 import re
+import stat
 import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
-from urllib.parse import unquote, urlsplit
+from typing import IO, TYPE_CHECKING, ClassVar
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import bm25s
 import charset_normalizer
@@ -108,7 +113,7 @@ class LocalFiles(Source):
         self.path = Path(folder).expanduser().resolve()
 
     def __repr__(self) -> str:
-        return f"LocalFiles({str(self.path)!r})"
+        return f"LocalFiles({shown(self.path)!r})"
 
     async def search(self, query: str, limit: int, fetcher: Fetcher) -> list[Hit]:
         if limit < 1 or not query.strip():
@@ -118,13 +123,13 @@ class LocalFiles(Source):
     async def fetch(self, hit: Hit, fetcher: Fetcher) -> Page:
         """Read a hit's file again (hits normally carry their content, so this is rarely needed)."""
         parts = urlsplit(hit.url)
-        path = Path(unquote(parts.path)).resolve()
-        if parts.scheme != "file" or not path.is_relative_to(self.path):
-            return Page(url=hit.url, status="error", error=f"LocalFiles serves only files under {self.path}.")
+        if parts.scheme != "file":
+            return Page(url=hit.url, status="error", error=f"LocalFiles serves only files under {shown(self.path)}.")
+        path = Path(os.fsdecode(unquote_to_bytes(parts.path)))  # the URL holds the name's bytes, any encoding
         try:
-            raw, content_type = await asyncio.to_thread(_read, path)
+            raw, content_type = await asyncio.to_thread(_read, self.path, path)
         except _READ_ERRORS as error:
-            return Page(url=hit.url, status="error", error=f"cannot read {path}: {error}")
+            return Page(url=hit.url, status="error", error=f"cannot read {shown(path)}: {error}")
         return Page(url=hit.url, status="ok", final_url=hit.url, content_type=content_type, text=raw)
 
     def _search(self, query: str, limit: int) -> list[Hit]:
@@ -139,9 +144,9 @@ class LocalFiles(Source):
                 break
             doc = index.docs[int(position)]
             try:
-                content, _ = _read(doc.path)
-            except _READ_ERRORS as error:  # removed or damaged since the scan
-                log.warning("LocalFiles: skipping %s: %s", doc.path, error)
+                content, _ = _read(self.path, doc.path)
+            except _READ_ERRORS as error:  # removed, replaced or damaged since the scan
+                log.warning("LocalFiles: skipping %s: %s", shown(doc.path), error)
                 continue
             hits.append(
                 Hit(
@@ -158,14 +163,18 @@ class LocalFiles(Source):
 
     def index(self) -> FolderIndex:
         """The folder's index, built or brought up to date as needed (thread-safe; blocking)."""
+        folder = shown(self.path)
         if not self.path.is_dir():
             raise SourceError(
-                f"LocalFiles: the folder {self.path} does not exist (or is not a folder). "
+                f"LocalFiles: the folder {folder} does not exist (or is not a folder). "
                 "Pass the folder that holds your .html, .md or .txt files."
             )
-        stamps = _scan(self.path)
+        stamps, outside = _scan(self.path)
         if not stamps:
-            raise SourceError(f"LocalFiles: no .html, .htm, .md or .txt files (or .gz of them) under {self.path}.")
+            skipped = f" ({outside} skipped: they lead outside the folder)" if outside else ""
+            raise SourceError(
+                f"LocalFiles: no .html, .htm, .md or .txt files (or .gz of them) under {folder}{skipped}."
+            )
         with _BUILD_LOCK:
             previous = _INDEXES.get(self.path)
             if previous is not None and previous.stamps == stamps:
@@ -174,13 +183,13 @@ class LocalFiles(Source):
             docs = [
                 doc
                 for path, stamp in stamps.items()
-                if (doc := _reuse(known.get(path), stamp) or _load(path, stamp)) is not None
+                if (doc := _reuse(known.get(path), stamp) or _load(self.path, path, stamp)) is not None
             ]
             if not docs:
-                raise SourceError(f"LocalFiles: none of the files under {self.path} could be read; see the log.")
+                raise SourceError(f"LocalFiles: none of the files under {folder} could be read; see the log.")
             tokens = tokenize([f"{doc.title}\n" + "\n".join(doc.passages) for doc in docs])
             if not any(tokens):
-                raise SourceError(f"LocalFiles: the files under {self.path} contain no searchable words.")
+                raise SourceError(f"LocalFiles: the files under {folder} contain no searchable words.")
             retriever = bm25s.BM25()
             retriever.index(tokens, show_progress=False)
             index = FolderIndex(stamps=stamps, docs=docs, retriever=retriever)
@@ -188,20 +197,76 @@ class LocalFiles(Source):
             return index
 
 
-def _scan(folder: Path) -> dict[Path, tuple[int, int]]:
-    """Supported files under `folder` (hidden ones skipped) with their (mtime_ns, size), in a stable order."""
+def _scan(folder: Path) -> tuple[dict[Path, tuple[int, int]], int]:
+    """Supported regular files inside `folder` (hidden ones skipped), by resolved path, with their (mtime_ns,
+    size) in a stable order; and how many candidates were skipped because they lead outside the folder.
+
+    A symlink to a file inside the folder stands for that file (indexed once); one that leads out is skipped."""
     stamps: dict[Path, tuple[int, int]] = {}
+    outside = 0
     for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts) or _content_type(path) is None:
+        if _hidden(path, folder) or _content_type(path) is None:
+            continue
+        real = path.resolve()
+        if not real.is_relative_to(folder):
+            log.info("LocalFiles: skipping %s: it leads outside %s", shown(path), shown(folder))
+            outside += 1
             continue
         try:
-            info = path.stat()
+            info = real.stat()
         except OSError:
             continue
-        if path.is_file():
-            stamps[path] = (info.st_mtime_ns, info.st_size)
-    return stamps
+        if stat.S_ISREG(info.st_mode) and not _hidden(real, folder) and _content_type(real) is not None:
+            stamps.setdefault(real, (info.st_mtime_ns, info.st_size))
+    return dict(sorted(stamps.items())), outside
+
+
+def _hidden(path: Path, folder: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
+def shown(path: Path | str) -> str:
+    """A path as text for titles and messages: a name that is not UTF-8 gets U+FFFD, never a lone surrogate
+    (which no file, DataFrame or terminal can take)."""
+    return os.fsencode(path).decode("utf-8", errors="replace")
+
+
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_WALK_BY_DIR_FD = bool(_NO_FOLLOW) and os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+
+
+def open_inside(folder: Path, path: Path) -> IO[bytes]:
+    """Open `path` for reading if it is a regular file whose resolved path lies inside `folder` (resolved).
+
+    Raises ValueError when it leads outside or is no regular file (a FIFO, a device, a folder), OSError when
+    it cannot be opened. Where the system allows (POSIX), the resolved path is opened one component at a time
+    from the folder without following symlinks, so a link swapped in after the check is refused, not followed.
+    """
+    real = path.resolve()
+    if not real.is_relative_to(folder):
+        raise ValueError(f"it leads outside {shown(folder)}; LocalFiles reads only files inside its folder")
+    if _WALK_BY_DIR_FD:
+        parts = real.relative_to(folder).parts
+        if not parts:
+            raise ValueError("it is the folder itself, not a file")
+        directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | _NO_FOLLOW, dir_fd=directory)
+                os.close(directory)
+                directory = inner
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+            fd = os.open(parts[-1], os.O_RDONLY | _NO_FOLLOW | os.O_NONBLOCK, dir_fd=directory)
+        except OSError as error:
+            raise OSError(error.errno, f"{error.strerror} (it changed since it was checked, or is a link)") from None
+        finally:
+            os.close(directory)
+    else:
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError("it is not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def _content_type(path: Path) -> str | None:
@@ -213,13 +278,14 @@ def _reuse(doc: IndexedFile | None, stamp: tuple[int, int]) -> IndexedFile | Non
     return doc if doc is not None and doc.stamp == stamp else None
 
 
-def _read(path: Path) -> tuple[str, str]:
-    """A file's decoded text and content type (gzip undone; UTF-8, else the detected charset)."""
+def _read(folder: Path, path: Path) -> tuple[str, str]:
+    """A file's decoded text and content type (gzip undone; UTF-8, else the detected charset); every read of
+    the source goes through here, and so through `open_inside`."""
     content_type = _content_type(path)
     if content_type is None:
         raise ValueError("not an .html, .htm, .md or .txt file")
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as stream:
+    with open_inside(folder, path) as raw_stream:
+        stream: IO[bytes] = gzip.GzipFile(fileobj=raw_stream) if path.name.lower().endswith(".gz") else raw_stream
         data = stream.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
@@ -230,14 +296,14 @@ def _read(path: Path) -> tuple[str, str]:
         return (str(best) if best is not None else data.decode("latin-1")), content_type
 
 
-def _load(path: Path, stamp: tuple[int, int]) -> IndexedFile | None:
+def _load(folder: Path, path: Path, stamp: tuple[int, int]) -> IndexedFile | None:
     """Read and take apart one file; None (logged) when it cannot be read."""
     try:
-        raw, content_type = _read(path)
+        raw, content_type = _read(folder, path)
     except _READ_ERRORS as error:
-        log.warning("LocalFiles: skipping %s: %s", path, error)
+        log.warning("LocalFiles: skipping %s: %s", shown(path), error)
         return None
-    fallback_title = path.name.split(".")[0].replace("_", " ").replace("-", " ")
+    fallback_title = shown(path.name).split(".")[0].replace("_", " ").replace("-", " ")
     if content_type == "text/html":
         title, passages = _html_parts(raw)
     elif content_type == "text/markdown":
