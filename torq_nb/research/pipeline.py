@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -164,23 +165,27 @@ async def run_research(
     policy: FetchPolicy,
     extractor: Extractor,
     synthesizer: Synthesizer,
+    fetcher: Fetcher | None = None,
 ) -> ResearchResults:
     """Carry out ``run`` and return its results.
 
     A failed search fails the run (the SourceError propagates, the tracker records it); a failed page is
     a row. On cancellation the tracker is marked cancelled and ResearchCancelled carries the partial results.
+    ``fetcher``: an open Fetcher shared with other runs (a batch: one fetch budget, so per-host limits and
+    Retry-After hold across its topics); the run uses it and leaves it open. Without one the run opens its own
+    under ``policy``.
     """
     tracker = run.tracker
     try:
         tracker.progress("initializing", f"{run.depth.name} research on {run.source.name}")
         if run.depth.fetch:  # start the extraction workers while the search runs
             threading.Thread(target=extractor.warm_up, name="torq_nb-extractor-warm-up", daemon=True).start()
-        async with Fetcher(policy) as fetcher:
+        async with nullcontext(fetcher) if fetcher is not None else Fetcher(policy) as active:
             tracker.progress("searching", f"searching {run.source.name} for {run.topic!r}")
-            run.hits = await _search(run, fetcher)
+            run.hits = await _search(run, active)
             tracker.progress("extracting", f"{len(run.hits)} hits")
             if run.depth.fetch:
-                await _read_all(run, fetcher, extractor)
+                await _read_all(run, active, extractor)
             else:
                 run.rows = {rank: _row(rank, hit, "snippet") for rank, hit in enumerate(run.hits, start=1)}
         tracker.progress("synthesizing", "writing the cited summary")
