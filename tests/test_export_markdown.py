@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from html.parser import HTMLParser
 from typing import Any
@@ -26,8 +27,8 @@ def cell_text(nodes: list[dict[str, Any]]) -> str:
             out.append("\n" if re.fullmatch(r"<br\s*/?>", node["raw"]) else node["raw"])
         elif "children" in node:
             out.append(cell_text(node["children"]))
-        else:
-            out.append(node.get("raw", ""))
+        else:  # mistune's tree leaves entities (&lt;) in text; a renderer shows them decoded
+            out.append(html.unescape(node.get("raw", "")) if node["type"] == "text" else node.get("raw", ""))
     return "".join(out)
 
 

@@ -7,6 +7,7 @@ markup, so nothing a notebook or a web page contains can become Typst code.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -97,8 +98,8 @@ class _Converter:
 
     def inline(self, tok: dict[str, Any]) -> list[Node]:
         kind = tok["type"]
-        if kind == "text":
-            return [text(tok["raw"])]
+        if kind == "text":  # mistune leaves entities (&lt;, &amp;, &#36;) in the text: decode them as renderers do
+            return [text(html.unescape(tok["raw"]) if "&" in tok["raw"] else tok["raw"])]
         if kind in ("emphasis", "strong", "strikethrough"):
             return [{"t": {"emphasis": "em", "strong": "strong", "strikethrough": "strike"}[kind],
                      "c": self.inlines(tok["children"])}]

@@ -1,8 +1,10 @@
 """The report notebook: a run as nbformat Markdown cells, the one source of Markdown, HTML and PDF.
 
-Everything that came from a page (titles, snippets, errors, the summary's sentences) is escaped so
-that it stays text: no Markdown, HTML, math or table syntax from a page reaches a renderer. The
-escaping is done with Polars expressions over whole columns, so 10,000 rows take milliseconds.
+Everything that came from a page (titles, snippets, errors, the summary's sentences) arrives as plain
+text and is escaped here, once, by ``torq_nb.export.text``: no Markdown, HTML, math, autolink or table
+syntax from a page reaches a renderer. Each value is bounded first (``text.clip``), since every
+document lays it out; the tables keep full values. The escaping is done with Polars expressions over
+whole columns, so 10,000 rows take milliseconds.
 """
 
 from __future__ import annotations
@@ -19,10 +21,19 @@ import polars as pl
 from torq_nb.export.atomic import write_text
 from torq_nb.export.data import ExportInput, RunData, normalize
 from torq_nb.export.mdtree import TALL_CHARS, TALL_LINES, column_width, tree_metadata
+from torq_nb.export.text import (
+    CELL_CHARS,
+    SUMMARY_CHARS,
+    TITLE_CHARS,
+    URL_CHARS,
+    clip,
+    clip_expr,
+    md_block_start,
+    md_expr,
+    md_text,
+    summary_paragraphs,
+)
 
-#: Characters that start Markdown, HTML, entity, math or table syntax inline; each gets a backslash.
-_MD_SPECIAL = r"([\\`*_\[\]<>#|~$&!])"
-_CITATION = re.compile(r"\[(\d+)\]")
 _ANCHOR_PREFIX = "source-"
 #: Only these schemes become links; anything else (javascript:, data:, file:) stays text.
 _LINK_SCHEME = r"^(?i)(https?|ftp)://\S|^(?i)mailto:\S"
@@ -38,21 +49,23 @@ def _one_line(col: pl.Expr) -> pl.Expr:
 
 def _text(col: pl.Expr) -> pl.Expr:
     """Inline Markdown text that renders literally; line breaks become spaces; null becomes ''."""
-    return _one_line(col).fill_null("").str.replace_all(_MD_SPECIAL, r"\$1")
+    return md_expr(_one_line(col).fill_null(""))
 
 
 def _cell(col: pl.Expr) -> pl.Expr:
     """A GFM table cell: escaped text with line breaks as ``<br>``."""
-    escaped = col.cast(pl.String).fill_null("").str.replace_all(r"\r\n|\r", "\n").str.replace_all(_MD_SPECIAL, r"\$1")
+    escaped = md_expr(col.cast(pl.String).fill_null("").str.replace_all(r"\r\n|\r", "\n"))
     return escaped.str.replace_all("\n", "<br>", literal=True)
 
 
 def _url(col: pl.Expr) -> pl.Expr:
-    """A link destination, percent-encoded where Markdown needs it; null unless http(s), ftp or mailto."""
+    """A link destination, percent-encoded where Markdown needs it; null unless http(s), ftp or mailto
+    and at most ``URL_CHARS`` long (a longer URL is shown, clipped, but not linked)."""
     url = col.cast(pl.String).str.strip_chars().str.replace_all(r"[\x00-\x1f\x7f]", "")
     for char, code in _URL_ESCAPES.items():
         url = url.str.replace_all(char, code, literal=True)
-    return pl.when(url.str.contains(_LINK_SCHEME)).then(url)
+    url = url.str.replace_all("&", "&amp;", literal=True)  # a destination's entities are decoded: keep & as &
+    return pl.when(url.str.contains(_LINK_SCHEME) & (url.str.len_chars() <= URL_CHARS)).then(url)
 
 
 def _with_target(label: pl.Expr, target: pl.Expr) -> pl.Expr:
@@ -65,9 +78,9 @@ def _one(expr: pl.Expr, value: Any) -> str:
     return str(pl.DataFrame({"v": [None if value is None else str(value)]}, schema={"v": pl.String}).select(expr).item())
 
 
-def md_text(value: Any) -> str:
+def md_line(value: Any) -> str:
     """``value`` as inline Markdown text that renders literally; line breaks become spaces."""
-    return _one(_text(pl.col("v")), value)
+    return md_text(re.sub(r"\r\n|\r|\n", " ", str(value)))
 
 
 def md_cell(value: Any) -> str:
@@ -81,19 +94,18 @@ def anchor(rank: int) -> str:
 
 
 def md_summary(summary: str, ranks: set[int]) -> str:
-    """The summary as escaped Markdown, paragraphs kept, each known ``[n]`` a link to its source."""
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", summary.replace("\r\n", "\n")) if p.strip()]
+    """The plain-text summary (bounded) as escaped Markdown, paragraphs kept, each known ``[n]`` a link to its source."""
     out = []
-    for paragraph in paragraphs:
+    for paragraph in summary_paragraphs(clip(summary, SUMMARY_CHARS)):
         pieces = []
-        for i, part in enumerate(_CITATION.split(paragraph)):
-            if i % 2 == 0:
-                pieces.append(md_text(part) if part else "")
-            elif int(part) in ranks:
-                pieces.append(f"[\\[{part}\\]](#{anchor(int(part))})")
+        for part in paragraph:
+            if isinstance(part, str):
+                pieces.append(md_line(part))
+            elif part in ranks:
+                pieces.append(f"[\\[{part}\\]](#{anchor(part)})")
             else:
                 pieces.append(f"\\[{part}\\]")
-        out.append("".join(pieces))
+        out.append(md_block_start("".join(pieces)))
     return "\n\n".join(out)
 
 
@@ -104,17 +116,22 @@ def _duration(seconds: float | None) -> str:
     return f"{int(minutes)} min {secs:.0f} s" if minutes else f"{secs:.1f} s"
 
 
+def title(run: RunData) -> str:
+    """The report's title, bounded: it heads the document and every PDF page."""
+    return f"Research: {clip(run.topic, TITLE_CHARS)}" if run.topic else run.title
+
+
 def _header(run: RunData) -> str:
     fields = [
-        ("Topic", md_text(run.topic) if run.topic else ""),
-        ("Depth", md_text(run.depth) if run.depth else ""),
-        ("Source", md_text(run.source) if run.source else ""),
-        ("Date", md_text(run.date) if run.date else ""),
+        ("Topic", md_line(clip(run.topic, CELL_CHARS)) if run.topic else ""),
+        ("Depth", md_line(clip(run.depth, TITLE_CHARS)) if run.depth else ""),
+        ("Source", md_line(clip(run.source, TITLE_CHARS)) if run.source else ""),
+        ("Date", md_line(clip(run.date, TITLE_CHARS)) if run.date else ""),
         ("Duration", _duration(run.duration)),
         ("Pages", f"{run.df.height} results: {run.count('ok')} fetched, {run.count('error')} failed"),
     ]
     lines = [f"- **{name}:** {value}" for name, value in fields if value]
-    return f"# {md_text(run.title)}\n\n" + "\n".join(lines)
+    return f"# {md_line(title(run))}\n\n" + "\n".join(lines)
 
 
 #: The results table's columns, in order, when the table has them: (column, heading, right-aligned).
@@ -143,21 +160,23 @@ def _plain(col: pl.Expr) -> pl.Expr:
 
 
 def _label(df: pl.DataFrame, fallback: str) -> pl.Expr:
-    """A row's title (or its URL, or ``fallback``) on one line."""
-    return _one_line(pl.coalesce(_col(df, "title"), _col(df, "url"), pl.lit(fallback)))
+    """A row's title (or its URL, or ``fallback``) on one line, bounded."""
+    return clip_expr(_one_line(pl.coalesce(_col(df, "title"), _col(df, "url"), pl.lit(fallback))), TITLE_CHARS)
 
 
 class _Table:
     """A table's text, unescaped, one column per shown column plus its link targets.
 
-    The Markdown escapes it; the PDF's tree (``mdtree`` nodes) takes it as it is.
+    The Markdown escapes it; the PDF's tree (``mdtree`` nodes) takes it as it is. Every cell is bounded
+    here (``CELL_CHARS``; the link column's own expression bounds it), so no document lays out more.
     """
 
     def __init__(self, df: pl.DataFrame, columns: list[tuple[pl.Expr, str, bool]], link_column: int, url: pl.Expr) -> None:
         self.heads = [head for _, head, _ in columns]
         self.right = [right for *_, right in columns]
         self.link_column = link_column
-        self.frame = df.select(*(expr.alias(f"c{i}") for i, (expr, _, _) in enumerate(columns)), _url(url).alias("target"))
+        cells = (expr if i == link_column else clip_expr(expr, CELL_CHARS) for i, (expr, _, _) in enumerate(columns))
+        self.frame = df.select(*(expr.alias(f"c{i}") for i, expr in enumerate(cells)), _url(url).alias("target"))
 
     def markdown(self) -> str:
         cells = [_text(pl.col(f"c{i}")) if i == self.link_column else _cell(pl.col(f"c{i}")) for i in range(len(self.heads))]
@@ -174,7 +193,7 @@ class _Table:
         cells = [_linked(c, pl.col("target")) if i == self.link_column else _json(c) for i, c in enumerate(texts)]
         rows = self.frame.select(pl.concat_str([pl.lit("["), pl.concat_str(cells, separator=","), pl.lit("]")]))
         sample = self.frame.head(500).select(c.sort_by(c.str.len_chars(), descending=True).first() for c in texts).row(0)
-        longest = [max(h, s or "", key=len) for h, s in zip(self.heads, sample)]
+        longest = [max(h, s or "", key=len) for h, s in zip(self.heads, sample, strict=True)]
         tall = self.frame.select(pl.arg_where(pl.any_horizontal(
             (c.str.len_chars() > TALL_CHARS) | (c.str.count_matches("\n", literal=True) > TALL_LINES) for c in texts)))
         node = {"t": "table", "head": self.heads, "widths": [column_width(s) for s in longest],
@@ -216,7 +235,7 @@ def _results(df: pl.DataFrame) -> _Table:
 
 def _failures(df: pl.DataFrame) -> _Table:
     url = _col(df, "url")
-    return _Table(df, [(_rank(df).cast(pl.String), "#", True), (_one_line(url).fill_null(""), "URL", False),
+    return _Table(df, [(_rank(df).cast(pl.String), "#", True), (clip_expr(_one_line(url), URL_CHARS).fill_null(""), "URL", False),
                        (_plain(_col(df, "http_status")), "HTTP", True), (_plain(_col(df, "error")), "Reason", False)], 1, url)
 
 
@@ -224,7 +243,8 @@ def _sources(df: pl.DataFrame) -> tuple[str, str]:
     """The numbered source list, each item the target of its citations: Markdown and tree."""
     url = _col(df, "url")
     frame = df.select(_rank(df).cast(pl.String).alias("rank"), _label(df, "untitled").alias("title"),
-                      _one_line(_col(df, "domain")).fill_null("").alias("domain"), _one_line(url).alias("url"),
+                      clip_expr(_one_line(_col(df, "domain")), TITLE_CHARS).fill_null("").alias("domain"),
+                      clip_expr(_one_line(url), URL_CHARS).alias("url"),
                       _url(url).alias("target"))
     rank = pl.col("rank")
     domain = pl.when(pl.col("domain") != "").then(pl.lit(" — ") + _text(pl.col("domain"))).otherwise(pl.lit(""))
@@ -271,7 +291,7 @@ def build_report(results: ExportInput | RunData) -> nbformat.NotebookNode:
         table = _failures(failed)
         nb.cells.append(_cell_with_tree("Appendix: failed pages", table.markdown(), table.tree()))
 
-    nb.metadata["title"] = run.title
+    nb.metadata["title"] = title(run)
     nb.metadata["torq_nb"] = {"report": True, "topic": run.topic, "operation_id": run.operation_id}
     return nb
 

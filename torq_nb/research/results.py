@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
-import mistune
 import polars as pl
 
 from torq_nb.progress.models import ProgressStatus
@@ -36,16 +34,6 @@ SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-_markdown = mistune.create_markdown(escape=True)  # raw HTML in the summary is shown as text
-
-
-def _link(text: str, url: str) -> str:
-    """An escaped link for web URLs; other schemes (file:, javascript:) stay plain text."""
-    if url.startswith(("http://", "https://")):
-        return f"<a href='{escape(url, quote=True)}' target='_blank' rel='noopener noreferrer'>{escape(text)}</a>"
-    return escape(text)
-
-
 def empty_frame() -> pl.DataFrame:
     """A results table with the documented schema and no rows."""
     return pl.DataFrame(schema=SCHEMA)
@@ -55,8 +43,9 @@ def empty_frame() -> pl.DataFrame:
 class ResearchResults:
     """Everything a research run produced.
 
-    ``df`` has one row per search hit (see ``SCHEMA``); ``summary`` is Markdown whose every
-    sentence cites ``[n]``, the ``rank`` of the row it came from.
+    ``df`` has one row per search hit (see ``SCHEMA``); ``summary`` is plain text (nothing escaped:
+    each export escapes it for its format) whose every sentence cites ``[n]``, the ``rank`` of the row
+    it came from.
     """
 
     topic: str
@@ -98,24 +87,36 @@ class ResearchResults:
         }
 
     def _repr_html_(self) -> str:
-        """The notebook view: counts, the cited summary and the sources table. Page text stays text."""
+        """The notebook view: counts, the cited summary and the sources table. Page text stays text
+        (escaped by ``torq_nb.export.text``, as every export is) and is bounded as in the report."""
+        from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, URL_CHARS, clip, html_text, summary_html
+
+        def link(text: str, url: str | None) -> str:
+            label = html_text(clip(text, TITLE_CHARS))
+            if url and url.startswith(("http://", "https://")) and len(url) <= URL_CHARS:
+                return f"<a href='{html_text(url)}' target='_blank' rel='noopener noreferrer'>{label}</a>"
+            return label
+
+        def cell(value: Any) -> str:
+            return html_text(clip(str(value), CELL_CHARS)) if value is not None else ""
+
         counts = {status: self.df.filter(pl.col("status") == status).height for status in ("ok", "error", "snippet", "cancelled")}
         state = self.progress.state if self.progress else "complete"
         facts = [f"{self.df.height} hits", f"{counts['ok']} read", f"{counts['error']} failed"]
         facts += [f"{counts[s]} {s}" for s in ("snippet", "cancelled") if counts[s]]
         rows = "".join(
             "<tr>"
-            f"<td>{row['rank']}</td><td>{_link(row['title'] or row['url'], row['url'])}</td>"
-            f"<td>{escape(row['domain'] or '')}</td><td>{escape(row['status'])}</td>"
+            f"<td>{row['rank']}</td><td>{link(row['title'] or row['url'] or '', row['url'])}</td>"
+            f"<td>{cell(row['domain'])}</td><td>{cell(row['status'])}</td>"
             f"<td style='text-align:right'>{row['word_count'] if row['word_count'] is not None else ''}</td>"
-            f"<td>{escape(row['error'] or '')}</td>"
+            f"<td>{cell(row['error'])}</td>"
             "</tr>"
             for row in self.df.select("rank", "title", "url", "domain", "status", "word_count", "error").iter_rows(named=True)
         )
         return (
-            f"<div class='torq-results'><h3>Research: {escape(self.topic)}</h3>"
-            f"<p><small>{escape(self.depth)} · {escape(self.source)} · {escape(state)} · {' · '.join(facts)}</small></p>"
-            f"{_markdown(self.summary)}"
+            f"<div class='torq-results'><h3>Research: {html_text(clip(self.topic, TITLE_CHARS))}</h3>"
+            f"<p><small>{cell(self.depth)} · {cell(self.source)} · {cell(state)} · {' · '.join(facts)}</small></p>"
+            f"{summary_html(self.summary)}"
             "<table><thead><tr><th>#</th><th>title</th><th>domain</th><th>status</th><th>words</th><th>error</th>"
             f"</tr></thead><tbody>{rows}</tbody></table>"
             "<p><small>The full table is <code>.df</code> (Polars); <code>.export(path)</code> writes a report.</small></p></div>"

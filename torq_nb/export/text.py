@@ -1,0 +1,103 @@
+"""Outside text on its way into a document: escaped once, for the format being written, and bounded.
+
+Page text (titles, snippets, URLs, errors, the summary's sentences, the topic) reaches every export
+as plain text. Each writer escapes it here, exactly once, where it writes its format:
+
+- Markdown (the report notebook, hence the .md, the .html and the PDF): ``md_text`` and friends, or
+  the column expression ``md_expr``. ``&``, ``<`` and ``>`` become entities, so no renderer ever sees
+  a tag; other Markdown punctuation gets a backslash; and the ``:`` of ``://`` and the ``.`` of
+  ``www.`` are escaped, so that GFM autolinks cannot start in page text (an autolink swallows a
+  backslash next to it, which would show as ``\\$`` or, before entities, let ``<img ...>`` through).
+- HTML (the results card): ``html_text`` and ``summary_html``.
+- Typst needs no escaping: text goes in as JSON data through ``sys_inputs``.
+
+Documents lay text out, so each value is first bounded (``clip``/``clip_expr``): a 1 MB title would
+cost a layout engine gigabytes. The tables (CSV, JSON, Parquet) keep every value in full.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import polars as pl
+
+#: At most this many characters of one title, heading or label reach a document.
+TITLE_CHARS = 300
+#: At most this many characters of one table cell, metadata value or list item reach a document.
+CELL_CHARS = 2_000
+#: At most this many characters of the summary reach a document.
+SUMMARY_CHARS = 50_000
+#: A URL longer than this is shown (clipped) but not linked: Typst refuses links over 8,000 bytes.
+URL_CHARS = 2_048
+
+_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
+#: Markdown punctuation that gets a backslash (``<``, ``>`` and ``&`` are entities instead).
+_MD_PUNCT = r"([\\`*_\[\]#|~$!])"
+#: Autolink starts in GFM: a scheme's ``://`` and ``www.``; their ``:`` or ``.`` is escaped.
+_WWW = r"(?i)(www)\."
+#: At the start of a paragraph these would begin a list, a thematic break or an ordered list.
+_BLOCK_START = re.compile(r"^([-+=])|^(\d+)([.)])")
+_CITATION = re.compile(r"\[(\d+)\]")
+
+
+def truncation_mark(length: int) -> str:
+    """What follows the kept part of a clipped text: says that it was cut and how long it was."""
+    return f"… [truncated from {length:,} characters]"
+
+
+def clip(value: str, limit: int) -> str:
+    """``value`` if it has at most ``limit`` characters, else its first ``limit`` and the truncation mark."""
+    return value if len(value) <= limit else value[:limit] + truncation_mark(len(value))
+
+
+def clip_expr(col: pl.Expr, limit: int) -> pl.Expr:
+    """``clip`` over a String column (null stays null)."""
+    length = col.str.len_chars()
+    mark = pl.lit("… [truncated from ") + length.cast(pl.String) + pl.lit(" characters]")
+    return pl.when(length > limit).then(col.str.slice(0, limit) + mark).otherwise(col)
+
+
+def md_expr(col: pl.Expr) -> pl.Expr:
+    """A String column as inline Markdown that every renderer (GFM, mistune, the PDF's) shows literally."""
+    for char, entity in _ENTITIES:
+        col = col.str.replace_all(char, entity, literal=True)
+    col = col.str.replace_all(_MD_PUNCT, r"\$1").str.replace_all("://", r"\://", literal=True)
+    return col.str.replace_all(_WWW, r"$1\.")
+
+
+def md_text(value: Any) -> str:
+    """``value`` as inline Markdown that renders literally: the scalar form of ``md_expr``.
+
+    Line breaks are kept; callers that write one line replace them (a table cell uses ``<br>``).
+    """
+    text = str(value)
+    for char, entity in _ENTITIES:
+        text = text.replace(char, entity)
+    text = re.sub(_MD_PUNCT, r"\\\1", text).replace("://", r"\://")
+    return re.sub(_WWW, r"\1\\.", text)
+
+
+def md_block_start(markdown: str) -> str:
+    """A line of escaped Markdown (``md_text``) made safe to start a paragraph: a leading ``-``, ``+``,
+    ``=`` or ``1.``/``1)`` (a list, a thematic break) gets a backslash too."""
+    return _BLOCK_START.sub(lambda m: "\\" + m.group(1) if m.group(1) else m.group(2) + "\\" + m.group(3), markdown)
+
+
+def summary_paragraphs(summary: str) -> list[list[str | int]]:
+    """The summary's paragraphs (split at blank lines), each a list of text pieces and citation numbers."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", summary.replace("\r\n", "\n")) if p.strip()]
+    return [[int(part) if i % 2 else part for i, part in enumerate(_CITATION.split(p)) if part] for p in paragraphs]
+
+
+def html_text(value: Any) -> str:
+    """``value`` as HTML text (or an attribute value): ``&``, ``<``, ``>`` and quotes as entities."""
+    return html.escape(str(value), quote=True)
+
+
+def summary_html(summary: str) -> str:
+    """The plain-text summary as HTML paragraphs of escaped text, its ``[n]`` citations kept as text."""
+    return "".join(
+        "<p>" + "".join(f"[{piece}]" if isinstance(piece, int) else html_text(piece) for piece in paragraph) + "</p>"
+        for paragraph in summary_paragraphs(clip(summary, SUMMARY_CHARS)))
