@@ -12,10 +12,11 @@ bind these functions to those names for good (``from torq_nb.research.sources im
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
     from torq_nb.export.data import ExportInput
@@ -37,16 +38,23 @@ DepthName = Literal["quick", "standard", "deep"]
 #: Receives every published status of a run as a dict (``ProgressTracker.get_status()``).
 ProgressCallback = Callable[[dict[str, Any]], object]
 
-
-def _provider(source: str | Source | None, policy: FetchPolicy | None, allow_private_networks: bool | None,
-              synthesizer: Synthesizer | None, source_options: dict[str, Any]) -> WebSearchProvider:
-    from torq_nb.research.provider import WebSearchProvider
-
-    return WebSearchProvider(source, policy=policy, allow_private_networks=allow_private_networks,
-                             synthesizer=synthesizer, **source_options)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def research(
+def _takes_parameters_of(model: Callable[P, object]) -> Callable[[Callable[..., R]], Callable[P, R]]:
+    """Give the decorated function ``model``'s parameters, for type checkers and for help()/IPython's ``?``:
+    the research functions share one declaration of their parameters."""
+
+    def give(function: Callable[..., R]) -> Callable[P, R]:
+        returns = inspect.signature(function).return_annotation
+        function.__signature__ = inspect.signature(model).replace(return_annotation=returns)  # type: ignore[attr-defined]
+        return function
+
+    return give
+
+
+def _request(
     topic: str,
     depth: DepthName = "standard",
     source: str | Source | None = None,
@@ -57,7 +65,18 @@ def research(
     allow_private_networks: bool | None = None,
     synthesizer: Synthesizer | None = None,
     **source_options: Any,
-) -> ResearchResults:
+) -> tuple[WebSearchProvider, dict[str, Any]]:
+    """The parameters of every research function (documented on ``research``): the provider they build
+    (WebSearchProvider validates them) and the arguments of the run."""
+    from torq_nb.research.provider import WebSearchProvider
+
+    provider = WebSearchProvider(source, policy=policy, allow_private_networks=allow_private_networks,
+                                 synthesizer=synthesizer, **source_options)
+    return provider, {"topic": topic, "depth": depth, "progress_callback": progress_callback, "display": display}
+
+
+@_takes_parameters_of(_request)
+def research(*args: Any, **kwargs: Any) -> ResearchResults:
     """Research ``topic`` and return its results; works in a notebook cell and in a script.
 
     ``depth``: "quick" (top 5 snippets, nothing fetched), "standard" (top 10 pages read) or "deep" (three
@@ -73,55 +92,34 @@ def research(
     """
     from torq_nb.research.sources import SourceError
 
-    job = _provider(source, policy, allow_private_networks, synthesizer, source_options).start(
-        topic, depth, progress_callback, display=display
-    )
+    provider, run = _request(*args, **kwargs)
+    job = provider.start(**run)
     try:
         return job.wait_interruptibly()
     except SourceError as expected:  # says what happened and what to try: the library's frames add nothing
         raise expected.with_traceback(None) from None
 
 
-async def aresearch(
-    topic: str,
-    depth: DepthName = "standard",
-    source: str | Source | None = None,
-    *,
-    display: bool = True,
-    progress_callback: ProgressCallback | None = None,
-    policy: FetchPolicy | None = None,
-    allow_private_networks: bool | None = None,
-    synthesizer: Synthesizer | None = None,
-    **source_options: Any,
-) -> ResearchResults:
+@_takes_parameters_of(_request)
+async def aresearch(*args: Any, **kwargs: Any) -> ResearchResults:
     """``research`` for async code, with the same parameters: ``results = await torq_nb.aresearch("topic")``.
 
     Cancelling the awaiting task raises ResearchCancelled with the partial results.
     """
-    provider = _provider(source, policy, allow_private_networks, synthesizer, source_options)
-    return await provider.research_topic_with_progress(topic, depth, progress_callback, display=display)
+    provider, run = _request(*args, **kwargs)
+    return await provider.research_topic_with_progress(**run)
 
 
-def start_research(
-    topic: str,
-    depth: DepthName = "standard",
-    source: str | Source | None = None,
-    *,
-    display: bool = True,
-    progress_callback: ProgressCallback | None = None,
-    policy: FetchPolicy | None = None,
-    allow_private_networks: bool | None = None,
-    synthesizer: Synthesizer | None = None,
-    **source_options: Any,
-) -> ResearchJob:
+@_takes_parameters_of(_request)
+def start_research(*args: Any, **kwargs: Any) -> ResearchJob:
     """Start a run in the background, with the same parameters as ``research``; return its job at once.
 
     Displayed, the job is the live widget with a Cancel button; ``job.cancel()``, ``job.result()`` and
     ``job.partial_results`` work from any cell. The button works because the cell is not busy: a kernel
     handles no click while a cell runs.
     """
-    provider = _provider(source, policy, allow_private_networks, synthesizer, source_options)
-    return provider.start(topic, depth, progress_callback, display=display)
+    provider, run = _request(*args, **kwargs)
+    return provider.start(**run)
 
 
 def export(
