@@ -394,12 +394,66 @@ async def test_fetch_outside_the_context_is_a_programming_error() -> None:
 
 
 def test_policy_rejects_nonsense_values() -> None:
-    with pytest.raises(ValueError, match="per_host must be positive"):
+    with pytest.raises(ValueError, match="per_host must be a whole number of at least 1"):
         FetchPolicy(per_host=0)
-    with pytest.raises(ValueError, match="deadline must be positive"):
+    with pytest.raises(ValueError, match="deadline must be a finite number of seconds above 0, or None"):
         FetchPolicy(deadline=0)
-    with pytest.raises(TypeError, match="content_types must be a tuple"):
+    with pytest.raises(TypeError, match="content_types must be a tuple of media types"):
         FetchPolicy(content_types="text/html")  # type: ignore[arg-type]
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "says"),
+    [
+        ({"connect_timeout": NAN}, ValueError, "connect_timeout must be a finite number of seconds above 0, got nan"),
+        ({"read_timeout": INF}, ValueError, "read_timeout must be a finite number of seconds above 0, got inf"),
+        ({"total_timeout": -1}, ValueError, "total_timeout must be a finite number of seconds above 0, got -1"),
+        ({"connect_timeout": None}, TypeError, "connect_timeout must be a number of seconds, got None"),
+        ({"read_timeout": "20"}, TypeError, "read_timeout must be a number of seconds, got '20'"),
+        ({"deadline": NAN}, ValueError, "deadline must be a finite number of seconds above 0, or None"),
+        ({"deadline": INF}, ValueError, "or None for no deadline, got inf"),
+        ({"deadline": -5}, ValueError, "deadline must be a finite number of seconds above 0, or None"),
+        ({"deadline": "60"}, TypeError, "deadline must be a number of seconds or None, got '60'"),
+        ({"backoff": NAN}, ValueError, "backoff must be a finite number of seconds, 0 or more, got nan"),
+        ({"max_retry_after": -0.5}, ValueError, "max_retry_after must be a finite number of seconds, 0 or more"),
+        ({"retries": 1.5}, TypeError, "retries must be a whole number of 0 or more, got 1.5"),
+        ({"retries": "3"}, TypeError, "retries must be a whole number of 0 or more, got '3'"),
+        ({"retries": True}, TypeError, "retries must be a whole number of 0 or more, got True"),
+        ({"retries": -1}, ValueError, "retries must be a whole number of 0 or more, got -1"),
+        ({"max_redirects": 2.5}, TypeError, "max_redirects must be a whole number of 0 or more, got 2.5"),
+        ({"concurrency": 0}, ValueError, "concurrency must be a whole number of at least 1, got 0"),
+        ({"max_bytes": 1e6}, TypeError, "max_bytes must be a whole number of at least 1, got 1000000.0"),
+        ({"content_types": ()}, ValueError, "content_types must name at least one media type"),
+        ({"content_types": ("text/html", 3)}, TypeError, "content_types must be a tuple of media types"),
+        ({"obey_robots": "yes"}, TypeError, "obey_robots must be True or False, got 'yes'"),
+        ({"allow_private_networks": 1}, TypeError, "allow_private_networks must be True or False, got 1"),
+        ({"user_agent": ""}, ValueError, "user_agent must be a non-empty string on one line"),
+        ({"user_agent": "bot\r\nX-Evil: 1"}, ValueError, "user_agent must be a non-empty string on one line"),
+    ],
+)
+def test_policy_errors_name_the_field_and_the_fix(options: dict[str, Any], error: type[Exception], says: str) -> None:
+    with pytest.raises(error) as raised:
+        FetchPolicy(**options)
+    message = str(raised.value)
+    assert message.startswith("FetchPolicy: ") and says in message
+    [name] = options
+    assert f"for example FetchPolicy({name}=" in message  # the fix, in the call's own words
+
+
+def test_policy_accepts_what_the_fields_say() -> None:
+    policy = FetchPolicy(retries=0, max_redirects=0, backoff=0, deadline=None, content_types=["text/html"],
+                         connect_timeout=1, total_timeout=0.5)
+    assert policy.content_types == ("text/html",) and policy.deadline is None
+    assert hash(policy) == hash(FetchPolicy(retries=0, max_redirects=0, backoff=0, content_types=("text/html",),
+                                            connect_timeout=1, total_timeout=0.5))
+
+
+def test_a_fetcher_needs_a_fetch_policy() -> None:
+    with pytest.raises(TypeError, match=r"Fetcher\(policy\) takes a FetchPolicy, got 'fast'"):
+        Fetcher("fast")  # type: ignore[arg-type]
 
 
 # --- decoding and header parsing (pure functions) -----------------------------------------------------

@@ -260,8 +260,9 @@ with serve_in_thread(FaultServer()) as server:
     results = torq_nb.research("page", source=ListedHits(urls), allow_private_networks=True, display=False)
 print(json.dumps([[row["url"], row["status"], row["error"]] for row in results.df.iter_rows(named=True)]))
 """
-    from netns import run_isolated
     import json
+
+    from netns import run_isolated
     rows = json.loads(run_isolated(script))
     assert rows[0][1] == "ok"
     assert len(rows) == 4

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import dataclasses
 import email.utils
+import math
+import numbers
 import os
 import random
 import re
@@ -83,6 +86,9 @@ class FetchPolicy:
             addresses (intranets, test servers). Defaults to the TORQ_NB_ALLOW_PRIVATE_NETWORKS
             environment variable, read when the policy is created; an explicit argument wins.
         user_agent: the User-Agent header sent with every request.
+
+    Every field is checked when the policy is made: a wrong type or value raises TypeError or ValueError at
+    once, naming the field and giving a value that works.
     """
 
     concurrency: int = 16
@@ -108,17 +114,57 @@ class FetchPolicy:
     user_agent: str = DEFAULT_USER_AGENT
 
     def __post_init__(self) -> None:
-        positive = ("concurrency", "per_host", "connect_timeout", "read_timeout", "total_timeout", "max_bytes")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"FetchPolicy.{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("retries", "backoff", "max_retry_after", "max_redirects"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"FetchPolicy.{name} must not be negative, got {getattr(self, name)!r}")
-        if self.deadline is not None and self.deadline <= 0:
-            raise ValueError(f"FetchPolicy.deadline must be positive or None, got {self.deadline!r}")
-        if isinstance(self.content_types, str):
-            raise TypeError("FetchPolicy.content_types must be a tuple of media types, not one string")
+        for name, least in _COUNTS.items():
+            value = getattr(self, name)
+            kind = "a whole number of at least 1" if least else "a whole number of 0 or more"
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(self._problem(name, f"must be {kind}, got {value!r}"))
+            if value < least:
+                raise ValueError(self._problem(name, f"must be {kind}, got {value!r}"))
+            object.__setattr__(self, name, int(value))
+        for name, positive in _SECONDS.items():
+            value = getattr(self, name)
+            kind = " above 0" if positive else ", 0 or more"
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                bounded = ": every request is bounded in time" if value is None else ""
+                raise TypeError(self._problem(name, f"must be a number of seconds, got {value!r}{bounded}"))
+            if not math.isfinite(value) or value < 0 or (positive and value == 0):
+                raise ValueError(self._problem(name, f"must be a finite number of seconds{kind}, got {value!r}"))
+        if self.deadline is not None:
+            if isinstance(self.deadline, bool) or not isinstance(self.deadline, numbers.Real):
+                raise TypeError(self._problem("deadline", f"must be a number of seconds or None, got {self.deadline!r}"))
+            if not math.isfinite(self.deadline) or self.deadline <= 0:
+                raise ValueError(self._problem(
+                    "deadline", f"must be a finite number of seconds above 0, or None for no deadline, got {self.deadline!r}"
+                ))
+        types = self.content_types
+        if isinstance(types, str) or not isinstance(types, (tuple, list)) or not all(isinstance(t, str) for t in types):
+            raise TypeError(self._problem("content_types", f"must be a tuple of media types, got {types!r}"))
+        if not types:
+            raise ValueError(self._problem("content_types", "must name at least one media type, got ()"))
+        object.__setattr__(self, "content_types", tuple(types))
+        for name in ("obey_robots", "allow_private_networks"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(self._problem(name, f"must be True or False, got {getattr(self, name)!r}"))
+        agent = self.user_agent
+        if not isinstance(agent, str) or not agent.strip() or any(c in agent for c in "\r\n\0"):
+            raise ValueError(self._problem("user_agent", f"must be a non-empty string on one line, got {agent!r}"))
+
+    @staticmethod
+    def _problem(name: str, what: str) -> str:
+        """The message for a bad field: which one, what it must be, and a call that works."""
+        example = _EXAMPLES[name]
+        return f"FetchPolicy: {name} {what}; for example FetchPolicy({name}={example!r})"
+
+
+#: Whole-number fields and their least value; fields in seconds and whether 0 is too little; an example for each.
+_COUNTS = {"concurrency": 1, "per_host": 1, "max_bytes": 1, "retries": 0, "max_redirects": 0}
+_SECONDS = {"connect_timeout": True, "read_timeout": True, "total_timeout": True, "backoff": False,
+            "max_retry_after": False}
+_EXAMPLES: dict[str, object] = {
+    field.name: field.default for field in dataclasses.fields(FetchPolicy) if field.default is not dataclasses.MISSING
+}
+_EXAMPLES.update(deadline=120.0, allow_private_networks=True)
 
 
 class _Failure(Exception):
@@ -172,6 +218,8 @@ class Fetcher:
     """Fetches pages for one research run under a `FetchPolicy`; use as `async with Fetcher(policy) as f`."""
 
     def __init__(self, policy: FetchPolicy | None = None) -> None:
+        if policy is not None and not isinstance(policy, FetchPolicy):
+            raise TypeError(f"Fetcher(policy) takes a FetchPolicy, got {policy!r}; for example Fetcher(FetchPolicy(retries=1))")
         self.policy = policy if policy is not None else FetchPolicy()
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None

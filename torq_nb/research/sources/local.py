@@ -284,9 +284,11 @@ def _read(folder: Path, path: Path) -> tuple[str, str]:
     content_type = _content_type(path)
     if content_type is None:
         raise ValueError("not an .html, .htm, .md or .txt file")
-    with open_inside(folder, path) as raw_stream:
-        stream: IO[bytes] = gzip.GzipFile(fileobj=raw_stream) if path.name.lower().endswith(".gz") else raw_stream
-        data = stream.read(MAX_FILE_BYTES + 1)
+    with open_inside(folder, path) as stream:
+        if path.name.lower().endswith(".gz"):
+            data = gzip.GzipFile(fileobj=stream).read(MAX_FILE_BYTES + 1)
+        else:
+            data = stream.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
     try:
