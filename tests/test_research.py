@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import inspect
 import pydoc
+import re
 import warnings
 
 import polars as pl
@@ -298,3 +299,15 @@ def test_a_local_run_reads_nothing_outside_its_folder_and_takes_any_file_name(tm
     assert not any("root:x:0" in str(value) for row in results.df.iter_rows() for value in row)
     assert {url.rsplit("/", 1)[-1] for url in results.df["url"]} == {"accounts.md", "passwd-notes-%E9t%E9.txt"}
     results.df.write_csv(tmp_path / "rows.csv")  # every text is valid UTF-8
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"policy": "fast"}, "policy must be a FetchPolicy"),
+    ({"polcy": FetchPolicy()}, "did you mean policy=?"),
+    ({"allow_private_networks": "yes"}, "allow_private_networks must be True, False or None"),
+    ({"synthesizer": "extractive"}, "synthesizer must have an async synthesize"),
+    ({"progress_callback": "print"}, "progress_callback must be a function"),
+])
+def test_wrong_options_are_refused_at_the_call_naming_the_parameter(options, message):
+    with pytest.raises(TypeError, match=re.escape(message)):
+        torq_nb.research("tidal energy", source="local", path=".", display=False, **options)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
 import os
 import sys
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from torq_nb.research.sources import Source, resolve_source
 from torq_nb.research.synthesize import ExtractiveSynthesizer, Synthesizer
 
 ProgressCallback = Callable[[dict[str, Any]], object]
+#: The options of a research call that are not the source's (what a misspelt keyword is compared with).
+_OPTIONS = ("policy", "allow_private_networks", "synthesizer", "extractor", "display", "progress_callback", "depth")
 
 
 def _in_notebook() -> bool:
@@ -76,6 +79,10 @@ class WebSearchProvider:
             )
         if extractor is not None and not isinstance(extractor, Extractor):
             raise TypeError(f"extractor must be an Extractor, not {extractor!r}")
+        for option in source_options:  # a misspelt option of ours would otherwise read as the source's problem
+            close = difflib.get_close_matches(option, _OPTIONS, n=1)
+            if close:
+                raise TypeError(f"unknown option {option!r}: did you mean {close[0]}=?")
         self.source = resolve_source(source, **source_options)
         policy = policy or FetchPolicy()
         if allow_private_networks is not None:
