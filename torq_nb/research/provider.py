@@ -80,7 +80,7 @@ class WebSearchProvider:
         if extractor is not None and not isinstance(extractor, Extractor):
             raise TypeError(f"extractor must be an Extractor, not {extractor!r}")
         for option in source_options:  # a misspelt option of ours would otherwise read as the source's problem
-            close = difflib.get_close_matches(option, _OPTIONS, n=1)
+            close = difflib.get_close_matches(option, _OPTIONS, n=1, cutoff=0.8)
             if close:
                 raise TypeError(f"unknown option {option!r}: did you mean {close[0]}=?")
         self.source = resolve_source(source, **source_options)
