@@ -278,6 +278,10 @@ class SearchServer:
         if q.get("list") == "search":
             limit = int(q.get("srlimit", "10"))
             term = q.get("srsearch", "")
+            if len(term) > 300:  # CirrusSearch's $wgCirrusSearchMaxFullTextQueryLength
+                error = {"code": "request_too_long",
+                         "info": f"Search request is longer than the maximum allowed length. ({len(term)} > 300)"}
+                return web.json_response({"error": error}, headers={"MediaWiki-API-Error": "request_too_long"})
             ranked = self.ranked(term)
             found = [
                 {

@@ -19,7 +19,7 @@ from torq_nb.research.fetch import FetchPolicy
 from torq_nb.research.models import Hit
 from torq_nb.research.pipeline import ResearchCancelled
 from torq_nb.research.results import SCHEMA
-from torq_nb.research.sources import SearXNG, Source, SourceError
+from torq_nb.research.sources import SearXNG, Source, SourceError, Wikipedia
 
 FAST = FetchPolicy(allow_private_networks=True, retries=1, backoff=0.01, total_timeout=2.0, read_timeout=1.0,
                    connect_timeout=1.0)
@@ -311,3 +311,19 @@ def test_a_local_run_reads_nothing_outside_its_folder_and_takes_any_file_name(tm
 def test_wrong_options_are_refused_at_the_call_naming_the_parameter(options, message):
     with pytest.raises(TypeError, match=re.escape(message)):
         torq_nb.research("tidal energy", source="local", path=".", display=False, **options)
+
+
+async def test_a_topic_too_long_to_search_is_refused_at_the_call_naming_the_limit():
+    async with SearchServer(load_pages()) as server:
+        searxng, wikipedia = SearXNG(server.searxng_url), Wikipedia(server.wikipedia_endpoint)
+        with pytest.raises(ValueError, match=r"topic is 100,000 characters long; a searxng search takes at most 500"):
+            await torq_nb.aresearch("solar " * 16_666 + "four", source=searxng, display=False)
+        with pytest.raises(ValueError, match="shorten the topic"):
+            torq_nb.start_research("x" * 100_000, source=searxng, display=False)  # raises before any job starts
+        with pytest.raises(ValueError, match=r"topic is 301 characters long; a wikipedia search takes at most 300"):
+            await torq_nb.aresearch("w" * 301, source=wikipedia, display=False)
+        with pytest.raises(ValueError, match=r"at depth 'deep' takes at most 291"):  # "{topic} overview" is searched too
+            await torq_nb.aresearch("w" * 292, "deep", source=wikipedia, display=False)
+        assert server.requests == []
+        accepted = await torq_nb.aresearch("solar power " + "w" * 488, "quick", source=searxng, display=False)
+    assert len(accepted.topic) == 500 and server.requests_to("/search")

@@ -54,6 +54,31 @@ def get_depth(depth: str) -> Depth:
         raise ValueError(f"unknown depth {depth!r}; choose one of {', '.join(DEPTHS)}") from None
 
 
+#: The longest query sent to a source, in characters: a topic is searched, not read, and search services answer
+#: a far longer one (it is URL-encoded into the request line) with a bare HTTP 400 or 414. A source may accept
+#: fewer (`Source.max_query_chars`; Wikipedia's search stops at 300).
+MAX_QUERY_CHARS = 500
+
+
+def check_topic(topic: object, depth: Depth, source: Source) -> str:
+    """The topic, stripped, if every query of ``depth`` built from it fits ``source``; else a TypeError or
+    ValueError that says what is wrong and what to do. Called when a run is made, so at the user's call."""
+    if not isinstance(topic, str) or not topic.strip():
+        raise (ValueError if isinstance(topic, str) else TypeError)(
+            f"topic must be a non-empty string, for example research('solar energy storage'), not {topic!r:.80}"
+        )
+    text = topic.strip()
+    limit = min(MAX_QUERY_CHARS, source.max_query_chars or MAX_QUERY_CHARS)
+    added = max(len(variant.format(topic="")) for variant in depth.variants)
+    if len(text) + added > limit:
+        where = f"a {source.name} search" + (f" at depth {depth.name!r}" if added else "")
+        raise ValueError(
+            f"topic is {len(text):,} characters long; {where} takes at most {limit - added:,}: "
+            "shorten the topic to the words that matter (it is searched, not read)"
+        )
+    return text
+
+
 class ResearchCancelled(asyncio.CancelledError):
     """The run was cancelled; ``results`` holds what it had gathered (unreached hits are "cancelled" rows)."""
 
@@ -96,7 +121,7 @@ class Run:
     """The state of one run, kept so that a cancelled run can still hand back its partial results."""
 
     def __init__(self, topic: str, depth: Depth, source: Source, tracker: ProgressTracker) -> None:
-        self.topic, self.depth, self.source, self.tracker = topic, depth, source, tracker
+        self.topic, self.depth, self.source, self.tracker = check_topic(topic, depth, source), depth, source, tracker
         self.hits: list[Hit] = []
         self.rows: dict[int, dict[str, Any]] = {}
         self.summary = ""

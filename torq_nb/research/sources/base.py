@@ -41,6 +41,8 @@ class Source(ABC):
     """Where hits come from. Subclass it and register it under the `torq_nb.sources` entry-point group."""
 
     name: ClassVar[str]
+    #: The longest query the service accepts, in characters, if it is below the pipeline's MAX_QUERY_CHARS.
+    max_query_chars: ClassVar[int | None] = None
 
     @abstractmethod
     async def search(self, query: str, limit: int, fetcher: Fetcher) -> list[Hit]:

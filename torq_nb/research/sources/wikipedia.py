@@ -42,6 +42,8 @@ class Wikipedia(Source):
     """
 
     name: ClassVar[str] = "wikipedia"
+    #: CirrusSearch refuses longer searches ("Search request is longer than the maximum allowed length").
+    max_query_chars: ClassVar[int | None] = 300
 
     def __init__(
         self,
