@@ -327,3 +327,16 @@ async def test_a_topic_too_long_to_search_is_refused_at_the_call_naming_the_limi
         assert server.requests == []
         accepted = await torq_nb.aresearch("solar power " + "w" * 488, "quick", source=searxng, display=False)
     assert len(accepted.topic) == 500 and server.requests_to("/search")
+
+
+async def test_hits_with_urls_that_do_not_parse_are_rows_and_the_run_goes_on():
+    broken = ["http://[::1", "http://a]b/", "http://[zz]/"]
+    async with SearchServer(load_pages()) as server:
+        server.foreign_results = broken
+        results = await torq_nb.aresearch("solar power water", source=SearXNG(server.searxng_url),
+                                          allow_private_networks=True, display=False)
+    rows = {row["url"]: row for row in results.df.iter_rows(named=True)}
+    for url in broken:
+        assert rows[url]["status"] == "error" and rows[url]["error"].startswith("invalid URL"), rows[url]
+        assert rows[url]["domain"] is None
+    assert sum(row["status"] == "ok" for row in rows.values()) == len(rows) - 3 > 0

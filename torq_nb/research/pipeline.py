@@ -19,10 +19,11 @@ import polars as pl
 
 from torq_nb.progress.tracker import ProgressTracker
 from torq_nb.research.extract import Extractor
-from torq_nb.research.fetch import Fetcher, FetchPolicy
+from torq_nb.research.fetch import Fetcher, FetchPolicy, store_answers
 from torq_nb.research.models import Document, Hit, Page
 from torq_nb.research.results import SCHEMA, ResearchResults
 from torq_nb.research.sources.base import Source, unique_hits
+from torq_nb.research.store import StoreSession
 from torq_nb.research.synthesize import SourceText, Synthesizer
 
 
@@ -89,14 +90,17 @@ class ResearchCancelled(asyncio.CancelledError):
 
 
 def _domain(url: str) -> str | None:
-    host = urlsplit(url).hostname
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:  # the fetch reports it as an invalid URL
+        return None
     if not host:
         return None
     return host.removeprefix("www.")
 
 
 def _row(rank: int, hit: Hit, status: str, page: Page | None = None, doc: Document | None = None,
-         error: str | None = None) -> dict[str, Any]:
+         error: str | None = None, cached: bool = False) -> dict[str, Any]:
     return {
         "rank": rank,
         "title": (doc.title if doc and doc.title else None) or hit.title,
@@ -114,6 +118,7 @@ def _row(rank: int, hit: Hit, status: str, page: Page | None = None, doc: Docume
         "http_status": page.http_status if page else None,
         "fetched_at": page.fetched_at if page else None,
         "elapsed_ms": page.elapsed_ms if page else None,
+        "cached": cached,
     }
 
 
@@ -125,6 +130,8 @@ class Run:
         self.hits: list[Hit] = []
         self.rows: dict[int, dict[str, Any]] = {}
         self.summary = ""
+        #: Hits that came from a stored search answer (their rows say cached when nothing else was fetched).
+        self.stored_hits: set[Hit] = set()
 
     def results(self) -> ResearchResults:
         """The results as they stand: rows not finished yet are marked "cancelled"."""
@@ -144,34 +151,52 @@ class Run:
         )
 
 
-async def _search(run: Run, fetcher: Fetcher) -> list[Hit]:
+async def _search_one(run: Run, query: str, limit: int, fetcher: Fetcher, store: StoreSession) -> list[Hit]:
+    """One query's hits: a fresh stored answer, else the source's (then kept)."""
+    stored = await store.search(run.source, query, limit)
+    if stored is not None:
+        run.stored_hits.update(stored)
+        return stored
+    hits = await run.source.search(query, limit, fetcher)
+    await store.save_search(run.source, query, limit, hits)
+    return hits
+
+
+async def _search(run: Run, fetcher: Fetcher, store: StoreSession) -> list[Hit]:
     per_variant = _PER_VARIANT[run.depth.name]
     queries = [variant.format(topic=run.topic) for variant in run.depth.variants]
-    batches = await asyncio.gather(*(run.source.search(query, per_variant, fetcher) for query in queries))
+    batches = await asyncio.gather(*(_search_one(run, query, per_variant, fetcher, store) for query in queries))
     # Interleave the variants' rankings so each contributes its best hits first.
     longest = max((len(batch) for batch in batches), default=0)
     merged = [batch[i] for i in range(longest) for batch in batches if i < len(batch)]
     return unique_hits(merged, run.depth.limit)
 
 
-async def _read(run: Run, rank: int, hit: Hit, fetcher: Fetcher, extractor: Extractor) -> None:
+async def _read(run: Run, rank: int, hit: Hit, fetcher: Fetcher, extractor: Extractor, store: StoreSession) -> None:
     if hit.content is not None:
         page = Page(hit.url, "ok", final_url=hit.url, content_type=hit.content_type, text=hit.content,
                     fetched_at=datetime.now(timezone.utc), elapsed_ms=0.0)
+        cached = hit in run.stored_hits
     else:
-        page = await run.source.fetch(hit, fetcher)
+        with store_answers() as answers:
+            page = await run.source.fetch(hit, fetcher)
+        cached = bool(answers) and all(answers)
     if page.status != "ok":
-        run.rows[rank] = _row(rank, hit, "error", page)
+        run.rows[rank] = _row(rank, hit, "error", page, cached=cached)
         return
-    doc = await extractor.extract(page)
+    doc = await store.document(page)
+    if doc is None:
+        doc = await extractor.extract(page)
+        if doc is not None:
+            await store.save_document(page, doc)
     if doc is None or not doc.text.strip():
-        run.rows[rank] = _row(rank, hit, "error", page, error="no readable text in the page")
+        run.rows[rank] = _row(rank, hit, "error", page, error="no readable text in the page", cached=cached)
     else:
-        run.rows[rank] = _row(rank, hit, "ok", page, doc)
+        run.rows[rank] = _row(rank, hit, "ok", page, doc, cached=cached)
 
 
-async def _read_all(run: Run, fetcher: Fetcher, extractor: Extractor) -> None:
-    tasks = {asyncio.ensure_future(_read(run, rank, hit, fetcher, extractor)): hit
+async def _read_all(run: Run, fetcher: Fetcher, extractor: Extractor, store: StoreSession) -> None:
+    tasks = {asyncio.ensure_future(_read(run, rank, hit, fetcher, extractor, store)): hit
              for rank, hit in enumerate(run.hits, start=1)}
     run.tracker.update(0, total=len(tasks), message=f"reading {len(tasks)} pages")
     try:
@@ -191,6 +216,7 @@ async def run_research(
     extractor: Extractor,
     synthesizer: Synthesizer,
     fetcher: Fetcher | None = None,
+    store: StoreSession | None = None,
 ) -> ResearchResults:
     """Carry out ``run`` and return its results.
 
@@ -199,20 +225,24 @@ async def run_research(
     ``fetcher``: an open Fetcher shared with other runs (a batch: one fetch budget, so per-host limits and
     Retry-After hold across its topics); the run uses it and leaves it open. Without one the run opens its own
     under ``policy``.
+    ``store``: where searches, pages and extracted texts are looked up and kept, and the finished run saved
+    (a shared ``fetcher`` must have been made with the same StoreSession to read pages from it).
     """
     tracker = run.tracker
+    store = store if store is not None else StoreSession(None)
     try:
         tracker.progress("initializing", f"{run.depth.name} research on {run.source.name}")
         if run.depth.fetch:  # start the extraction workers while the search runs
             threading.Thread(target=extractor.warm_up, name="torq_nb-extractor-warm-up", daemon=True).start()
-        async with nullcontext(fetcher) if fetcher is not None else Fetcher(policy) as active:
+        async with nullcontext(fetcher) if fetcher is not None else Fetcher(policy, store=store) as active:
             tracker.progress("searching", f"searching {run.source.name} for {run.topic!r}")
-            run.hits = await _search(run, active)
+            run.hits = await _search(run, active, store)
             tracker.progress("extracting", f"{len(run.hits)} hits")
             if run.depth.fetch:
-                await _read_all(run, active, extractor)
+                await _read_all(run, active, extractor, store)
             else:
-                run.rows = {rank: _row(rank, hit, "snippet") for rank, hit in enumerate(run.hits, start=1)}
+                run.rows = {rank: _row(rank, hit, "snippet", cached=hit in run.stored_hits)
+                            for rank, hit in enumerate(run.hits, start=1)}
         tracker.progress("synthesizing", "writing the cited summary")
         texts = [
             SourceText(rank, row["title"] or row["url"], row["url"], row["content"])
@@ -227,4 +257,6 @@ async def run_research(
         tracker.fail(error)
         raise
     tracker.complete(f"{len(run.hits)} hits")
-    return run.results()
+    results = run.results()
+    await store.save_run(results)  # a store that cannot be written is a warning: the results are still returned
+    return results

@@ -102,10 +102,14 @@ def html_to_text(fragment: str | None) -> str:
 
 def canonical_url(url: str) -> str:
     """A key under which two spellings of one address compare equal (case of scheme and host, fragment,
-    default port and a trailing slash do not matter)."""
-    parts = urlsplit(url.strip())
+    default port and a trailing slash do not matter). A URL that does not parse is its own key: it stays a hit,
+    and its fetch says what is wrong with it."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return url.strip()
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
     default_port = {"http": 80, "https": 443}.get(scheme)
     try:
         port = parts.port
