@@ -332,7 +332,7 @@ async def test_kernel_interrupt_does_not_break_the_pool() -> None:
     assert all(doc is not None for doc in docs)
 
 
-def test_a_script_piped_on_stdin_extracts_in_a_thread_without_tracebacks() -> None:
+def test_a_script_piped_on_stdin_extracts_without_tracebacks() -> None:
     script = (
         "import asyncio\n"
         "from torq_nb.research.extract import Extractor\n"

@@ -18,22 +18,38 @@ one core through the GIL. On the corpus, 2 idle cores, workers started: sequenti
 slowest batches and can deadlock a child of a Jupyter kernel, which runs threads; spawn and
 forkserver start alike (0.4 s). forkserver wins because its server imports this module once and
 forks every later worker from it: the first pool in a process pays the imports (0.35 s idle,
-several seconds on a loaded machine, since ``import torq_nb`` loads the whole package), later
-pools and replacement workers start in 0.1-0.4 s. So: forkserver where the platform has it,
-else spawn; all workers started at once (``warm_up()``, or the first page); one pool kept for
-many runs (``shared_extractor()``). Workers ignore SIGINT, since Jupyter's interrupt reaches the
-kernel's whole process group. Workers re-import the main script, as in any multiprocessing
-use: a script that runs research at import time must keep it under
-``if __name__ == "__main__":``. If workers die anyway, a fresh pool is tried once, then
-extraction carries on in a thread.
+several seconds on a loaded machine), later pools and replacement workers start in 0.1-0.4 s.
+So: forkserver where the platform has it, else spawn; all workers started at once (``warm_up()``,
+or the first page); one pool kept for many runs (``shared_extractor()``).
+
+Workers never import the user's main module (where the fork server exists: not on Windows, whose
+spawn workers prepare it as multiprocessing always does). multiprocessing re-runs the parent's main script in
+every spawn or forkserver child (the preparation data names it: ``init_main_from_path`` or
+``init_main_from_name``) so that functions defined there can be unpickled; a worker here only runs
+``extract`` on a ``Page``, both from this package. So the fork server preloads this module and not
+``__main__``, and each worker is launched with preparation data that leaves the main module out
+(``_WorkerPopen``; the stdlib has no switch for it). A script without
+``if __name__ == "__main__":`` therefore runs once, as fast and as quietly as a guarded one.
+
+Workers end with the process that started them, however it ends (SIGKILL included): each watches
+``multiprocessing.parent_process().sentinel``, a pipe that reads end-of-file when the parent is gone,
+and exits; the fork server exits once neither the parent nor a worker holds its "alive" pipe. (Not
+PR_SET_PDEATHSIG: a worker's parent in the process tree is the fork server, and the fork server's is
+whichever thread of the user's process started it, often a short-lived one; the signal would follow
+that thread.) The fork server starts with SIGINT blocked, as the stdlib's resource tracker does, and
+workers ignore it: a Ctrl-C, or Jupyter's interrupt, which reaches the kernel's whole process group,
+never kills a worker or prints its traceback, even while the pool starts. If workers die anyway, a
+fresh pool is tried once, then extraction carries on in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import io
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
 import signal
@@ -42,6 +58,8 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import date
+from multiprocessing import context as mp_context
+from multiprocessing import spawn, util
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -172,25 +190,95 @@ def _parse_date(value: str | None) -> date | None:
         return None
 
 
+def _preparation_data(name: str) -> dict[str, object]:
+    """What a worker needs to set itself up (sys.path, cwd, authkey, ...), without the main module."""
+    data = spawn.get_preparation_data(name)
+    data.pop("init_main_from_path", None)
+    data.pop("init_main_from_name", None)
+    return data
+
+
+if "forkserver" in multiprocessing.get_all_start_methods():
+    from multiprocessing import forkserver, popen_forkserver
+
+    class _WorkerPopen(popen_forkserver.Popen):
+        """The fork server's Popen, but the child is told nothing about the parent's main module.
+
+        ``popen_forkserver.Popen._launch`` (identical in Python 3.10-3.13) with ``_preparation_data``
+        in place of ``spawn.get_preparation_data``: the stdlib offers no switch to leave main out.
+        """
+
+        def _launch(self, process_obj: multiprocessing.process.BaseProcess) -> None:
+            prep_data = _preparation_data(process_obj.name)
+            buf = io.BytesIO()
+            mp_context.set_spawning_popen(self)
+            try:
+                mp_context.reduction.dump(prep_data, buf)
+                mp_context.reduction.dump(process_obj, buf)
+            finally:
+                mp_context.set_spawning_popen(None)
+            self.sentinel, w = forkserver.connect_to_new_process(self._fds)
+            # The child's parent_process().sentinel reads end-of-file once no copy of this pipe's write end is open.
+            _parent_w = os.dup(w)
+            self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
+            with open(w, "wb", closefd=True) as f:
+                f.write(buf.getbuffer())
+            self.pid = forkserver.read_signed(self.sentinel)
+
+    class _WorkerProcess(mp_context.ForkServerProcess):
+        @staticmethod
+        def _Popen(process_obj: multiprocessing.process.BaseProcess) -> _WorkerPopen:
+            return _WorkerPopen(process_obj)
+
+    class _WorkerContext(mp_context.ForkServerContext):
+        """The forkserver context, with worker processes that never import the main module."""
+
+        Process = _WorkerProcess
+
+    _WORKER_CONTEXT: multiprocessing.context.BaseContext | None = _WorkerContext()
+else:  # Windows: spawn, which prepares the main module as multiprocessing always does
+    _WORKER_CONTEXT = None
+
+
 def _pool_context() -> multiprocessing.context.BaseContext:
     """forkserver where available (fork is unsafe in a threaded kernel), else spawn.
 
-    The fork server imports this module (and so trafilatura and torq_nb) once, before it forks any
-    worker: every pool after the first, and every worker that replaces a dead one, starts in
-    milliseconds instead of paying the imports again.
+    The fork server imports this module (and so trafilatura) once, before it forks any worker: every
+    pool after the first, and every worker that replaces a dead one, starts in milliseconds instead of
+    paying the imports again. It is started here with SIGINT blocked, which it and every worker forked
+    from it inherit, so a Ctrl-C during their start-up never reaches them.
     """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    if _WORKER_CONTEXT is None:
         return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", __name__])  # no effect if the server already runs
-    return context
+    _WORKER_CONTEXT.set_forkserver_preload([__name__])  # no effect if the server already runs
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    return _WORKER_CONTEXT
+
+
+def _end_with_parent() -> None:
+    """In a worker: exit as soon as the process that started it is gone, however it ended."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="torq_nb-parent-watch", daemon=True).start()
 
 
 def _warm_up() -> None:
-    """Worker initializer: ignore SIGINT, load trafilatura's caches, keep its per-page complaints quiet.
+    """Worker initializer: end with the parent, ignore SIGINT, load trafilatura's caches, keep its
+    per-page complaints quiet.
 
     trafilatura logs an ERROR for every page it cannot parse; here that is expected and handled.
     """
+    _end_with_parent()
     # Jupyter interrupts the kernel's whole process group: a worker must not die of the user's Ctrl-C.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in ("trafilatura", "htmldate", "courlan", "justext", "readability"):
@@ -199,7 +287,7 @@ def _warm_up() -> None:
 
 
 def _main_is_importable() -> bool:
-    """False for a main script that workers cannot load again, such as one piped in on stdin."""
+    """False for a main script that spawn's workers cannot load again, such as one piped in on stdin."""
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     return getattr(main, "__spec__", None) is not None or path is None or os.path.isfile(path)
@@ -237,7 +325,8 @@ class Extractor:
     def warm_up(self) -> None:
         """Start the worker processes now, e.g. in a thread while the search runs.
 
-        The first pool in a process waits for the fork server to import torq_nb and trafilatura.
+        The first pool in a process waits for the fork server to import torq_nb and trafilatura. If the
+        Extractor is closed, or the interpreter exits, while they start, this returns quietly.
         """
         self._executor()
 
@@ -245,18 +334,26 @@ class Extractor:
         with self._lock:
             if self._closed:
                 raise RuntimeError("this Extractor is closed; create a new one")
-            if self._pool is None and not self._broken and not _main_is_importable():
+            if self._pool is not None or self._broken:
+                return self._pool
+            if _WORKER_CONTEXT is None and not _main_is_importable():
                 log.info("the main script cannot be re-imported by worker processes; extracting in a thread")
                 self._broken = True
-            if self._pool is None and not self._broken:
-                self._pool = ProcessPoolExecutor(
-                    self.workers, mp_context=_pool_context(), initializer=_warm_up
-                )
-                # The pool starts a process per submission while none is idle: this starts them all now,
-                # rather than one at a time in the middle of the first run.
-                for _ in range(self.workers):
-                    self._pool.submit(int)
-            return self._pool
+                return None
+            pool = self._pool = ProcessPoolExecutor(self.workers, mp_context=_pool_context(), initializer=_warm_up)
+        # The pool starts a process per submission while none is idle: this starts them all now, rather than
+        # one at a time in the middle of the first run. Outside the lock, so close() need not wait for it.
+        try:
+            for _ in range(self.workers):
+                pool.submit(int)
+        except BrokenProcessPool:
+            pass  # a worker died starting: the first page finds the pool broken and replaces it
+        except RuntimeError:
+            # The pool refuses work: close() shut it down meanwhile, or the interpreter is exiting.
+            if not self._closed and threading.main_thread().is_alive():
+                raise
+            return None
+        return pool
 
     async def extract(self, page: Page) -> Document | None:
         """extract(page) in a worker process; the event loop stays free meanwhile."""
@@ -276,10 +373,7 @@ class Extractor:
                 self._breaks += 1
                 if self._breaks >= _MAX_BREAKS:
                     self._broken = True
-                    log.warning(
-                        "extraction worker processes keep dying; extracting in a thread from now on. In a "
-                        "script, keep the code that starts research under `if __name__ == '__main__':`."
-                    )
+                    log.warning("extraction worker processes keep dying; extracting in a thread from now on")
         pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:

@@ -1,0 +1,164 @@
+"""The extraction workers seen from outside, as a user's script sees them: real processes, real scripts.
+
+A script without ``if __name__ == "__main__":`` runs once, however many workers extract its pages; a run
+that ends before the pool has started ends quietly; and no worker or fork server outlives the process that
+started it, however that process ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from fake_search import SearchServer, load_pages, search_environment
+
+#: The README's two lines, plus a line that records every execution of the script (worker re-imports included).
+SCRIPT = """\
+import os
+with open(os.environ["MARKS"], "a") as marks:
+    marks.write(f"{{os.getpid()}}\\n")
+import torq_nb
+{body}
+"""
+UNGUARDED = 'r = torq_nb.research("solar power water")\nprint(r.summary)'
+GUARDED = 'if __name__ == "__main__":\n    r = torq_nb.research("solar power water")\n    print(r.summary)'
+
+
+async def run_script(path: Path, *args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *args, cwd=cwd, env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 300)
+    return process.returncode, out.decode(), err.decode()
+
+
+def repository_path() -> str:
+    """PYTHONPATH that finds torq_nb from a script in another folder, as an installed package would."""
+    root = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+
+
+@pytest.mark.parametrize("how", ["path", "module"])  # python script.py (init_main_from_path) / python -m (..._from_name)
+async def test_a_script_without_a_main_guard_runs_once_and_as_quietly_as_a_guarded_one(tmp_path, how):
+    (tmp_path / "unguarded.py").write_text(SCRIPT.format(body=UNGUARDED))
+    (tmp_path / "guarded.py").write_text(SCRIPT.format(body=GUARDED))
+    outputs = {}
+    async with SearchServer(load_pages()) as server:
+        for name in ("unguarded", "guarded"):
+            marks = tmp_path / f"{name}.marks"
+            env = {**search_environment(server), "MARKS": str(marks), "PYTHONPATH": repository_path()}
+            args = (f"{name}.py",) if how == "path" else ("-m", name)
+            code, out, err = await run_script(tmp_path / f"{name}.py", *args, env=env, cwd=tmp_path)
+            assert code == 0, err
+            assert len(marks.read_text().splitlines()) == 1, (name, err)  # once: no worker ran the script
+            assert err == "", (name, err)
+            outputs[name] = out
+    assert "[1]" in outputs["unguarded"]
+    assert outputs["unguarded"].splitlines() == outputs["guarded"].splitlines()
+
+
+#: On PYTHONPATH as sitecustomize: the interpreters multiprocessing starts with ``-c`` (the fork server and
+#: the resource tracker) take 3 s to start, as on a loaded machine, so the run below surely ends first.
+SLOW_HELPERS = """\
+import sys, time
+if sys.argv == ["-c"]:
+    time.sleep(3)
+"""
+
+#: A run that ends at once: its source finds nothing, while the extraction workers are still starting.
+ENDS_AT_ONCE = """\
+import torq_nb
+from torq_nb.research.sources import Source
+
+
+class Nothing(Source):
+    name = "nothing"
+
+    async def search(self, query, limit, fetcher):
+        return []
+
+
+if __name__ == "__main__":
+    print("rows:", torq_nb.research("solar power water", source=Nothing()).df.height)
+"""
+
+
+def test_a_run_that_ends_before_the_pool_starts_ends_quietly(tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(SLOW_HELPERS)
+    (tmp_path / "instant.py").write_text(ENDS_AT_ONCE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), repository_path()])}
+    done = subprocess.run([sys.executable, "instant.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "rows: 0\n"
+    assert "Exception in thread" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr == ""
+
+
+#: A kernel-like parent: threads, a pool started from a short-lived thread (as the warm-up thread does),
+#: a page extracted, then it waits to be killed.
+PARENT = """\
+import asyncio, threading, time
+from torq_nb.research.extract import shared_extractor
+from torq_nb.research.models import Page
+
+extractor = shared_extractor()
+starter = threading.Thread(target=extractor.warm_up)
+starter.start()
+starter.join()
+page = Page(url="https://example.org/a", status="ok", content_type="text/html",
+            text="<html><body><p>" + "A sentence about trams and the city. " * 40 + "</p></body></html>")
+assert asyncio.run(extractor.extract(page)) is not None
+threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes still running (a zombie has ended; only its exit status waits to be collected)."""
+    still = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                still.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return still
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_and_fork_server_end_when_their_parent_is_killed(how):
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    started: list[psutil.Process] = []
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        started = descendants(parent.pid)
+        commands = [" ".join(process.cmdline()) for process in started]
+        assert any("forkserver" in command for command in commands), commands
+        assert len(started) >= 3, commands  # the fork server, the resource tracker and the workers
+        parent.send_signal(how)
+        parent.wait(60)
+        deadline = time.monotonic() + 60  # a bound on the wait, not a measurement
+        while alive(started) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = alive(started)
+        assert left == [], [(process.pid, process.cmdline()) for process in left]
+    finally:
+        parent.kill()
+        parent.wait()
+        for process in alive(started):  # leave nothing behind, even when the test fails
+            process.kill()
