@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 
 from torq_nb.progress.batch import BatchTracker, batch_line
+from torq_nb.progress.tracker import ProgressTracker
 from torq_nb.research.extract import Extractor, extract, shared_extractor
 from torq_nb.research.fetch import Fetcher, FetchPolicy
 from torq_nb.research.jobs import CANCEL_GRACE, ResearchJob
 from torq_nb.research.models import Document, Page
-from torq_nb.research.pipeline import ResearchCancelled, get_depth, run_research
+from torq_nb.research.pipeline import ResearchCancelled, Run, get_depth, run_research
 from torq_nb.research.provider import WebSearchProvider, _in_notebook, _show
 from torq_nb.research.results import SCHEMA, ResearchResults
 
@@ -312,7 +313,8 @@ EndSink = Callable[[str, _Outcome], None]
 
 
 async def _run_topics(keys: list[str], queries: dict[str, str], depth: str, provider: WebSearchProvider,
-                      extractor: Extractor, concurrency: int, on_progress: ProgressSink, on_end: EndSink) -> dict[str, _Outcome]:
+                      extractor: Extractor, concurrency: int, on_progress: ProgressSink, on_end: EndSink, *,
+                      on_worker: bool = False) -> dict[str, _Outcome]:
     """Research ``keys``, ``concurrency`` at a time, over one Fetcher; report each topic's stages and end.
 
     Cancelled, it stops every running topic (each keeps its partial results) and returns what it has.
@@ -324,7 +326,7 @@ async def _run_topics(keys: list[str], queries: dict[str, str], depth: str, prov
 
         async def one(key: str) -> None:
             async with slots:
-                run = provider._prepare(queries[key], depth, None)
+                run = provider._prepare(queries[key], depth, None) if not on_worker else _worker_run(provider, queries[key], depth)
 
                 def forward(status: dict[str, Any], key: str = key) -> None:
                     if status["state"] == "running":
@@ -355,6 +357,14 @@ async def _run_topics(keys: list[str], queries: dict[str, str], depth: str, prov
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     return outcomes
+
+
+def _worker_run(provider: WebSearchProvider, query: str, depth: str) -> Run:
+    """A run on a Dask worker. Not through ``provider._prepare``: a spawned worker's ``__main__`` is
+    ``__mp_main__``, which that guard (against scripts re-imported by extraction processes) would refuse,
+    and a worker starts no extraction processes."""
+    tracker = ProgressTracker(f"research: {query}", metadata={"topic": query, "depth": depth, "source": provider.source.name})
+    return Run(query, get_depth(depth), provider.source, tracker)
 
 
 class _InProcessExtractor(Extractor):
@@ -534,7 +544,7 @@ def _run_chunk(chunk: _Chunk) -> dict[str, _Outcome]:
         if await asyncio.to_thread(cancel.is_set):
             return {}
         task = asyncio.ensure_future(_run_topics(chunk.keys, chunk.queries, chunk.depth, provider, provider._extractor,  # type: ignore[arg-type]
-                                                 chunk.concurrency, on_progress, on_end))
+                                                 chunk.concurrency, on_progress, on_end, on_worker=True))
         while not task.done():
             await asyncio.wait([task], timeout=0.5)
             if not task.done() and await asyncio.to_thread(cancel.is_set):
