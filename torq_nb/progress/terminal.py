@@ -1,7 +1,9 @@
 """TerminalProgress: a tracker's view for terminals and logs, used as a status callback.
 
 On a terminal it keeps one live line (rewritten in place, as tqdm does); when the output is a file or a
-pipe it writes one plain line per stage change and one at the end, so logs stay readable.
+pipe it writes one plain line per stage change and one at the end, so logs stay readable. The ETA shows
+once the rate means something: a few items done over a second or more, not the first page after the
+workers' start-up (a 4 s run once opened with "ETA 01:27").
 
     tracker.add_callback(TerminalProgress())
 """
@@ -16,6 +18,16 @@ from typing import Any, TextIO
 from torq_nb.progress.models import TERMINAL_STATES
 from torq_nb.progress.snapshot import status_line
 
+#: An ETA needs at least this many items done, counted over at least this many seconds.
+ETA_AFTER_ITEMS = 3
+ETA_AFTER_SECONDS = 1.0
+
+
+def _rate_settled(status: dict[str, Any]) -> bool:
+    done, rate = status.get("done") or 0, status.get("rate")
+    # rate = done / seconds counted, so done / rate is how long the count has run.
+    return bool(rate) and done >= ETA_AFTER_ITEMS and done / rate >= ETA_AFTER_SECONDS
+
 
 class TerminalProgress:
     """Writes each published status (a ``get_status()`` dict) to ``stream``, standard error by default."""
@@ -28,6 +40,8 @@ class TerminalProgress:
 
     def __call__(self, status: dict[str, Any]) -> None:
         finished = status["state"] in TERMINAL_STATES
+        if status.get("eta") is not None and not _rate_settled(status):
+            status = {**status, "eta": None}
         line = status_line(status)
         with self._lock:
             if self.live:
