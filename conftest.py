@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -63,6 +64,21 @@ class _NotebookEnvironment:
 
 _notebooks = _NotebookEnvironment()
 
+#: The run store of this session's runs (notebook kernels and subprocesses inherit it): never the user's own.
+_SESSION_STORE = Path(tempfile.mkdtemp(prefix="torq_nb-test-store-"))
+os.environ["TORQ_NB_STORE"] = str(_SESSION_STORE / "store.sqlite")
+
+
+@pytest.fixture(autouse=True)
+def _own_run_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test's runs use a store of their own: a later test's loopback server may get an earlier one's port,
+    and must not be answered with that test's stored pages."""
+    from torq_nb.research.store import close_stores
+
+    monkeypatch.setenv("TORQ_NB_STORE", str(tmp_path_factory.mktemp("store") / "store.sqlite"))
+    yield
+    close_stores()
+
 
 def _is_notebook_cell(item: pytest.Item) -> bool:
     return item.path.suffix == ".ipynb"
@@ -79,6 +95,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     _notebooks.close()
+    shutil.rmtree(_SESSION_STORE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import importlib
 import inspect
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
@@ -26,10 +27,13 @@ if TYPE_CHECKING:
     from torq_nb.research.provider import WebSearchProvider
     from torq_nb.research.results import ResearchResults
     from torq_nb.research.sources import Source
+    from torq_nb.research.store import StoreArgument
     from torq_nb.research.synthesize import Synthesizer
 
 for _package in ("torq_nb.research", "torq_nb.export"):
     importlib.import_module(_package)
+
+from torq_nb.research.store import DEFAULT_MAX_AGE, DEFAULT_STORE  # noqa: E402 (a light module: the defaults)
 
 __all__ = ["DepthName", "ProgressCallback", "aresearch", "export", "research", "start_research"]
 
@@ -64,6 +68,9 @@ def _request(
     policy: FetchPolicy | None = None,
     allow_private_networks: bool | None = None,
     synthesizer: Synthesizer | None = None,
+    store: StoreArgument = DEFAULT_STORE,
+    max_age: float | timedelta = DEFAULT_MAX_AGE,
+    refresh: bool = False,
     **source_options: Any,
 ) -> tuple[WebSearchProvider, dict[str, Any]]:
     """The parameters of every research function (documented on ``research``): the provider they build
@@ -71,7 +78,8 @@ def _request(
     from torq_nb.research.provider import WebSearchProvider
 
     provider = WebSearchProvider(source, policy=policy, allow_private_networks=allow_private_networks,
-                                 synthesizer=synthesizer, **source_options)
+                                 synthesizer=synthesizer, store=store, max_age=max_age, refresh=refresh,
+                                 **source_options)
     return provider, {"topic": topic, "depth": depth, "progress_callback": progress_callback, "display": display}
 
 
@@ -85,6 +93,13 @@ def research(*args: Any, **kwargs: Any) -> ResearchResults:
     ``path=`` for local files) or its ``TORQ_NB_*`` variable; None means ``$TORQ_NB_SOURCE``, else Wikipedia.
     ``policy``: a FetchPolicy (timeouts, limits, retries); ``allow_private_networks=True`` also fetches
     pages on loopback and private addresses (refused by default); ``synthesizer`` writes the summary.
+
+    Every page, search answer and finished run is kept in the run store, and a re-run reads from it: ``store``
+    is where (by default ``$TORQ_NB_STORE``, else ``torq_nb/store.sqlite`` in the user's cache folder; a path,
+    a ``RunStore``, or None for no store); pages younger than ``max_age`` (seconds or a timedelta; one day)
+    are not fetched again, older ones are revalidated (a 304 serves the stored copy), and ``refresh=True``
+    fetches everything again. The ``cached`` column says which rows came from the store; ``torq_nb.runs()``
+    lists past runs. A store that cannot be used is a StoreWarning: the run goes on and returns its results.
 
     In a notebook the live progress widget appears (``display=False`` turns it off); ``progress_callback``
     receives every published status as a dict. An interrupt (Ctrl-C, or the kernel's stop button) cancels

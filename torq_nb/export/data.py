@@ -12,6 +12,7 @@ from typing import Any, TypeAlias
 import polars as pl
 
 from torq_nb.research.results import SCHEMA, ResearchResults, empty_frame
+from torq_nb.research.store import DEFAULT_STORE, StoreArgument, resolve_store
 
 #: What every export function accepts: a run, a table of the documented schema (or some of its
 #: columns), a list of row dicts, or the seed's results dict (``ResearchResults.to_dict()``).
@@ -138,15 +139,44 @@ def _cast(col: pl.Expr, have: pl.DataType, wanted: pl.DataType) -> pl.Expr:
     return col.cast(wanted)
 
 
-def load_run(path: str | os.PathLike[str]) -> RunData:
-    """Read a run saved by the JSON export (``results.export("run.json")``), to export it again."""
+def load_run(run: str | os.PathLike[str], *, store: StoreArgument = DEFAULT_STORE) -> ResearchResults:
+    """A past run as ResearchResults, to look at or export again. ``run`` is a run id from ``torq_nb.runs()``
+    (read from ``store``: by default ``$TORQ_NB_STORE`` or the user's cache folder), or the path of a run saved
+    as JSON (``results.export("run.json")``): a path object, or a string naming a file or ending in ``.json``."""
+    text = os.fspath(run)
+    if isinstance(run, os.PathLike) or text.lower().endswith(".json") or os.path.isfile(text):
+        return _results(_read_json_run(text))
+    found = resolve_store(store)
+    try:
+        if found is not None:
+            return found.load(text)
+    except KeyError:
+        pass
+    where = f"in the store {found.path}" if found is not None else "(the run store is off)"
+    raise FileNotFoundError(f"no run {text!r} {where} and no saved run file of that name; torq_nb.runs() lists "
+                            "the stored runs")
+
+
+def _read_json_run(path: str) -> RunData:
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except FileNotFoundError:
-        raise FileNotFoundError(f"no saved run at {os.fspath(path)}") from None
+        raise FileNotFoundError(f"no saved run at {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{os.fspath(path)} is not a run saved as JSON ({error})") from None
+        raise ValueError(f"{path} is not a run saved as JSON ({error})") from None
     if not isinstance(data, Mapping):
-        raise ValueError(f"{os.fspath(path)} holds JSON but not a saved run (expected an object with 'results')")
+        raise ValueError(f"{path} holds JSON but not a saved run (expected an object with 'results')")
     return normalize(data)
+
+
+def _results(run: RunData) -> ResearchResults:
+    """A saved run's data as ResearchResults (its progress rebuilt when the file holds a whole one)."""
+    from torq_nb.progress.models import ProgressStatus
+
+    try:
+        progress = ProgressStatus.from_dict(run.progress) if run.progress else None
+    except (TypeError, KeyError):
+        progress = None
+    return ResearchResults(topic=run.topic, df=run.df, summary=run.summary, depth=run.depth, source=run.source,
+                           operation_id=run.operation_id, progress=progress, metadata=dict(run.metadata))

@@ -17,13 +17,15 @@ import os
 import random
 import re
 import time
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from importlib import metadata
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.robotparser import RobotFileParser
 
 import aiohttp
@@ -39,6 +41,9 @@ from torq_nb.research.urlsafety import (
     untrusted_request,
     vet_url,
 )
+
+if TYPE_CHECKING:
+    from torq_nb.research.store import StoreSession
 
 ALLOW_PRIVATE_ENV = "TORQ_NB_ALLOW_PRIVATE_NETWORKS"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -215,9 +220,14 @@ class _Answer:
 
 
 class Fetcher:
-    """Fetches pages for one research run under a `FetchPolicy`; use as `async with Fetcher(policy) as f`."""
+    """Fetches pages for one research run under a `FetchPolicy`; use as `async with Fetcher(policy) as f`.
 
-    def __init__(self, policy: FetchPolicy | None = None) -> None:
+    With a `store` (a StoreSession, torq_nb/research/store.py), a page fetched less than its max_age ago is
+    answered from the store without a request; an older one is asked for again with its validators
+    (If-None-Match / If-Modified-Since), and a 304 answer serves the stored body. Every page read is kept.
+    """
+
+    def __init__(self, policy: FetchPolicy | None = None, *, store: StoreSession | None = None) -> None:
         if policy is not None and not isinstance(policy, FetchPolicy):
             raise TypeError(f"Fetcher(policy) takes a FetchPolicy, got {policy!r}; for example Fetcher(FetchPolicy(retries=1))")
         self.policy = policy if policy is not None else FetchPolicy()
@@ -228,6 +238,7 @@ class Fetcher:
         self._robots: dict[str, tuple[RobotFileParser, str]] = {}
         self._robots_locks: dict[str, asyncio.Lock] = {}
         self._deadline_at: float | None = None
+        self._store = store
 
     async def __aenter__(self) -> Fetcher:  # noqa: PYI034 (the agreed signature)
         if self._session is not None:
@@ -287,18 +298,30 @@ class Fetcher:
             return _error_page(url, trip, _Refused(str(refused)))
         except (ValueError, TypeError) as bad:
             return _error_page(url, trip, _Failure(f"invalid URL {url!r}: {bad}"))
+        # A page kept from a fetch that allowed private networks may be private: a policy refusing them asks again.
+        public_only = not (trusted or self.policy.allow_private_networks)
+        stored = None if self._store is None else await self._store.page(str(start), public_only=public_only)
+        if stored is not None and self._store is not None and self._store.fresh(stored.fetched_at):
+            _note_answer(from_store=True)
+            return stored.page(url)
+        if stored is not None:
+            headers = {**(headers or {}), **stored.validators()}
         try:
             answer, final = await self._follow(
                 start, trusted=trusted, headers=headers, trip=trip,
                 types=self.policy.content_types, robots=self.policy.obey_robots,
             )
         except _Failure as failure:
+            _note_answer(from_store=False)
             return _error_page(url, trip, failure)
+        if answer.status == 304 and stored is not None and self._store is not None:
+            _note_answer(from_store=True)
+            return (await self._store.revalidated(stored, answer.headers, trip.elapsed_ms())).page(url)
         assert answer.body is not None
         decode = partial(decode_text, answer.body, declared=answer.charset, content_type=answer.content_type)
         # Guessing the charset of a multi-megabyte body takes a CPU-second: keep it off the event loop.
         text = decode() if len(answer.body) < _DECODE_IN_LOOP_BYTES else await asyncio.to_thread(decode)
-        return Page(
+        page = Page(
             url=url,
             status="ok",
             final_url=str(final),
@@ -309,6 +332,10 @@ class Fetcher:
             elapsed_ms=trip.elapsed_ms(),
             redirects=tuple(trip.urls[:-1]),
         )
+        if self._store is not None:
+            await self._store.save_page(str(start), page, answer.headers, public=public_only)
+        _note_answer(from_store=False)
+        return page
 
     async def _follow(
         self,
@@ -434,6 +461,8 @@ class Fetcher:
             raise _Transient(reason, status, retry_after)
         if status in REDIRECT_STATUSES and "Location" in resp.headers:
             return _Answer(status, resp.headers, resp.content_type, None, None)
+        if status == 304 and {"If-None-Match", "If-Modified-Since"} & resp.request_info.headers.keys():
+            return _Answer(status, resp.headers, resp.content_type, None, b"")  # the stored body is current
         if not 200 <= status < 300:
             raise _Failure(reason, status)
         if "Content-Type" not in resp.headers and types is not None:
@@ -498,6 +527,27 @@ class Fetcher:
     def _backoff(self, attempt: int) -> float:
         delay = self.policy.backoff * 2.0**attempt * random.uniform(0.5, 1.5)
         return min(delay, self.policy.max_retry_after)
+
+
+_store_answers: ContextVar[list[bool] | None] = ContextVar("torq_nb_store_answers", default=None)
+
+
+@contextmanager
+def store_answers() -> Iterator[list[bool]]:
+    """For each fetch this task makes inside the block, note whether the run store answered it (True: a fresh
+    stored page, or a 304 to a conditional request) or the network did (False)."""
+    answers: list[bool] = []
+    token = _store_answers.set(answers)
+    try:
+        yield answers
+    finally:
+        _store_answers.reset(token)
+
+
+def _note_answer(*, from_store: bool) -> None:
+    answers = _store_answers.get()
+    if answers is not None:
+        answers.append(from_store)
 
 
 def parse_retry_after(value: str | None) -> float | None:

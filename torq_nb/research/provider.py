@@ -12,6 +12,7 @@ import difflib
 import os
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,13 @@ from torq_nb.research.jobs import ResearchJob
 from torq_nb.research.pipeline import Run, get_depth, run_research
 from torq_nb.research.results import ResearchResults
 from torq_nb.research.sources import Source, resolve_source
+from torq_nb.research.store import DEFAULT_MAX_AGE, DEFAULT_STORE, StoreArgument, StoreSession, resolve_store
 from torq_nb.research.synthesize import ExtractiveSynthesizer, Synthesizer
 
 ProgressCallback = Callable[[dict[str, Any]], object]
 #: The options of a research call that are not the source's (what a misspelt keyword is compared with).
-_OPTIONS = ("policy", "allow_private_networks", "synthesizer", "extractor", "display", "progress_callback", "depth")
+_OPTIONS = ("policy", "allow_private_networks", "synthesizer", "extractor", "display", "progress_callback", "depth",
+            "store", "max_age", "refresh")
 
 
 def _in_notebook() -> bool:
@@ -54,6 +57,10 @@ class WebSearchProvider:
     (for example ``base_url=`` for SearXNG, ``path=`` for local files).
     ``allow_private_networks=True`` (or ``TORQ_NB_ALLOW_PRIVATE_NETWORKS=1``) lets pages on loopback and
     private addresses be fetched; by default they are refused.
+    ``store``: the run store (torq_nb/research/store.py) where pages, searches and finished runs are kept and
+    re-runs read from: by default ``$TORQ_NB_STORE`` or the user's cache folder; a path, a RunStore, or None
+    (no store). ``max_age``: seconds (or a timedelta) a stored page or search stays fresh (one day); older
+    pages are revalidated. ``refresh=True`` fetches and searches again.
     """
 
     def __init__(
@@ -64,6 +71,9 @@ class WebSearchProvider:
         allow_private_networks: bool | None = None,
         synthesizer: Synthesizer | None = None,
         extractor: Extractor | None = None,
+        store: StoreArgument = DEFAULT_STORE,
+        max_age: float | timedelta = DEFAULT_MAX_AGE,
+        refresh: bool = False,
         **source_options: Any,
     ) -> None:
         if policy is not None and not isinstance(policy, FetchPolicy):
@@ -90,6 +100,9 @@ class WebSearchProvider:
         self.policy = policy
         self.synthesizer = synthesizer or ExtractiveSynthesizer()
         self._extractor = extractor
+        self.store = resolve_store(store)
+        StoreSession(self.store, max_age=max_age, refresh=refresh)  # checks them now, at the call
+        self.max_age, self.refresh = max_age, refresh
 
     def _prepare(self, topic: str, depth: str, progress_callback: ProgressCallback | None) -> Run:
         if getattr(sys.modules.get("__main__"), "__name__", None) == "__mp_main__":
@@ -109,7 +122,8 @@ class WebSearchProvider:
 
     async def _execute(self, run: Run) -> ResearchResults:
         return await run_research(
-            run, policy=self.policy, extractor=self._extractor or shared_extractor(), synthesizer=self.synthesizer
+            run, policy=self.policy, extractor=self._extractor or shared_extractor(), synthesizer=self.synthesizer,
+            store=StoreSession(self.store, max_age=self.max_age, refresh=self.refresh),
         )
 
     async def research_topic_with_progress(

@@ -14,6 +14,8 @@ from torq_nb.progress.models import ProgressStatus
 #: The schema of ``ResearchResults.df``. One row per search hit, in rank order.
 #: status is "ok" (fetched and extracted), "error" (failed: see error/http_status),
 #: "snippet" (quick depth: not fetched by design) or "cancelled" (the run stopped first).
+#: cached is True when the row came from the run store (its page, or its search hit); fetched_at and
+#: elapsed_ms are then those of the fetch that got the page.
 SCHEMA: dict[str, pl.DataType] = {
     "rank": pl.Int32(),
     "title": pl.String(),
@@ -31,6 +33,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "http_status": pl.Int32(),
     "fetched_at": pl.Datetime("us", "UTC"),
     "elapsed_ms": pl.Float64(),
+    "cached": pl.Boolean(),
 }
 
 
