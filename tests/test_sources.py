@@ -131,6 +131,13 @@ async def test_wikipedia_search_failure_names_the_source_and_status(server: Sear
         await wiki.search("anything", 3, fetcher)
 
 
+@pytest.mark.parametrize("wait", [float("nan"), float("inf"), -1, None, "5"])
+def test_wikipedia_maxlag_wait_must_be_seconds(wait: object) -> None:
+    with pytest.raises((TypeError, ValueError), match=r"Wikipedia: maxlag_wait must be a finite number of seconds, "
+                                                      r"0 or more, got .*; for example Wikipedia\(maxlag_wait=5\)"):
+        Wikipedia("http://127.0.0.1:9/w/api.php", maxlag_wait=wait)  # type: ignore[arg-type]
+
+
 def test_wikipedia_language_edition_and_article_urls() -> None:
     german = Wikipedia(lang="de")
     assert german.endpoint == "https://de.wikipedia.org/w/api.php"

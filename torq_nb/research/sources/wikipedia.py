@@ -7,6 +7,7 @@ capped wait when the servers say they are lagging), and a descriptive User-Agent
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -68,6 +69,10 @@ class Wikipedia(Source):
             raise ValueError(f"Wikipedia: endpoint {self.endpoint!r} is not an http(s) URL of a MediaWiki api.php.")
         self._article_base = urlunsplit((parts.scheme, parts.netloc, "/wiki/", "", ""))
         self.user_agent = user_agent
+        if isinstance(maxlag_wait, bool) or not isinstance(maxlag_wait, (int, float)) or not 0 <= maxlag_wait < math.inf:
+            kind = TypeError if not isinstance(maxlag_wait, (int, float)) else ValueError
+            raise kind(f"Wikipedia: maxlag_wait must be a finite number of seconds, 0 or more, got {maxlag_wait!r}; "
+                       "for example Wikipedia(maxlag_wait=5)")
         self.maxlag_wait = maxlag_wait
         self._serial = SerialLock()
 
