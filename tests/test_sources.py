@@ -428,6 +428,9 @@ def _folder_with_escapes(root: Path) -> Path:
     (docs / "sibling-folder").symlink_to(sibling, target_is_directory=True)
     (docs / "same-note.txt").symlink_to("note.txt")  # inside the folder: the note itself, not a second copy
     os.mkfifo(docs / "pipe.txt")  # reading it would block forever
+    (docs / "loop.txt").symlink_to("loop.txt")
+    (docs / "ping.md").symlink_to("pong.md")
+    (docs / "pong.md").symlink_to("ping.md")
     return docs
 
 
@@ -447,7 +450,7 @@ async def test_local_files_never_read_outside_their_folder(tmp_path: Path) -> No
     _assert_only_inside(hits, docs)
     assert [hit.url for hit in hits] == [(docs / "note.txt").as_uri()]
     for escape in ("passwd.txt", "environ.txt", "sibling-secret.md", "relative-escape.md", "pipe.txt",
-                   "sibling-folder/secret.md"):
+                   "sibling-folder/secret.md", "loop.txt", "ping.md"):
         page = await source.fetch(Hit(title="x", url=(docs / escape).as_uri()), Fetcher())
         assert page.status == "error" and page.text is None, escape
         assert "root:x:0" not in page.error and "folder's secret" not in page.error

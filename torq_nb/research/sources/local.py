@@ -207,7 +207,9 @@ def _scan(folder: Path) -> tuple[dict[Path, tuple[int, int]], int]:
     for path in sorted(folder.rglob("*")):
         if _hidden(path, folder) or _content_type(path) is None:
             continue
-        real = path.resolve()
+        real = _resolve(path)
+        if real is None:
+            continue
         if not real.is_relative_to(folder):
             log.info("LocalFiles: skipping %s: it leads outside %s", shown(path), shown(folder))
             outside += 1
@@ -219,6 +221,14 @@ def _scan(folder: Path) -> tuple[dict[Path, tuple[int, int]], int]:
         if stat.S_ISREG(info.st_mode) and not _hidden(real, folder) and _content_type(real) is not None:
             stamps.setdefault(real, (info.st_mtime_ns, info.st_size))
     return dict(sorted(stamps.items())), outside
+
+
+def _resolve(path: Path) -> Path | None:
+    """`path` with every symlink followed, or None for a symlink loop (Python < 3.13 raises RuntimeError)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return None
 
 
 def _hidden(path: Path, folder: Path) -> bool:
@@ -242,7 +252,9 @@ def open_inside(folder: Path, path: Path) -> IO[bytes]:
     it cannot be opened. Where the system allows (POSIX), the resolved path is opened one component at a time
     from the folder without following symlinks, so a link swapped in after the check is refused, not followed.
     """
-    real = path.resolve()
+    real = _resolve(path)
+    if real is None:
+        raise ValueError("it is a symlink loop")
     if not real.is_relative_to(folder):
         raise ValueError(f"it leads outside {shown(folder)}; LocalFiles reads only files inside its folder")
     if _WALK_BY_DIR_FD:
