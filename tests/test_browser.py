@@ -9,6 +9,7 @@ notebook saved by JupyterLab (and its nbconvert export) keeps the final states.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -292,7 +293,7 @@ def test_elapsed_and_eta_follow_the_wall_clock_in_jupyterlab(clock_lab: JupyterL
     etas = [(entry["at"], seconds(entry["eta"])) for entry in sorted(shown, key=lambda e: e["at"]) if entry["eta"]]
     assert len(etas) >= 10, shown
     ends = began + float(duration) * 1000
-    for (_, earlier), (_, later) in zip(etas, etas[1:]):
+    for (_, earlier), (_, later) in itertools.pairwise(etas):
         assert later <= earlier + 1, etas
     assert etas[0][1] - etas[-1][1] >= 3, etas
     for at, eta in etas:

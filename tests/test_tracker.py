@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import logging
@@ -920,3 +921,128 @@ def test_numpy_style_and_fractional_counts_still_count() -> None:
     tracker.advance(0.5)
     tracker.update(5.0, total=10.0)
     assert tracker.get_status()["done"] == 5 and tracker.get_status()["total"] == 10
+
+
+# --------------------------------------------------------------------------- one model, one throttle (issue 9 item 2)
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told (as tqdm's tests fake their timer)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_durations_rate_and_eta_follow_the_injected_clock() -> None:
+    clock = FakeClock()
+    tracker = ProgressTracker("op", clock=clock, refresh_interval=10)
+    tracker.progress("searching")
+    clock.advance(1.5)
+    tracker.progress("extracting")
+    tracker.update(0, total=100)
+    clock.advance(2.0)
+    tracker.update(10)
+    status = tracker.status()
+    assert status.duration == pytest.approx(3.5)
+    assert status.rate == pytest.approx(5.0) and status.eta == pytest.approx(18.0)
+    assert [s.duration for s in status.stages[1:3]] == [pytest.approx(1.5), pytest.approx(2.0)]
+    clock.advance(6.0)
+    tracker.complete()
+    clock.advance(100.0)  # frozen at the end
+    assert tracker.status().duration == pytest.approx(9.5) and tracker.status().eta is None
+
+
+def test_the_throttle_follows_the_injected_clock_without_sleeping() -> None:
+    clock = FakeClock()
+    tracker = ProgressTracker("op", clock=clock, refresh_interval=1.0)
+    seen: list[ProgressStatus] = []
+    tracker.subscribe(seen.append)
+    tracker.progress("searching")  # a stage change: published at once
+    tracker.update(1, total=10)  # a new total: at once
+    for done in range(2, 8):
+        clock.advance(0.1)
+        tracker.update(done)  # inside the interval: held back
+    assert [s.done for s in seen] == [0, 0, 1]
+    clock.advance(0.5)  # 1.1 s after the last publish
+    tracker.update(8)
+    assert [s.done for s in seen] == [0, 0, 1, 8]
+    for _ in range(500):
+        tracker.advance()  # the fast path reads the clock too, and it has not moved
+    assert seen[-1].done == 8 and tracker.status().done == 508
+    clock.advance(1.0)
+    for _ in range(64):  # a checkpoint comes within _MAX_STEP counts, sees the clock moved and publishes
+        tracker.advance()
+    assert 508 < seen[-1].done <= 572
+    tracker.complete()
+    assert (seen[-1].state, seen[-1].done) == ("complete", 572)
+
+
+def test_subscribe_hands_the_current_status_at_once_then_each_publish() -> None:
+    tracker = ProgressTracker("op")
+    tracker.progress("searching", "looking")
+    seen: list[ProgressStatus] = []
+    unsubscribe = tracker.subscribe(seen.append)
+    assert len(seen) == 1 and isinstance(seen[0], ProgressStatus)
+    assert (seen[0].stage, seen[0].message) == ("searching", "looking")
+    tracker.progress("extracting")
+    unsubscribe()
+    unsubscribe()  # twice is fine
+    tracker.complete()
+    assert [s.stage for s in seen] == ["searching", "extracting"]
+
+
+def test_the_first_snapshot_and_the_publishes_after_it_leave_no_gap() -> None:
+    tracker = ProgressTracker("op", refresh_interval=0)  # every update is published
+    tracker.progress("searching")
+    stop = threading.Event()
+
+    def count() -> None:
+        done = 0
+        while not stop.is_set():
+            done += 1
+            tracker.update(done)
+
+    worker = threading.Thread(target=count)
+    worker.start()
+    try:
+        subscribers = [[] for _ in range(20)]
+        for seen in subscribers:
+            tracker.subscribe(seen.append)
+            time.sleep(0.002)
+    finally:
+        stop.set()
+        worker.join()
+    for seen in subscribers:
+        counts = [status.done for status in seen]
+        assert counts == list(range(counts[0], counts[0] + len(counts))), counts[:20]
+
+
+def test_every_status_field_is_a_trait_holding_the_published_value() -> None:
+    clock = FakeClock()
+    tracker = ProgressTracker("op", metadata={"topic": "bees"}, clock=clock)
+    tracker.progress("searching", "looking")
+    clock.advance(2)
+    tracker.update(3, total=4)
+    published = tracker.get_status()
+    fields = {field.name for field in dataclasses.fields(ProgressStatus)}
+    assert fields <= set(tracker.trait_names())
+    assert {name: getattr(tracker, name) for name in fields if name != "timestamp"} == {
+        name: value for name, value in published.items() if name != "timestamp"
+    }
+
+
+def test_remove_callback_of_an_unknown_function_says_so() -> None:
+    tracker = ProgressTracker("op")
+    with pytest.raises(ValueError, match="not a callback"):
+        tracker.remove_callback(print)
+
+
+def test_a_bad_clock_is_refused() -> None:
+    with pytest.raises(TypeError, match="clock"):
+        ProgressTracker("op", clock=5)  # type: ignore[arg-type]

@@ -1,10 +1,12 @@
-"""ProgressWidget and the static snapshots: batching of comm messages counted on a real kernel's IOPub,
-immediate stage and terminal flushes, the trailing flush, the display bundle kept to the final state,
-and text/HTML snapshots that treat outside strings as data."""
+"""ProgressWidget and the static snapshots: comm messages counted on a real kernel's IOPub (one per status
+the tracker publishes, the tracker's throttle the only one), immediate stage and terminal messages, the
+trailing publish, the display bundle kept to the final state, and text/HTML snapshots that treat outside
+strings as data."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 import textwrap
 from collections.abc import Iterator
@@ -18,11 +20,12 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
-from torq_nb.progress import ProgressTracker
+from torq_nb.progress import ProgressStatus, ProgressTracker
 from torq_nb.progress.snapshot import status_html, status_line
 from torq_nb.progress.widget import WIDGET_VIEW_MIME, ProgressWidget, asset_dir
 
 HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+STATUS_FIELDS = {field.name for field in dataclasses.fields(ProgressStatus)}
 
 
 # ----------------------------------------------------------------------------- a real kernel
@@ -79,13 +82,14 @@ def kernel() -> Iterator[Kernel]:
 
 
 def widget_updates(messages: list[dict[str, Any]], model_id: str) -> list[dict[str, Any]]:
-    """The state carried by each comm 'update' message of one widget, in order of arrival."""
+    """The status carried by each comm 'update' message of one widget, in order of arrival."""
     return [
-        m["content"]["data"]["state"]
+        m["content"]["data"]["state"]["status"]
         for m in messages
         if m["msg_type"] == "comm_msg"
         and m["content"]["comm_id"] == model_id
         and m["content"]["data"].get("method") == "update"
+        and "status" in m["content"]["data"]["state"]
     ]
 
 
@@ -104,7 +108,7 @@ def is_update_with(**fields: Any) -> Any:
     def check(m: dict[str, Any]) -> bool:
         if m["msg_type"] != "comm_msg" or m["content"]["data"].get("method") != "update":
             return False
-        state = m["content"]["data"]["state"]
+        state = m["content"]["data"]["state"].get("status", {})
         return all(state.get(key) == value for key, value in fields.items())
 
     return check
@@ -146,23 +150,24 @@ def test_200k_advances_send_at_most_ten_messages_a_second_plus_stage_changes(ker
     updates = widget_updates(messages, values["model_id"])
     stage_changes = 5  # initializing, searching, extracting, synthesizing, complete
     assert 0 < len(updates) <= 10 * values["run_seconds"] + stage_changes + 1, (len(updates), values["run_seconds"])
-    assert [u["stage"] for u in updates if "stage" in u] == [
+    stages = [u["stage"] for u in updates]
+    assert [stage for i, stage in enumerate(stages) if i == 0 or stages[i - 1] != stage] == [
         "initializing",
         "searching",
         "extracting",
         "synthesizing",
         "complete",
     ]
-    # The last message carries the final state, and every message carries several fields at once.
+    # The last message carries the final state; every message carries the whole status as one value.
     assert updates[-1]["state"] == "complete" and updates[-1]["percent"] == 100.0
-    assert all(len(update) > 1 for update in updates)
+    assert all(STATUS_FIELDS - {"metadata", "timestamp"} == update.keys() for update in updates)
 
 
 def test_stage_changes_and_terminal_states_go_out_at_once(kernel: Kernel) -> None:
     messages, values = kernel.run(
         """
-        tracker = ProgressTracker("order")
-        widget = ProgressWidget(tracker, interval=3600)  # ordinary flushes would wait an hour
+        tracker = ProgressTracker("order", refresh_interval=3600)  # ordinary publishes would wait an hour
+        widget = ProgressWidget(tracker)
         display(widget)
         tracker.progress("initializing")
         tracker.update(3, total=10)
@@ -178,34 +183,35 @@ def test_stage_changes_and_terminal_states_go_out_at_once(kernel: Kernel) -> Non
     complete = position(messages, is_update_with(state="complete", percent=100.0))
     assert complete < position(messages, is_marker("after complete"))
     # Held back meanwhile: the count 3/10 never went out on its own, only the stage and terminal flushes did.
-    assert [u.get("stage") for u in widget_updates(messages, values["model_id"])] == [
-        "initializing",
-        "searching",
-        "complete",
+    assert [(u["stage"], u["done"]) for u in widget_updates(messages, values["model_id"])] == [
+        ("initializing", 0),
+        ("initializing", 3),  # update() with a new total goes out at once
+        ("searching", 0),
+        ("complete", 0),
     ]
 
 
 def test_trailing_flush_sends_the_last_state_while_the_kernel_is_busy(kernel: Kernel) -> None:
     messages, values = kernel.run(
         """
-        tracker = ProgressTracker("trail")
-        widget = ProgressWidget(tracker, interval=0.3)
+        tracker = ProgressTracker("trail", refresh_interval=0.3)
+        widget = ProgressWidget(tracker)
         display(widget)
         tracker.progress("searching")
-        tracker.update(7, total=10)  # published by the tracker, held back by the widget
-        held_back = widget.done
-        deadline = time.monotonic() + 30  # the cell stays busy until the trailing flush went out
-        while widget.done != 7 and time.monotonic() < deadline:
+        tracker.update(3, total=10)  # a new total: published at once
+        tracker.update(7)  # inside the interval: held back
+        held_back = widget.status["done"]
+        deadline = time.monotonic() + 30  # the cell stays busy until the trailing publish went out
+        while widget.status["done"] != 7 and time.monotonic() < deadline:
             time.sleep(0.01)
         display("still busy")
         """,
         model_id="widget.model_id",
         held_back="held_back",
     )
-    assert values["held_back"] == 0
+    assert values["held_back"] == 3
     trailing = position(messages, is_update_with(done=7, total=10, percent=42.5))
     assert trailing < position(messages, is_marker("still busy"))
-    assert "stage" not in messages[trailing]["content"]["data"]["state"]  # only what changed
 
 
 def test_display_bundle_is_brought_up_to_the_final_state(kernel: Kernel) -> None:
@@ -282,7 +288,7 @@ def test_executed_notebook_keeps_the_final_state(tmp_path: Path, store_widget_st
         # nbconvert then renders the live view from the saved model state, which is the final one.
         model_id = output["data"][WIDGET_VIEW_MIME]["model_id"]
         model = saved.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"][model_id]
-        assert (model["state"]["state"], model["state"]["percent"]) == ("complete", 100.0)
+        assert (model["state"]["status"]["state"], model["state"]["status"]["percent"]) == ("complete", 100.0)
     else:
         # What JupyterLab saves by default: no widget state, so the export shows the HTML snapshot.
         snapshot_tag = re.search(r'<div class="torq-progress-snapshot"[^>]*>', body)
@@ -374,15 +380,40 @@ def test_widget_follows_tracker_and_repr_is_the_text_line() -> None:
     tracker = ProgressTracker("repr check")
     widget = ProgressWidget(tracker)
     tracker.progress("extracting", "reading")
-    assert (widget.stage, widget.state, widget.message) == ("extracting", "running", "reading")
+    status = widget.status
+    assert (status["stage"], status["state"], status["message"]) == ("extracting", "running", "reading")
     assert repr(widget) == status_line(tracker.get_status())
     widget.close()
+    widget.close()  # twice is fine
     tracker.complete()
-    assert widget.state == "running"  # a closed widget no longer follows
+    assert widget.status["state"] == "running"  # a closed widget no longer follows
+
+
+def test_the_widget_syncs_every_status_field_but_the_kernel_only_ones() -> None:
+    """A field added to ProgressStatus reaches the front-end with no list to edit; metadata stays behind."""
+    tracker = ProgressTracker("fields", metadata={"session": object()})
+    widget = ProgressWidget(tracker)
+    tracker.progress("searching")
+    assert set(widget.status) == STATUS_FIELDS - {"metadata", "timestamp"}
+    assert {name for name, trait in widget.traits(sync=True).items() if not name.startswith("_")} >= {
+        "status", "cancellable", "stop_hint"
+    }
+    assert not {"stage", "done", "percent"} & set(widget.traits(sync=True))
+    widget.close()
+
+
+def test_the_widget_subscribes_and_needs_no_lock_of_the_tracker() -> None:
+    tracker = ProgressTracker("subscriber")
+    subscribed: list[Any] = []
+    real = tracker.subscribe
+    tracker.subscribe = lambda callback: subscribed.append(callback) or real(callback)  # type: ignore[method-assign]
+    widget = ProgressWidget(tracker)
+    assert len(subscribed) == 1
+    source = (Path(__file__).resolve().parent.parent / "torq_nb" / "progress" / "widget.py").read_text()
+    assert "tracker._lock" not in source and "_tracker._lock" not in source
+    widget.close()
 
 
 def test_widget_refuses_bad_arguments() -> None:
     with pytest.raises(TypeError, match="ProgressTracker"):
         ProgressWidget("not a tracker")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="interval"):
-        ProgressWidget(ProgressTracker("bad interval"), interval=-1)

@@ -1,12 +1,11 @@
 // torq_nb progress widget: the live view of a ProgressTracker.
-// A plain ES module for anywidget (no build step). Every string from the kernel is set with
-// textContent, never as HTML. Elapsed time ticks locally from the last reported duration, so it
+// A plain ES module for anywidget (no build step). The kernel syncs the tracker's status as one value,
+// `status` (ProgressStatus's fields: operation, stage, state, percent, done, total, rate, eta, duration,
+// error, stages…), plus the view's own `cancellable` and `stop_hint`. Every string from the kernel is set
+// with textContent, never as HTML. Elapsed time ticks locally from the last reported duration, so it
 // keeps moving while the kernel is busy and never depends on the two machines' clocks agreeing.
 
-const FIELDS = [
-  "operation", "stage", "state", "percent", "message", "done",
-  "total", "rate", "eta", "duration", "error", "stages", "cancellable",
-];
+const VIEW_TRAITS = ["status", "cancellable", "stop_hint"];
 const TICK_MS = 250;
 
 /** MM:SS below an hour, H:MM:SS above (like tqdm); "--:--" when unknown. */
@@ -83,16 +82,20 @@ function render({ model, el }) {
   const error = make("div", "torq-progress__error");
   error.setAttribute("role", "alert");
 
-  root.append(header, bar, stageList, details, message, error);
+  const hint = make("div", "torq-progress__hint");
+
+  root.append(header, bar, stageList, details, message, error, hint);
   el.append(root);
 
-  // When this view last received a duration (performance.now()). Each view notes its own arrivals: a host
-  // hands initialize() and every render() a different model object, so nothing can be keyed by the model.
+  // When this view last received a status, whose duration the clock counts on from (performance.now()).
+  // Each view notes its own arrivals: a host hands initialize() and every render() a different model
+  // object, so nothing can be keyed by the model.
   let arrivedAt = performance.now();
-  const onDuration = () => {
+  const onStatus = () => {
     arrivedAt = performance.now();
   };
-  model.on("change:duration", onDuration);
+  model.on("change:status", onStatus);
+  const current = () => model.get("status") || {};
 
   let stageKey = null;
   let stageItems = new Map();
@@ -101,7 +104,7 @@ function render({ model, el }) {
   let disposed = false;
 
   function renderStages() {
-    const stages = model.get("stages") || [];
+    const stages = current().stages || [];
     const key = JSON.stringify(stages.map((s) => s.name));
     if (key !== stageKey) {
       stageKey = key;
@@ -126,15 +129,16 @@ function render({ model, el }) {
   }
 
   function renderClock() {
-    const running = model.get("state") === "running";
+    const s = current();
+    const running = s.state === "running";
     const since = running ? (performance.now() - arrivedAt) / 1000 : 0;
-    elapsed.textContent = `elapsed ${formatDuration((model.get("duration") || 0) + since)}`;
-    const remaining = model.get("eta");
+    elapsed.textContent = `elapsed ${formatDuration((s.duration || 0) + since)}`;
+    const remaining = s.eta;
     show(eta, running && remaining != null ? `ETA ${formatDuration(Math.max(remaining - since, 0))}` : "");
   }
 
   function syncTimer() {
-    const running = model.get("state") === "running";
+    const running = current().state === "running";
     if (running && timer === null) timer = setInterval(renderClock, TICK_MS);
     if (!running && timer !== null) {
       clearInterval(timer);
@@ -145,36 +149,37 @@ function render({ model, el }) {
   function update() {
     queued = false;
     if (disposed) return;
-    const state = model.get("state") || "pending";
-    const stage = model.get("stage");
-    const percent = Math.min(Math.max(Number(model.get("percent")) || 0, 0), 100);
+    const s = current();
+    const state = s.state || "pending";
+    const stage = s.stage;
+    const percent = Math.min(Math.max(Number(s.percent) || 0, 0), 100);
     const shown = state === "complete" ? 100 : Math.floor(percent);
-    const done = model.get("done") || 0;
-    const total = model.get("total");
+    const done = s.done || 0;
+    const total = s.total;
     const phrase = where(state, stage);
 
     root.dataset.state = state;
     root.dataset.stage = stage || "";
     root.dataset.percent = String(Math.round(percent * 10) / 10);
 
-    operation.textContent = model.get("operation") || "";
+    operation.textContent = s.operation || "";
     status.textContent = phrase;
     percentLabel.textContent = `${shown}%`;
     fill.style.width = `${percent}%`;
 
     const countText = total ? `${formatCount(done)}/${formatCount(total)}` : done ? formatCount(done) : "";
-    bar.setAttribute("aria-label", model.get("operation") || "progress");
+    bar.setAttribute("aria-label", s.operation || "progress");
     bar.setAttribute("aria-valuenow", String(Math.round(percent * 10) / 10));
     bar.setAttribute("aria-valuetext", [`${phrase}, ${shown}%`, countText && `${countText} items`].filter(Boolean).join(", "));
 
     show(counts, countText);
-    const r = model.get("rate");
-    show(rate, r ? formatRate(r) : "");
-    show(message, model.get("message") || "");
-    const err = model.get("error");
-    show(error, err ? `${err.type}: ${err.message}` : "");
+    show(rate, s.rate ? formatRate(s.rate) : "");
+    show(message, s.message || "");
+    show(error, s.error ? `${s.error.type}: ${s.error.message}` : "");
 
-    cancel.hidden = !(model.get("cancellable") && (state === "running" || state === "pending"));
+    const live = state === "running" || state === "pending";
+    cancel.hidden = !(model.get("cancellable") && live);
+    show(hint, live ? model.get("stop_hint") || "" : "");
 
     renderStages();
     renderClock();
@@ -188,15 +193,15 @@ function render({ model, el }) {
       queueMicrotask(update);
     }
   }
-  for (const field of FIELDS) model.on(`change:${field}`, schedule);
+  for (const trait of VIEW_TRAITS) model.on(`change:${trait}`, schedule);
   update();
 
   return () => {
     disposed = true;
     if (timer !== null) clearInterval(timer);
     timer = null;
-    for (const field of FIELDS) model.off(`change:${field}`, schedule);
-    model.off("change:duration", onDuration);
+    for (const trait of VIEW_TRAITS) model.off(`change:${trait}`, schedule);
+    model.off("change:status", onStatus);
     cancel.removeEventListener("click", onCancel);
     root.remove();
   };

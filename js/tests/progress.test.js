@@ -29,8 +29,22 @@ function status(overrides = {}) {
   };
 }
 
+const VIEW_OPTIONS = ["cancellable", "stop_hint"];
+
+/** The model as the kernel syncs it: the tracker's status as one value, and the view's own options. */
+function state(fields = {}) {
+  const options = Object.fromEntries(VIEW_OPTIONS.filter((name) => name in fields).map((name) => [name, fields[name]]));
+  const rest = Object.fromEntries(Object.entries(fields).filter(([name]) => !VIEW_OPTIONS.includes(name)));
+  return { status: status(rest), cancellable: false, stop_hint: "", ...options };
+}
+
+/** One published status from the kernel: the whole status value again, with these fields changed. */
+function push(model, fields) {
+  model.update({ status: { ...model.get("status"), ...fields } });
+}
+
 function mount(host, fields) {
-  const model = new FakeModel(status(fields));
+  const model = new FakeModel(state(fields));
   // As in a real anywidget host: initialize() and render() each get their own proxy of the model.
   const stopModel = widget.initialize?.({ model: model.proxy() }) ?? (() => {});
   const stopView = widget.render({ model: model.proxy(), el: host });
@@ -68,13 +82,13 @@ test("each stage item carries data-stage-name and data-stage-state", async (host
 test("data attributes follow the model after one batched message", async (host) => {
   const { model, root, cleanup } = mount(host);
   const stages = status().stages.map((s) => ({ ...s, state: s.name === "extracting" ? "running" : s.name === "initializing" || s.name === "searching" ? "complete" : "pending" }));
-  model.update({ stage: "extracting", percent: 50, stages });
+  push(model, { stage: "extracting", percent: 50, stages });
   await settle();
   equal(root.dataset.stage, "extracting", "data-stage");
   equal(root.dataset.percent, "50", "data-percent");
   equal(root.querySelector('[data-stage-name="searching"]').dataset.stageState, "complete", "searching done");
   equal(root.querySelector('[data-stage-name="extracting"]').dataset.stageState, "running", "extracting running");
-  model.update({ state: "complete", stage: "complete", percent: 100 });
+  push(model, { state: "complete", stage: "complete", percent: 100 });
   await settle();
   equal(root.dataset.state, "complete", "data-state complete");
   equal(root.dataset.percent, "100", "data-percent complete");
@@ -91,7 +105,7 @@ test("progress bar exposes role and aria values", async (host) => {
   equal(bar.getAttribute("aria-valuenow"), "37.5", "aria-valuenow");
   equal(bar.getAttribute("aria-valuetext"), "searching, 37%, 120/400 items", "aria-valuetext");
   equal(bar.getAttribute("aria-label"), "research_task", "aria-label");
-  model.update({ percent: 62.25 });
+  push(model, { percent: 62.25 });
   await settle();
   equal(bar.getAttribute("aria-valuenow"), "62.3", "aria-valuenow follows");
   cleanup();
@@ -100,7 +114,7 @@ test("progress bar exposes role and aria values", async (host) => {
 test("outside text is rendered as text, never as HTML", async (host) => {
   const stages = status().stages.map((s, i) => (i === 1 ? { ...s, name: HOSTILE } : s));
   const { model, root, cleanup } = mount(host, { operation: HOSTILE, message: HOSTILE, stage: HOSTILE, stages });
-  model.update({ state: "failed", error: { type: HOSTILE, message: HOSTILE } });
+  push(model, { state: "failed", error: { type: HOSTILE, message: HOSTILE } });
   await settle();
   equal(root.querySelectorAll("img").length, 0, "an <img> element was created from outside text");
   equal(root.querySelector(".torq-progress__message").textContent, HOSTILE, "message text");
@@ -118,7 +132,7 @@ test("rate and ETA show when counts are known, and hide otherwise", async (host)
   equal(root.querySelector(".torq-progress__counts").textContent, "120/400", "counts");
   equal(root.querySelector(".torq-progress__rate").textContent, "53.20 it/s", "rate");
   assert(root.querySelector(".torq-progress__eta").textContent.startsWith("ETA 00:1"), "ETA shown");
-  model.update({ done: 0, total: null, rate: null, eta: null });
+  push(model, { done: 0, total: null, rate: null, eta: null });
   await settle();
   assert(!visible(".torq-progress__counts"), "counts hidden without counts");
   assert(!visible(".torq-progress__rate"), "rate hidden without rate");
@@ -136,10 +150,10 @@ test("elapsed time ticks in the browser without model changes", async (host) => 
 
 test("elapsed time restarts from each reported duration", async (host) => {
   const { model, root, cleanup } = mount(host, { duration: 5.0 });
-  model.update({ duration: 125.0 });
+  push(model, { duration: 125.0 });
   await settle();
   equal(root.querySelector(".torq-progress__elapsed").textContent, "elapsed 02:05", "elapsed follows the kernel");
-  model.update({ state: "complete", duration: 3725.0 });
+  push(model, { state: "complete", duration: 3725.0 });
   await settle();
   equal(root.querySelector(".torq-progress__elapsed").textContent, "elapsed 1:02:05", "final elapsed is the final duration");
   cleanup();
@@ -153,7 +167,7 @@ test("elapsed and ETA count from each arrival, not on top of it (a real host's d
   await waitFor(() => elapsed.textContent === "elapsed 00:08", `elapsed to reach 00:08, is ${elapsed.textContent}`);
   equal(eta.textContent, "ETA 00:10", "ETA counted down meanwhile");
   // The kernel reports what it measured meanwhile: the view shows it as it is, not 3 s more.
-  model.update({ duration: 8.1, eta: 10.6 });
+  push(model, { duration: 8.1, eta: 10.6 });
   await settle();
   equal(elapsed.textContent, "elapsed 00:08", "elapsed after the kernel's next duration");
   equal(eta.textContent, "ETA 00:10", "ETA after the kernel's next estimate");
@@ -169,7 +183,7 @@ test("two views of one model keep the same clock", async (host) => {
   host.append(second);
   const stopSecond = widget.render({ model: model.proxy(), el: second });
   advanceClock(4000);
-  model.update({ duration: 6.2 });
+  push(model, { duration: 6.2 });
   await settle();
   equal(root.querySelector(".torq-progress__elapsed").textContent, "elapsed 00:06", "first view");
   equal(second.querySelector(".torq-progress__elapsed").textContent, "elapsed 00:06", "second view");
@@ -181,7 +195,7 @@ test("the clock stops when the run ends", async (host) => {
   const before = activeIntervals.size;
   const { model, cleanup } = mount(host);
   equal(activeIntervals.size, before + 1, "one clock while running");
-  model.update({ state: "failed", error: { type: "ValueError", message: "boom" } });
+  push(model, { state: "failed", error: { type: "ValueError", message: "boom" } });
   await settle();
   equal(activeIntervals.size, before, "clock still running after failure");
   cleanup();
@@ -191,7 +205,7 @@ test("cleanup clears timers and removes listeners", async (host) => {
   const before = activeIntervals.size;
   const { model, cleanup } = mount(host);
   assert(model.listenerCount() > 0, "no listeners registered");
-  model.update({ percent: 40 }); // leaves a batched redraw queued
+  push(model, { percent: 40 }); // leaves a batched redraw queued
   cleanup();
   await settle();
   equal(activeIntervals.size, before, "intervals left running");
@@ -204,7 +218,7 @@ test("failure shows the error in the error style", async (host) => {
   const { model, root, cleanup } = mount(host);
   const error = root.querySelector(".torq-progress__error");
   assert(error.hidden, "error shown before any failure");
-  model.update({ state: "failed", error: { type: "ValueError", message: "no pages found" } });
+  push(model, { state: "failed", error: { type: "ValueError", message: "no pages found" } });
   await settle();
   assert(!error.hidden, "error hidden after failure");
   equal(error.getAttribute("role"), "alert", "error role");
@@ -222,7 +236,7 @@ test("colours follow JupyterLab theme variables", async (host) => {
   const fill = root.querySelector(".torq-progress__fill");
   equal(getComputedStyle(fill).backgroundColor, "rgb(1, 2, 3)", "running bar uses --jp-brand-color1");
   equal(getComputedStyle(root).color, "rgb(250, 250, 250)", "text uses --jp-ui-font-color1 (dark theme)");
-  model.update({ state: "complete", percent: 100 });
+  push(model, { state: "complete", percent: 100 });
   await settle();
   equal(getComputedStyle(fill).backgroundColor, "rgb(4, 5, 6)", "complete bar uses --jp-success-color1");
   cleanup();
@@ -252,7 +266,7 @@ test("a Cancel button shows only for a cancellable running operation and asks th
   button.click();
   equal(JSON.stringify(model.sent), JSON.stringify([{ type: "cancel" }]), "one cancel message sent");
   assert(button.disabled, "the button is disabled once clicked");
-  model.update({ state: "cancelled" });
+  push(model, { state: "cancelled" });
   await settle();
   assert(button.hidden, "the button hides once the operation ended");
   cleanup();
@@ -261,5 +275,30 @@ test("a Cancel button shows only for a cancellable running operation and asks th
 test("no Cancel button when the operation cannot be cancelled", async (host) => {
   const { root, cleanup } = mount(host, { cancellable: false });
   assert(root.querySelector(".torq-progress__cancel").hidden, "hidden without on_cancel");
+  cleanup();
+});
+
+test("a blocked run shows how to stop it instead of a Cancel button", async (host) => {
+  const hintText = "This cell is busy with the run: to stop it, interrupt the kernel.";
+  const { model, root, cleanup } = mount(host, { cancellable: false, stop_hint: hintText });
+  const hint = root.querySelector(".torq-progress__hint");
+  assert(root.querySelector(".torq-progress__cancel").hidden, "no Cancel button");
+  assert(!hint.hidden, "the hint is shown while running");
+  equal(hint.textContent, hintText, "hint text");
+  push(model, { state: "cancelled" });
+  await settle();
+  assert(hint.hidden, "the hint hides once the run ended");
+  model.update({ stop_hint: "" });
+  cleanup();
+});
+
+test("the Cancel button and the hint follow the view options", async (host) => {
+  const { model, root, cleanup } = mount(host, { cancellable: true });
+  const button = root.querySelector(".torq-progress__cancel");
+  const hint = root.querySelector(".torq-progress__hint");
+  assert(!button.hidden && hint.hidden, "Cancel shown, no hint");
+  model.update({ cancellable: false, stop_hint: "interrupt the kernel" });
+  await settle();
+  assert(button.hidden && !hint.hidden, "hint shown instead of Cancel");
   cleanup();
 });

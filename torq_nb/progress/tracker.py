@@ -1,14 +1,18 @@
 """ProgressTracker: an observable record of a staged operation, cheap enough to update in a tight loop.
 
-The tracker is the model; views (the notebook widget, the terminal line, callbacks) observe it.
-Counters (done, percent, rate, eta, duration, message) change on every call but are *published* to
-the observable traits at most once per ``refresh_interval`` seconds, as tqdm does; stage changes and
-terminal states are published at once. ``get_status()`` always reads the exact current values.
+The tracker is the model; views (the notebook widget, the terminal line, callbacks) observe it through
+``subscribe()``. Counters (done, percent, rate, eta, duration, message) change on every call but are
+*published* (to subscribers, callbacks and the observable traits) at most once per ``refresh_interval``
+seconds, as tqdm does; stage changes and terminal states are published at once, and a change held back
+is published when the interval ends. That is the only throttle: views show what they are handed.
+``get_status()`` always reads the exact current values. The fields of a status are declared once, by
+``ProgressStatus``; the traits are made from its fields.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import threading
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 StageSpec = Sequence[str] | Sequence[tuple[str, float]]
 StatusCallback = Callable[[dict[str, Any]], object]
+Subscriber = Callable[[ProgressStatus], object]
 
 #: The research pipeline's stages and the percentage at which each begins.
 DEFAULT_STAGES: tuple[tuple[str, float], ...] = (
@@ -194,7 +199,36 @@ class _Counter:
         self.checked_at = now
 
 
-class ProgressTracker(traitlets.HasTraits):
+#: A read-only trait per ProgressStatus field, of the same name, holding the published value as ``to_dict()``
+#: gives it (``error`` and ``stages`` as dicts): ``tracker.observe(fn, names=["stage"])``, ``tracker.done``.
+_StatusTraits: Any = traitlets.MetaHasTraits(
+    "_StatusTraits",
+    (traitlets.HasTraits,),
+    {
+        "__module__": __name__,
+        "__doc__": "One read-only trait per ProgressStatus field (made from the dataclass, not declared again).",
+        **{field.name: traitlets.Any(read_only=True) for field in dataclasses.fields(ProgressStatus)},
+    },
+)
+
+
+class _Subscription:
+    """One observer of a tracker: a subscriber (handed ProgressStatus) or an add_callback callback (a dict)."""
+
+    __slots__ = ("as_dict", "callback")
+
+    def __init__(self, callback: Callable[[Any], object], *, as_dict: bool) -> None:
+        self.callback = callback
+        self.as_dict = as_dict
+
+    def deliver(self, status: ProgressStatus, data: dict[str, Any]) -> None:
+        try:
+            self.callback(data if self.as_dict else status)
+        except Exception:
+            log.exception("progress callback %r raised; the operation continues", self.callback)
+
+
+class ProgressTracker(_StatusTraits):  # type: ignore[misc]  # a base made from ProgressStatus's fields
     """Tracks an operation through named stages, with counts, rate, ETA and errors.
 
     >>> tracker = ProgressTracker("research_task")
@@ -202,26 +236,16 @@ class ProgressTracker(traitlets.HasTraits):
     >>> for page in tracker.track(pages): ...
     >>> tracker.complete()
 
-    Observe it like any traitlets object (``tracker.observe(fn, names=["stage"])``) or register a plain
-    callback with ``add_callback``; a failing observer is logged and never breaks the operation.
-    Safe to update from several threads and asyncio tasks at once. Observers and callbacks run with
-    the tracker's lock held, in the thread that published, so they see changes one at a time, in order.
-    """
+    Views subscribe: ``unsubscribe = tracker.subscribe(fn)`` calls ``fn(status)`` (a ProgressStatus) at once
+    and on every published change. ``add_callback(fn)`` hands ``get_status()`` dicts instead, and every
+    status field is also a read-only trait (``tracker.observe(fn, names=["stage"])``). A failing observer is
+    logged and never breaks the operation. Safe to update from several threads and asyncio tasks at once.
+    Observers run with the tracker's lock held, in the thread that published, so they see changes one at a
+    time, in order.
 
-    operation = traitlets.Unicode(read_only=True)
-    operation_id = traitlets.Unicode(read_only=True)
-    stage = traitlets.Unicode(None, allow_none=True, read_only=True)
-    state = traitlets.Unicode("pending", read_only=True)
-    percent = traitlets.Float(0.0, read_only=True)
-    message = traitlets.Unicode(None, allow_none=True, read_only=True)
-    done = traitlets.Int(0, read_only=True)
-    total = traitlets.Int(None, allow_none=True, read_only=True)
-    rate = traitlets.Float(None, allow_none=True, read_only=True)
-    eta = traitlets.Float(None, allow_none=True, read_only=True)
-    duration = traitlets.Float(0.0, read_only=True)
-    error = traitlets.Dict(None, allow_none=True, read_only=True)
-    stages: traitlets.List[dict[str, Any]] = traitlets.List(read_only=True)
-    metadata = traitlets.Dict(read_only=True)
+    ``clock`` (seconds, monotonic; default ``time.monotonic``) times durations, rates, ETAs and the
+    throttle: a test can pass a fake one and move time forward without sleeping.
+    """
 
     def __init__(
         self,
@@ -230,6 +254,7 @@ class ProgressTracker(traitlets.HasTraits):
         metadata: dict[str, Any] | None = None,
         *,
         refresh_interval: float = 0.1,
+        clock: Callable[[], float] = monotonic,
     ) -> None:
         super().__init__()
         if not isinstance(operation_name, str) or not operation_name:
@@ -238,16 +263,20 @@ class ProgressTracker(traitlets.HasTraits):
             raise ValueError(f"refresh_interval must be a number of seconds >= 0, got {refresh_interval!r}")
         self._stage_spec = _normalise_stages(stages)
         self._stage_index = {name: index for index, (name, _) in enumerate(self._stage_spec)}
+        if not callable(clock):
+            raise TypeError(f"clock must be a function returning seconds, like time.monotonic, got {clock!r}")
         self.refresh_interval = float(refresh_interval)
+        self._clock = clock
         self._lock = threading.RLock()
-        self._callbacks: list[StatusCallback] = []
+        self._subscriptions: list[_Subscription] = []
         self._warned_terminal = False
-        self.set_trait("operation", operation_name)
-        self.set_trait("operation_id", uuid.uuid4().hex)
+        self._operation = operation_name
+        self._operation_id = uuid.uuid4().hex
         self._initial_metadata = dict(metadata or {})
         self._clear()
+        self._publish()  # the traits start as the pending status
         with _registry_lock:
-            _live[self.operation_id] = self
+            _live[self._operation_id] = self
 
     # ----------------------------------------------------------------- internal state
 
@@ -289,7 +318,7 @@ class ProgressTracker(traitlets.HasTraits):
         if self._state not in TERMINAL_STATES:
             return False
         level = logging.DEBUG if self._warned_terminal else logging.WARNING
-        log.log(level, "%s ignored: operation %r is already %s", what, self.operation, self._state)
+        log.log(level, "%s ignored: operation %r is already %s", what, self._operation, self._state)
         self._warned_terminal = True
         return True
 
@@ -316,7 +345,7 @@ class ProgressTracker(traitlets.HasTraits):
     def status(self) -> ProgressStatus:
         """A typed snapshot of the current status (exact, not throttled)."""
         with self._lock:
-            now = monotonic()
+            now = self._clock()
             end = self._ended if self._ended is not None else now
             done = int(self._done_now())  # int even if someone counted in floats
             duration = end - self._started if self._started is not None else 0.0
@@ -335,8 +364,8 @@ class ProgressTracker(traitlets.HasTraits):
                     StageStatus(name, percent, self._stage_state[index], self._stage_started_at[index], stage_duration)  # type: ignore[arg-type]
                 )
             return ProgressStatus(
-                operation=self.operation,
-                operation_id=self.operation_id,
+                operation=self._operation,
+                operation_id=self._operation_id,
                 stage=self._stage_spec[self._current][0] if self._current >= 0 else None,
                 percent=round(self._percent_now(done), 3),
                 state=self._state,  # type: ignore[arg-type]
@@ -359,45 +388,57 @@ class ProgressTracker(traitlets.HasTraits):
 
     # ----------------------------------------------------------------- publishing
 
-    def add_callback(self, callback: StatusCallback) -> None:
-        """Call ``callback(get_status())`` on every published change (throttled like the traits)."""
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(status)`` with the current ProgressStatus now, then with every published one.
+
+        The first call happens under the lock that publishing holds, so no change can fall between that
+        snapshot and the next one. Published: at most every ``refresh_interval`` seconds, stage changes and
+        the end at once, a held-back change when the interval ends. Returns a function that unsubscribes.
+        """
+        subscription = _Subscription(callback, as_dict=False)
         with self._lock:
-            self._callbacks.append(callback)
+            self._subscriptions.append(subscription)
+            status = self.status()
+            subscription.deliver(status, {})
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if subscription in self._subscriptions:
+                    self._subscriptions.remove(subscription)
+
+        return unsubscribe
+
+    def add_callback(self, callback: StatusCallback) -> None:
+        """Call ``callback(get_status())`` on every published change (see ``subscribe``, which also hands the
+        current status at once, as a ProgressStatus)."""
+        with self._lock:
+            self._subscriptions.append(_Subscription(callback, as_dict=True))
 
     def remove_callback(self, callback: StatusCallback) -> None:
-        """Stop calling a callback added with ``add_callback``."""
+        """Stop calling a callback added with ``add_callback``; ValueError if it is not one."""
         with self._lock:
-            self._callbacks.remove(callback)
+            for subscription in self._subscriptions:
+                if subscription.as_dict and subscription.callback == callback:
+                    self._subscriptions.remove(subscription)
+                    return
+        raise ValueError(f"{callback!r} is not a callback of this tracker")
 
     def _add_notifiers(self, handler: Any, name: Any, type: Any) -> None:  # traitlets' signature
         super()._add_notifiers(_Guarded(handler), name, type)
 
     def _publish(self) -> None:
-        """Push the exact current status to the traits and callbacks. Called with the lock held."""
+        """Hand the exact current status to the traits, subscribers and callbacks. Called with the lock held."""
         status = self.status()
         data = status.to_dict()
-        self._next_publish = monotonic() + self.refresh_interval
+        self._next_publish = self._clock() + self.refresh_interval
         if self._trailing is not None:
             self._trailing.cancel()
             self._trailing = None
         with self.hold_trait_notifications():
-            self.set_trait("stage", status.stage)
-            self.set_trait("state", status.state)
-            self.set_trait("percent", status.percent)
-            self.set_trait("message", status.message)
-            self.set_trait("done", status.done)
-            self.set_trait("total", status.total)
-            self.set_trait("rate", status.rate)
-            self.set_trait("eta", status.eta)
-            self.set_trait("duration", status.duration)
-            self.set_trait("error", data["error"])
-            self.set_trait("stages", data["stages"])
-            self.set_trait("metadata", data["metadata"])
-        for callback in list(self._callbacks):
-            try:
-                callback(data)
-            except Exception:
-                log.exception("progress callback %r raised; the operation continues", callback)
+            for name, value in data.items():
+                self.set_trait(name, value)
+        for subscription in list(self._subscriptions):
+            subscription.deliver(status, data)
         if status.finished:
             _remember_finished(status)
 
@@ -408,7 +449,7 @@ class ProgressTracker(traitlets.HasTraits):
             return
         with self._lock:
             if self._trailing is None and self._state == "running":
-                timer = threading.Timer(max(self._next_publish - monotonic(), 0.0), self._publish_trailing)
+                timer = threading.Timer(max(self._next_publish - self._clock(), 0.0), self._publish_trailing)
                 timer.daemon = True
                 self._trailing = timer
                 timer.start()
@@ -422,7 +463,7 @@ class ProgressTracker(traitlets.HasTraits):
 
     def _begin(self) -> None:
         if self._started is None:
-            self._started = monotonic()
+            self._started = self._clock()
             self._started_at = _utc_iso()
         self._state = "running"
 
@@ -452,7 +493,7 @@ class ProgressTracker(traitlets.HasTraits):
         """Enter the first stage if the operation has not started; True if it just did."""
         if self._state != "pending":
             return False
-        now = monotonic()
+        now = self._clock()
         self._begin()
         self._enter(0, now)
         self._restart_count(None, now)
@@ -472,7 +513,7 @@ class ProgressTracker(traitlets.HasTraits):
                 raise ValueError(f"cannot move back from stage {current!r} to earlier stage {stage!r}")
             self._begin()
             if index != self._current:
-                now = monotonic()
+                now = self._clock()
                 self._enter(index, now)
                 self._restart_count(None, now)
             self._message = message
@@ -499,7 +540,7 @@ class ProgressTracker(traitlets.HasTraits):
                 self._total = total
             if message is not None:
                 self._message = message
-            if started or total is not None or monotonic() >= self._next_publish:
+            if started or total is not None or self._clock() >= self._next_publish:
                 self._publish()
             else:
                 self._publish_later()
@@ -540,7 +581,7 @@ class ProgressTracker(traitlets.HasTraits):
             if self._refuse_if_finished("advance()"):
                 return
             started = self._start_if_pending()
-            now = monotonic()
+            now = self._clock()
             counter = self._counters[_get_ident()] = _Counter(now)
             counter.count = n
             if started or now >= self._next_publish:
@@ -550,7 +591,7 @@ class ProgressTracker(traitlets.HasTraits):
 
     def _checkpoint(self, counter: _Counter) -> int:
         """Called by a counter's writer every few units: adapt the step, publish if due; the next check_at."""
-        now = monotonic()
+        now = self._clock()
         elapsed = now - counter.checked_at
         counted = counter.count - counter.checked_count
         step = int(counted * self.refresh_interval / (10 * elapsed)) if elapsed > 0 else _MAX_STEP
@@ -585,7 +626,7 @@ class ProgressTracker(traitlets.HasTraits):
     def _start_track(self, total: int | None) -> _Counter:
         """A counter for one track() loop, registered unless the operation has ended."""
         with self._lock:
-            now = monotonic()
+            now = self._clock()
             counter = _Counter(now)
             if self._refuse_if_finished("track()"):
                 return counter
@@ -633,7 +674,7 @@ class ProgressTracker(traitlets.HasTraits):
     # ----------------------------------------------------------------- endings
 
     def _finish(self, state: str, stage_state: str) -> None:
-        now = monotonic()
+        now = self._clock()
         self._close_stage(stage_state, now)
         self._state = state
         self._ended = now
@@ -652,7 +693,7 @@ class ProgressTracker(traitlets.HasTraits):
             self._begin()
             last = len(self._stage_spec) - 1
             if self._stage_spec[last][1] >= 100.0 and self._current < last:
-                self._enter(last, monotonic())
+                self._enter(last, self._clock())
             for index in range(self._current + 1, len(self._stage_spec)):
                 self._stage_state[index] = "skipped"
             if message is not None:
@@ -724,10 +765,5 @@ class ProgressTracker(traitlets.HasTraits):
         status = self.status()
         counts = f" ({status.done}/{status.total})" if status.total else ""
         return (
-            f"<ProgressTracker {self.operation!r} {status.state} {status.stage or '-'} {status.percent:.0f}%{counts}>"
+            f"<ProgressTracker {self._operation!r} {status.state} {status.stage or '-'} {status.percent:.0f}%{counts}>"
         )
-
-    def _ipython_display_(self) -> None:
-        from torq_nb.progress.widget import ProgressWidget
-
-        ProgressWidget(self)._ipython_display_()

@@ -1,49 +1,47 @@
-"""ProgressWidget: the live notebook view of a ProgressTracker (an anywidget, no build step).
+"""ProgressWidget: the live notebook view of a ProgressTracker (an anywidget, no build step), and the display
+of trackers and research jobs.
 
-The widget observes its tracker and forwards changes to its synced traits in batches: each flush is ONE
-comm message carrying every changed field (``hold_sync``), flushes are at least ``interval`` seconds
-apart, except that stage changes and terminal states go out at once, and a trailing timer thread sends
-whatever is still pending, so the final state is never lost even while the kernel is busy.
+The widget subscribes to its tracker and syncs each status it is handed as ONE value (the ``status`` dict:
+ProgressStatus's fields, less the kernel-only ones), so each publish is one comm message and the tracker's
+throttle is the only one. Displayed, it sends a bundle holding the widget view, a text/html snapshot and a
+text/plain line under a display id, and rewrites that bundle when the run ends: saved and exported notebooks
+show the final state.
 
-Displayed, it sends a bundle holding the widget view, a text/html snapshot and a text/plain line under a
-display id, and rewrites that bundle when the run ends: saved and exported notebooks show the final state.
+A kernel reads no front-end message while a cell runs, so a Cancel click on a run that holds the cell
+(``research()``) would wait for the cell to end. Where the kernel has subshells (ipykernel 7), the widget's
+messages are handed to a subshell of their own, whose thread takes the click while the main shell is busy.
+Where it has not, a job's widget shows no Cancel button while a caller blocks on the job, and says how to stop
+the run instead (interrupt the kernel).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from time import monotonic
-from typing import Any
+from typing import Any, Protocol
 
 import anywidget
 import traitlets
 
-from torq_nb.progress.models import TERMINAL_STATES
+from torq_nb.progress.models import ProgressStatus
 from torq_nb.progress.snapshot import status_html, status_line
 from torq_nb.progress.tracker import ProgressTracker
 
-__all__ = ["ProgressWidget", "asset_dir"]
+__all__ = ["ProgressWidget", "asset_dir", "register_display", "show"]
 
-#: The status fields the front-end needs; metadata, timestamps and ids of stages stay in the kernel.
-SYNCED_FIELDS: tuple[str, ...] = (
-    "operation",
-    "operation_id",
-    "stage",
-    "state",
-    "percent",
-    "message",
-    "done",
-    "total",
-    "rate",
-    "eta",
-    "duration",
-    "error",
-    "stages",
-)
+log = logging.getLogger(__name__)
+
+#: Status fields that stay in the kernel: metadata may hold anything (a session, a lock), and the front-end
+#: ticks its own clock from ``duration``, so it needs no timestamp.
+KERNEL_ONLY: frozenset[str] = frozenset({"metadata", "timestamp"})
 
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+
+#: What a blocked run's widget says instead of offering a Cancel button the kernel could not receive.
+STOP_HINT = "This cell is busy with the run: to stop it, interrupt the kernel (■, or I, I). Results so far are kept."
 
 
 def asset_dir() -> Path:
@@ -62,109 +60,131 @@ def asset_dir() -> Path:
     )
 
 
-def _fields(status: dict[str, Any]) -> dict[str, Any]:
-    return {name: status[name] for name in SYNCED_FIELDS}
+def view_state(status: ProgressStatus) -> dict[str, Any]:
+    """What the front-end is sent of a status: every field but the kernel-only ones, JSON-ready."""
+    data = status.to_dict()
+    for name in KERNEL_ONLY:
+        del data[name]
+    return data
 
 
-class ProgressWidget(anywidget.AnyWidget):  # type: ignore[misc]
+# ----------------------------------------------------------------------------- clicks while a cell is busy
+
+_subshell_lock = threading.Lock()
+_subshell: list[str | None] = []  # [] until tried once in this process, then [subshell id or None]
+
+
+def _click_subshell() -> str | None:
+    """A kernel subshell of this process for widget messages, created on first use; None where there is none.
+
+    ipykernel 7 reads shell messages in a thread of its own and routes each comm message to the subshell its
+    comm names (``Comm._reply_subshell_for``); a subshell runs in its own thread, so it handles a click while
+    the main shell runs a cell. This leans on ipykernel internals (the shell channel thread's subshell manager),
+    checked here against 7.4; any other kernel, or a change there, gives None and the fallback.
+    """
+    with _subshell_lock:
+        if not _subshell:
+            _subshell.append(_create_subshell())
+        return _subshell[0]
+
+
+def _create_subshell() -> str | None:
+    try:
+        from IPython.core.getipython import get_ipython
+
+        thread = getattr(getattr(get_ipython(), "kernel", None), "shell_channel_thread", None)
+        if thread is None:
+            return None
+        create = thread.manager._create_subshell  # must run in the shell channel thread
+        created: concurrent.futures.Future[str] = concurrent.futures.Future()
+
+        def in_shell_channel_thread() -> None:
+            try:
+                created.set_result(create())
+            except BaseException as error:  # handed to the waiting thread
+                created.set_exception(error)
+
+        thread.io_loop.add_callback(in_shell_channel_thread)
+        return created.result(timeout=10)
+    except Exception:  # any failure means: no subshell, use the fallback
+        log.debug("no kernel subshell for widget clicks; a busy cell will not take them", exc_info=True)
+        return None
+
+
+def _route_to_subshell(widget: anywidget.AnyWidget) -> bool:
+    """Have the kernel hand this widget's front-end messages to the click subshell; whether it could."""
+    comm = getattr(widget, "comm", None)
+    if comm is None or not hasattr(comm, "_reply_subshell_for"):
+        return False
+    subshell = _click_subshell()
+    if subshell is None:
+        return False
+    comm._reply_subshell_for = lambda data, default: subshell
+    return True
+
+
+# ----------------------------------------------------------------------------- the widget
+
+
+class ProgressWidget(anywidget.AnyWidget):
     """Live view of a ProgressTracker: stage timeline, bar, elapsed time, rate/ETA, message and error.
 
     >>> ProgressWidget(tracker)            # or simply display(tracker)
-    >>> ProgressWidget(tracker, interval=0.5)
 
-    ``interval`` is the least time in seconds between two ordinary flushes to the front-end.
-    ``on_cancel``, if given, shows a Cancel button that calls it while the operation runs; the kernel
-    handles the click only when no cell is busy, so it suits operations running in the background.
+    ``on_cancel``, if given, shows a Cancel button that calls it while the operation runs. Where the kernel
+    can take the click while a cell is busy (ipykernel 7's subshells), it works at any time; elsewhere only
+    while no cell is busy, and ``set_blocking(True)`` swaps the button for a hint on how to stop the run.
     """
 
     _esm = asset_dir() / "progress.js"
     _css = asset_dir() / "progress.css"
 
-    operation = traitlets.Unicode("").tag(sync=True)
-    operation_id = traitlets.Unicode("").tag(sync=True)
-    stage = traitlets.Unicode(None, allow_none=True).tag(sync=True)
-    state = traitlets.Unicode("pending").tag(sync=True)
-    percent = traitlets.Float(0.0).tag(sync=True)
-    message = traitlets.Unicode(None, allow_none=True).tag(sync=True)
-    done = traitlets.Int(0).tag(sync=True)
-    total = traitlets.Int(None, allow_none=True).tag(sync=True)
-    rate = traitlets.Float(None, allow_none=True).tag(sync=True)
-    eta = traitlets.Float(None, allow_none=True).tag(sync=True)
-    duration = traitlets.Float(0.0).tag(sync=True)
-    error = traitlets.Dict(None, allow_none=True).tag(sync=True)
-    stages: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
+    status = traitlets.Dict().tag(sync=True)
     cancellable = traitlets.Bool(False).tag(sync=True)
+    stop_hint = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(
-        self,
-        tracker: ProgressTracker,
-        *,
-        interval: float = 0.1,
-        on_cancel: Callable[[], object] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, tracker: ProgressTracker, *, on_cancel: Callable[[], object] | None = None) -> None:
         if not isinstance(tracker, ProgressTracker):
             raise TypeError(f"ProgressWidget shows a ProgressTracker, got {type(tracker).__name__}")
-        if not interval >= 0:
-            raise ValueError(f"interval must be a number of seconds >= 0, got {interval!r}")
         self._tracker = tracker
-        self._interval = float(interval)
-        self._lock = threading.Lock()
-        self._pending: dict[str, Any] = {}
-        self._next_flush = 0.0
-        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()  # taken inside the tracker's (publishing holds it), never around it
         self._handles: list[Any] = []
         self._closed = False
-        # Register and take the first snapshot under the tracker's lock (the one its publishing holds),
-        # so no published change can fall between the snapshot and the subscription.
-        with tracker._lock:
-            super().__init__(**_fields(tracker.get_status()), cancellable=on_cancel is not None, **kwargs)
-            tracker.add_callback(self._on_status)
+        self._final_shown = False
         self._on_cancel = on_cancel
+        self._latest = tracker.status()
+        super().__init__(status=view_state(self._latest), cancellable=on_cancel is not None)
+        #: Whether a Cancel click reaches the kernel even while a cell is busy.
+        self.takes_clicks_while_busy = on_cancel is not None and _route_to_subshell(self)
         self.on_msg(self._on_front_end_message)
+        self._unsubscribe = tracker.subscribe(self._on_status)
 
     @property
     def tracker(self) -> ProgressTracker:
         """The tracker this widget shows."""
         return self._tracker
 
-    # ----------------------------------------------------------------- batching
+    def set_blocking(self, blocking: bool) -> None:
+        """The operation holds (or no longer holds) the kernel's main thread. Unless the widget takes clicks
+        while a cell is busy, a held operation gets the stop hint instead of a Cancel button it cannot honour."""
+        if self._on_cancel is None or self.takes_clicks_while_busy:
+            return
+        with self.hold_sync():
+            self.cancellable = not blocking
+            self.stop_hint = STOP_HINT if blocking else ""
 
-    def _on_status(self, status: dict[str, Any]) -> None:
-        """Tracker callback (any thread, tracker lock held): queue the change, flush now or later."""
-        fields = _fields(status)
+    def _on_status(self, status: ProgressStatus) -> None:
+        """Subscriber (any thread, tracker lock held): one comm message per published status."""
         with self._lock:
             if self._closed:
                 return
-            urgent = fields["stage"] != self.stage or fields["state"] != self.state
-            self._pending.update(fields)
-            now = monotonic()
-            if urgent or now >= self._next_flush:
-                self._flush(now)
-            elif self._timer is None:
-                self._timer = threading.Timer(self._next_flush - now, self._flush_late)
-                self._timer.daemon = True
-                self._timer.start()
-        if urgent and status["state"] in TERMINAL_STATES:
-            self._refresh_displays(status)
-
-    def _flush(self, now: float) -> None:
-        """Send every pending field in one comm message. Called with ``self._lock`` held."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        with self.hold_sync():
-            for name, value in self._pending.items():
-                setattr(self, name, value)
-        self._pending.clear()
-        self._next_flush = now + self._interval
-
-    def _flush_late(self) -> None:
-        """The trailing flush, from the timer thread: whatever is still pending goes out."""
-        with self._lock:
-            self._timer = None
-            if self._pending and not self._closed:
-                self._flush(monotonic())
+            self._latest = status
+            self.status = view_state(status)
+            if status.finished and not self._final_shown:
+                self._final_shown = True
+                bundle = self._bundle(status)
+                for handle in self._handles:  # the static parts; the live view stays
+                    handle.update(bundle, raw=True)
 
     def _on_front_end_message(self, widget: Any, content: Any, buffers: Any) -> None:
         if content == {"type": "cancel"} and self._on_cancel is not None and not self._tracker.finished:
@@ -172,25 +192,21 @@ class ProgressWidget(anywidget.AnyWidget):  # type: ignore[misc]
 
     # ----------------------------------------------------------------- display
 
-    def _bundle(self, status: dict[str, Any]) -> dict[str, Any]:
+    def _bundle(self, status: ProgressStatus) -> dict[str, Any]:
+        data = status.to_dict()
         return {
             WIDGET_VIEW_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.model_id},
-            "text/html": status_html(status),
-            "text/plain": status_line(status),
+            "text/html": status_html(data),
+            "text/plain": status_line(data),
         }
-
-    def _refresh_displays(self, status: dict[str, Any]) -> None:
-        """Rewrite the static parts of every display of this widget (the live view stays)."""
-        for handle in list(self._handles):
-            handle.update(self._bundle(status), raw=True)
 
     def _ipython_display_(self) -> None:
         """Show the live view with a text/html snapshot and text line beside it, kept to the final state."""
         from IPython.display import display
 
-        # Under the tracker's lock, so a run ending meanwhile cannot miss this display's handle.
-        with self._tracker._lock:
-            handle = display(self._bundle(self._tracker.get_status()), raw=True, display_id=True)
+        # Under the widget's lock, so a run ending meanwhile either is in this bundle or updates this handle.
+        with self._lock:
+            handle = display(self._bundle(self._latest), raw=True, display_id=True)
             if handle is not None:
                 self._handles.append(handle)
 
@@ -198,16 +214,63 @@ class ProgressWidget(anywidget.AnyWidget):  # type: ignore[misc]
         return status_line(self._tracker.get_status())
 
     def close(self) -> None:
-        """Stop observing the tracker, drop any pending flush and close the comm."""
+        """Stop observing the tracker and close the comm."""
         if "_lock" in self.__dict__:  # absent when the constructor refused its arguments
             with self._lock:
                 self._closed = True
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
-                self._pending.clear()
-            try:
-                self._tracker.remove_callback(self._on_status)
-            except ValueError:  # closed twice
-                pass
+            if "_unsubscribe" in self.__dict__:
+                self._unsubscribe()  # outside the widget's lock: it takes the tracker's
         super().close()
+
+
+# ----------------------------------------------------------------------------- display registration
+
+
+class _Job(Protocol):
+    """What the display needs of a research job (torq_nb.research.jobs.ResearchJob): no import of research."""
+
+    @property
+    def tracker(self) -> ProgressTracker: ...
+
+    def cancel(self) -> bool: ...
+
+    def on_blocking(self, callback: Callable[[bool], object]) -> Callable[[], None]: ...
+
+
+def show(obj: ProgressTracker | _Job) -> None:
+    """IPython's display of a tracker (its live widget) or of a research job (the widget with Cancel).
+
+    IPython hands subclasses of the registered types here too: one with a display of its own (a batch job's
+    batch widget) keeps it.
+    """
+    own_display = getattr(type(obj), "_ipython_display_", None)
+    if own_display is not None:
+        own_display(obj)
+        return
+    if isinstance(obj, ProgressTracker):
+        ProgressWidget(obj)._ipython_display_()
+        return
+    widget = ProgressWidget(obj.tracker, on_cancel=obj.cancel)
+    if not widget.takes_clicks_while_busy:
+        obj.on_blocking(widget.set_blocking)
+    widget._ipython_display_()
+
+
+#: The types ``show`` displays, by module and name, so registering them imports neither.
+DISPLAYED_TYPES: tuple[tuple[str, str], ...] = (
+    ("torq_nb.progress.tracker", "ProgressTracker"),
+    ("torq_nb.research.jobs", "ResearchJob"),
+)
+
+
+def register_display(ip: Any = None) -> None:
+    """Make IPython (``ip``, default the running shell) display trackers and research jobs with ``show``."""
+    if ip is None:
+        from IPython.core.getipython import get_ipython
+
+        ip = get_ipython()
+    if ip is None:
+        return
+    formatter = ip.display_formatter.ipython_display_formatter
+    for module, name in DISPLAYED_TYPES:
+        formatter.for_type_by_name(module, name, show)

@@ -1,15 +1,17 @@
 """ResearchJob: a research run in a background thread with its own event loop.
 
-A notebook kernel does not read front-end messages (a Cancel click) while a cell is busy, so a run that
-must stay cancellable runs here, off the cell: the cell returns at once and the widget's Cancel button,
-``job.cancel()`` or a kernel interrupt stop it. The job's thread owns its loop, so the run also keeps
-going while later cells do blocking work.
+The run works off the caller's thread: ``start_research`` returns the job at once (the cell is free), while
+``research()`` waits on it with ``wait_interruptibly`` (the cell is busy until the run ends). Either way
+``job.cancel()``, the widget's Cancel button or a kernel interrupt stop it. The job's thread owns its loop,
+so the run also keeps going while later cells do blocking work. The job knows no views: it says when a
+caller blocks on it (``on_blocking``), and a view decides what that means for its Cancel button.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
@@ -22,16 +24,24 @@ from torq_nb.research.results import ResearchResults
 #: How long cancel-and-wait gives a run to close its connections and hand back partial results.
 CANCEL_GRACE = 5.0
 
+log = logging.getLogger(__name__)
+
 
 class ResearchJob:
     """A running (or finished) research run. Display it for the live widget with a Cancel button.
 
     ``result()`` waits for the results; a cancelled run's result is its partial results (rows not reached
     are marked "cancelled"); a failed run's result() raises its error. ``await job`` does the same.
+    ``blocking=True`` says from the start that a caller will wait on it in the kernel's main thread.
     """
 
-    def __init__(self, run: Run, start: Callable[[], Coroutine[Any, Any, ResearchResults]]) -> None:
+    def __init__(
+        self, run: Run, start: Callable[[], Coroutine[Any, Any, ResearchResults]], *, blocking: bool = False
+    ) -> None:
         self._run = run
+        self._blocking = blocking
+        self._blocking_lock = threading.Lock()
+        self._blocking_watchers: list[Callable[[bool], object]] = []
         self._future: concurrent.futures.Future[ResearchResults] = concurrent.futures.Future()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[ResearchResults] | None = None
@@ -51,7 +61,7 @@ class ResearchJob:
             self._future.set_result(loop.run_until_complete(self._task))
         except asyncio.CancelledError:  # before 3.11 the task re-raises a plain CancelledError, not ours
             self._future.set_result(self._run.results())
-        except BaseException as error:  # noqa: BLE001 - handed to whoever waits on the job
+        except BaseException as error:  # handed to whoever waits on the job
             self._future.set_exception(error)
         finally:
             loop.run_until_complete(loop.shutdown_asyncgens())
@@ -64,7 +74,7 @@ class ResearchJob:
 
     @property
     def operation_id(self) -> str:
-        return self._run.tracker.operation_id
+        return str(self._run.tracker.operation_id)
 
     @property
     def status(self) -> ProgressStatus:
@@ -97,23 +107,73 @@ class ResearchJob:
         """Wait for the run (at most ``timeout`` seconds) and return its results."""
         return self._future.result(timeout)
 
-    def wait_interruptibly(self) -> ResearchResults:
-        """Wait for the results; on KeyboardInterrupt cancel the run and raise ResearchCancelled with them."""
+    @property
+    def blocking(self) -> bool:
+        """True while a caller waits on the job in the kernel's main thread (``research()``): its cell is busy."""
+        return self._blocking
+
+    def _set_blocking(self, blocking: bool) -> None:
+        with self._blocking_lock:
+            if blocking == self._blocking:
+                return
+            self._blocking = blocking
+            for watcher in list(self._blocking_watchers):
+                self._tell(watcher, blocking)
+
+    @staticmethod
+    def _tell(watcher: Callable[[bool], object], blocking: bool) -> None:
         try:
-            while True:
-                # Wake up now and then: a signal delivered to another thread is only handled (raising
-                # KeyboardInterrupt here) once the main thread runs Python code again.
-                try:
-                    return self._future.result(timeout=0.1)
-                except concurrent.futures.TimeoutError:
-                    continue
-        except KeyboardInterrupt:
-            self.cancel()
+            watcher(blocking)
+        except Exception:
+            log.exception("blocking watcher %r raised; the run continues", watcher)
+
+    def on_blocking(self, callback: Callable[[bool], object]) -> Callable[[], None]:
+        """Call ``callback(blocking)`` now and whenever a caller starts or stops blocking on the job.
+
+        For views: a Cancel button cannot work while the cell is busy unless the host delivers clicks then.
+        Returns a function that stops the calls.
+        """
+        with self._blocking_lock:
+            self._blocking_watchers.append(callback)
+            self._tell(callback, self._blocking)
+
+        def stop() -> None:
+            with self._blocking_lock:
+                if callback in self._blocking_watchers:
+                    self._blocking_watchers.remove(callback)
+
+        return stop
+
+    def wait_interruptibly(self) -> ResearchResults:
+        """Wait for the results, blocking the calling (main) thread, as ``research()`` does.
+
+        A KeyboardInterrupt (the kernel's interrupt, Ctrl-C) or a cancel meanwhile (the widget's Cancel button,
+        where the host delivers clicks to a busy kernel; ``job.cancel()`` from another thread) stops the run
+        and raises ResearchCancelled, whose ``.results`` are the partial results.
+        """
+        self._set_blocking(True)
+        try:
             try:
-                results = self._future.result(CANCEL_GRACE)
-            except concurrent.futures.TimeoutError:
-                results = self.partial_results
-            raise ResearchCancelled(results) from None
+                while True:
+                    # Wake up now and then: a signal delivered to another thread is only handled (raising
+                    # KeyboardInterrupt here) once the main thread runs Python code again.
+                    try:
+                        results = self._future.result(timeout=0.1)
+                        break
+                    except concurrent.futures.TimeoutError:
+                        continue
+            except KeyboardInterrupt:
+                self.cancel()
+                try:
+                    results = self._future.result(CANCEL_GRACE)
+                except concurrent.futures.TimeoutError:
+                    results = self.partial_results
+                raise ResearchCancelled(results) from None
+            if self.tracker.status().state == "cancelled":  # by cancel(): the Cancel button, another thread
+                raise ResearchCancelled(results)
+            return results
+        finally:
+            self._set_blocking(False)
 
     def __await__(self) -> Generator[Any, None, ResearchResults]:
         return asyncio.wrap_future(self._future).__await__()
@@ -121,8 +181,3 @@ class ResearchJob:
     def __repr__(self) -> str:
         status = self.status
         return f"<ResearchJob {self._run.topic!r} {status.state} {status.stage or '-'} {status.percent:.0f}%>"
-
-    def _ipython_display_(self) -> None:
-        from torq_nb.progress.widget import ProgressWidget
-
-        ProgressWidget(self.tracker, on_cancel=self.cancel)._ipython_display_()
