@@ -35,7 +35,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -156,10 +156,10 @@ _POINTS_BACK = frozenset(
     other others later afterwards afterward again indeed here whereas nor plus""".split()
 )
 _POINTS_BACK_PHRASE = re.compile(
-    r"^(?:in addition|as a result|for example|for instance|on the other hand|at the same time|in fact|"
-    r"in turn|even so|after that|by contrast|in contrast|to that end|that said|as well|on top of that|"
-    r"in response|in the meantime|because of (?:this|that)|despite (?:this|that)|due to (?:this|that)|"
-    r"as such|since then|by then|until then|even then|not only that|the (?:latter|former|same|other|rest))\b",
+    r"^(?:(?:in addition|as a result|for example|for instance|on the other hand|at the same time|in fact|"
+    r"in turn|even so|after that|by contrast|in contrast|to that end|that said|on top of that|in response|"
+    r"in the meantime|as such|since then|by then|until then|even then|not only that|because of (?:this|that)|"
+    r"despite (?:this|that)|due to (?:this|that))\s*,|the (?:latter|former|same|other|rest)\b)",
     re.IGNORECASE,
 )
 # "The move ...", "The company said ...": a definite description that names something from before.
@@ -169,11 +169,13 @@ _DEFINITE_BACK = re.compile(
     r"idea|measure|step|proposal|group|agency|device|product|team|process|findings|lawsuit|probe|complaint|"
     r"ruling|verdict|offer|two|three|four|pair|couple|man|woman|boy|girl|suspect|victim|bill|law|order|"
     r"list|video|book|album|film|show|game|model|car|vehicle|phone|update|feature|service|technique|"
-    r"approach|method|discovery|result|results|research|researchers|scientists|authors|team|trip|visit)\b",
+    r"approach|method|discovery|result|results|research|researchers|scientists|authors|trip|visit|patient|patients|victims|goal|aim|reason|problem|issue|organization|organisation|newspaper|outlet|celebration|festival|patients|couple|family|procedure|treatment|condition|disease|symptoms|drug|announcement)\b",
     re.IGNORECASE,
 )
 # "In a statement, he said ...": a pronoun as the subject right after a short opening phrase.
 _PRONOUN_AFTER_OPENING = re.compile(r"^[^,;:]{2,40},\s+(?:he|she|they|it|his|her|their|its|this|these)\b")
+_DEFINITE_HEAD = re.compile(r"^(?:the|these|those)\s+([a-z][a-z-]+)(?:\s+([a-z][a-z-]+))?\b")
+_SUBORDINATE = frozenset("because although though since unless whereas while if when whenever".split())
 _FIRST_PERSON = frozenset("i i'm i've i'd i'll we we're we've we'd we'll you you're you've you'll my our your me us let's".split())
 _QUESTION = re.compile(r"[?？][\"'”’»)\]]*$")
 _LIST_ITEM = re.compile(r"^(?:[-*+•·–—▪►✓✔]|\(?\d{1,3}[.)]|[a-z][.)])\s")
@@ -199,11 +201,12 @@ _URL = re.compile(r"https?://|\bwww\.\w", re.IGNORECASE)
 _BARE_QUOTE = re.compile(r"^[\"“«‘'].*[\"”»’']\W*$")
 
 
-def standalone_problem(sentence: str) -> str | None:
+def standalone_problem(sentence: str, before: Sequence[str] = ()) -> str | None:
     """Why a page sentence cannot stand alone in a summary, or None when it can.
 
-    "points back" means the sentence needs the one before it (it opens with a pronoun, a
-    demonstrative or a connective); every other reason means it is never a summary sentence.
+    "points back" means the sentence needs the one before it: it opens with a pronoun, a
+    demonstrative or a connective, or with "The <noun>" naming something from ``before`` (the
+    sentences just before it on the page). Every other reason means it is never a summary sentence.
     """
     text = sentence.strip()
     words = [w.lower() for w in re.findall(r"[\w'’]+", text.replace("’", "'"))]
@@ -215,11 +218,12 @@ def standalone_problem(sentence: str) -> str | None:
         return "list fragment"
     if not _SENTENCE_END.search(text):
         return "heading"
-    letters = [c for c in text if c.isalpha()]
-    if len(words) >= 3 and sum(c.isupper() for c in letters) > 0.6 * len(letters):
-        return "heading"
-    if text[0].islower() and not (len(text) > 1 and text[1].isupper()):
-        return "fragment"
+    if len(words) >= 3 and text.upper() == text and text.lower() != text:
+        return "heading"  # ALL CAPS
+    if re.match(r"[a-z]+\b(?![._\d])", text):
+        return "fragment"  # the tail of a sentence split in two (but "asyncio.gather", "iPhone" lead fine)
+    if words[0] in _SUBORDINATE and "," not in text:
+        return "fragment"  # "Because space travel is hard." has no main clause
     if _CAPTION.search(text):
         return "caption"
     if _BYLINE.search(text):
@@ -235,16 +239,26 @@ def standalone_problem(sentence: str) -> str | None:
     if (
         words[0] in _POINTS_BACK
         or words[0].split("'")[0] in _POINTS_BACK
-        or (len(words) > 1 and words[1] in {"also", "too", "though"})
+        or (len(words) > 1 and words[1] in {"also", "too", "though", "it", "them", "him", "these", "those"})
         or _POINTS_BACK_PHRASE.match(text.lstrip("\"“«‘'"))
         or _DEFINITE_BACK.match(text.lstrip("\"“«‘'"))
         or (
             _PRONOUN_AFTER_OPENING.match(text)
             and not any(w[:1].isupper() for w in text.split(",")[0].split()[1:])
         )
+        or _names_something_before(text, before)
     ):
         return "points back"
     return None
+
+
+def _names_something_before(text: str, before: Sequence[str]) -> bool:
+    """ "The parasite ...", "The authority ..." after a sentence that named it: a definite reference back."""
+    match = _DEFINITE_HEAD.match(text)
+    if not match or not before:
+        return False
+    heads = {_stem(w) for w in match.groups() if w and w not in _STOPWORDS}
+    return bool(heads & {t for sentence in before for t in _terms(sentence)})
 
 
 # --- relevance -----------------------------------------------------------------------------------------
@@ -299,11 +313,22 @@ class _Sentence:
 
 @dataclass
 class _Page:
+    """A source split into sentences, with each sentence's terms; ``score`` is its relevance (best page 1.0)."""
+
     source: SourceText
     sentences: list[str]
-    problems: list[str | None]
     terms: list[frozenset[str]]
     score: float = 0.0
+    _problems: dict[int, str | None] = field(default_factory=dict)
+
+    def problem(self, i: int, min_words: int, max_words: int) -> str | None:
+        """Why sentence ``i`` cannot stand alone (see standalone_problem), or "length"; worked out once."""
+        if i not in self._problems:
+            text = self.sentences[i]
+            fits = min_words <= _length(text) <= max_words
+            before = self.sentences[max(0, i - 2) : i]
+            self._problems[i] = standalone_problem(text, before) if fits else "length"
+        return self._problems[i]
 
 
 def _length(text: str) -> int:
@@ -377,7 +402,7 @@ class ExtractiveSynthesizer:
         max_per_source: int = 3,
         min_words: int = 6,
         max_words: int = 60,
-        page_floor: float = 0.3,
+        page_floor: float = 0.6,
         sentence_floor: float = 0.5,
         min_coverage: float = 0.3,
         diversity: float = 0.3,
@@ -430,11 +455,7 @@ class ExtractiveSynthesizer:
 
     def _page(self, source: SourceText) -> _Page:
         sentences = split_sentences(_PAGE_REFS.sub("", source.text))
-        problems = [
-            standalone_problem(text) if self.min_words <= _length(text) <= self.max_words else "length"
-            for text in sentences
-        ]
-        return _Page(source, sentences, problems, [frozenset(_terms(text)) for text in sentences])
+        return _Page(source, sentences, [frozenset(_terms(text)) for text in sentences])
 
     def _score_pages(self, query: list[str], pages: list[_Page]) -> dict[str, float]:
         """Each page's relevance (``page.score``, 1.0 for the best); returns the topic terms' IDF weights."""
@@ -461,14 +482,15 @@ class ExtractiveSynthesizer:
         for page in pages:
             if page.score < self.page_floor:
                 continue
-            for i, (problem, terms) in enumerate(zip(page.problems, page.terms, strict=True)):
-                if problem not in (None, "points back"):
-                    continue
+            for i, terms in enumerate(page.terms):
                 coverage = sum(w for t, w in weights.items() if t in terms) / total
                 if coverage <= 0:
                     continue
+                problem = page.problem(i, self.min_words, self.max_words)
+                if problem not in (None, "points back"):
+                    continue
                 if problem == "points back":
-                    if i == 0 or page.problems[i - 1] is not None:
+                    if i == 0 or page.problem(i - 1, self.min_words, self.max_words) is not None:
                         continue  # what it points back to is not a sentence that can lead
                     positions: tuple[int, ...] = (i - 1, i)
                 else:
