@@ -144,7 +144,7 @@ def test_exports_from_several_threads_do_not_interfere(tmp_path: Path) -> None:
             for i in range(4) for suffix in (".pdf", ".md", ".csv", ".html")]
     with ThreadPoolExecutor(8) as pool:
         paths = list(pool.map(lambda job: export(*job), jobs))
-    for (results, _), path in zip(jobs, paths):
+    for (results, _), path in zip(jobs, paths, strict=True):
         looks_like(path)
         if path.suffix == ".csv":
             assert pl.read_csv(path).height == results.df.height

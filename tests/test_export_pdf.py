@@ -13,6 +13,7 @@ from pathlib import Path
 
 import export_factory as factory
 import nbformat
+import polars as pl
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
@@ -225,3 +226,66 @@ def test_forged_tree_in_cell_metadata_is_ignored(tmp_path: Path) -> None:
     assert "Only this text." in pdftext(path)
     assert "forged" not in pdftext(path)
     assert link_uris(path) == []
+
+
+#: Exports a 1 MB topic, or rows whose every text field (and the summary) is 1 MB, to PDF in a child
+#: process, which prints its peak RSS. The address space is capped, so a regression fails instead of
+#: taking the machine's memory.
+_BIG_EXPORT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+sys.path.insert(0, sys.argv[3])
+import export_factory as factory
+from torq_nb.export import export
+kind, out, n = sys.argv[1], sys.argv[2], 1_000_000
+text = ("lorem ipsum dolor sit amet " * (n // 27 + 1))[:n]
+if kind == "topic":
+    results = factory.results(3, topic=text)
+else:
+    url = "https://example.org/" + "a" * n
+    rows = [factory.row(1, title=text, snippet=text, url=url, error=text, status="error"),
+            factory.row(2, title="x" * n, snippet="y" * n), factory.row(3)]
+    rows[0]["domain"] = text
+    results = factory.results(rows=rows, topic="big fields", summary=text + " [1].")
+export(results, out)
+export(results, out.replace(".pdf", ".csv"))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize("kind", ["topic", "fields"])
+def test_megabyte_texts_make_a_bounded_pdf_and_full_tables(tmp_path: Path, kind: str) -> None:
+    pdf = tmp_path / f"{kind}.pdf"
+    child = subprocess.run([sys.executable, "-c", _BIG_EXPORT, kind, str(pdf), str(Path(__file__).parent)],
+                           capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stderr[-2000:]
+    peak_mb = int(child.stdout.split()[-1])
+    assert peak_mb < 500, f"exporting took {peak_mb} MB"
+    assert pdf.read_bytes().startswith(b"%PDF-") and int(pdfinfo(pdf)["Pages"]) >= 1
+    text = joined(pdftext(pdf))
+    assert "…[truncatedfrom1,000,000characters]" in text.replace(" ", "")  # marked (a line may break at a space)
+    if kind == "topic":
+        assert text.startswith("Research: lorem ipsum")
+    else:
+        assert "https://example.org/aaaa" in text and not any("aaaa" in uri for uri in link_uris(pdf))  # shown, not linked
+        assert "example.org/articles/3/" in " ".join(link_uris(pdf))
+    if kind == "fields":
+        table = pl.read_csv(pdf.with_suffix(".csv"))  # the table keeps every value in full
+        assert table["title"].str.len_chars().max() == 1_000_000
+        assert table["url"].str.len_chars().max() == len("https://example.org/") + 1_000_000
+
+
+def test_any_notebook_with_megabyte_cells_and_a_long_link_makes_a_pdf(tmp_path: Path) -> None:
+    text = "word " * 200_000
+    nb = new_notebook()
+    nb.cells = [
+        new_markdown_cell("[a link too long for a PDF](https://x.test/" + "a" * 20_000 + ") and " + text),
+        new_markdown_cell("| a | b |\n|---|---|\n| " + text + " | " + "z" * 1_000_000 + " |"),
+        new_code_cell(text, execution_count=1, outputs=[new_output("stream", name="stdout", text=text)]),
+    ]
+    pdf, _ = TypstPDFExporter().from_notebook_node(nb)
+    path = tmp_path / "big.pdf"
+    path.write_bytes(pdf)
+    out = pdftext(path)
+    assert "a link too long for a PDF" in out and link_uris(path) == []
+    assert "…[truncatedfrom1,000,000characters]" in joined(out).replace(" ", "")

@@ -295,3 +295,12 @@ def test_summary_paragraphs_starting_with_block_syntax_stay_text() -> None:
         found = assert_inert(render(summary), {"p", "a"})
         for start in starts:
             assert squash(start) in found.text, (render, start)
+
+
+def test_links_keep_the_exact_url_in_every_format(tmp_path: Path) -> None:
+    url = "https://x.test/p?a=1&b=2&lt=3&c=4&copy=5"
+    results = factory.results(rows=[factory.row(1, url=url), factory.row(2)])
+    for html in (gfm(to_markdown(results)), to_html(results), results._repr_html_()):
+        assert url in [attrs.get("href") for tag, attrs in scan(html).tags if tag == "a"]
+    pdf = export(results, tmp_path / "links.pdf").read_bytes()
+    assert b"/URI (" + url.encode() + b")" in pdf.replace(b"/URI(", b"/URI (")

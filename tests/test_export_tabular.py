@@ -23,7 +23,7 @@ def test_csv_neutralises_formulas_and_reads_back(tmp_path: Path) -> None:
     results = factory.results(rows=rows)
     path = ExportManager().export_to_csv(results, tmp_path / "r.csv")
     back = pl.read_csv(path, schema=SCHEMA)
-    for text, got in zip(HOSTILE, back["title"].to_list()):
+    for text, got in zip(HOSTILE, back["title"].to_list(), strict=True):
         assert got == ("'" + text if text.startswith(FORMULA_PREFIXES) else text)
     assert back.drop("title", "snippet").equals(results.df.drop("title", "snippet"))  # numbers stay numbers (score, -x)
 
@@ -47,7 +47,7 @@ def test_csv_bom_and_metadata_comments(tmp_path: Path) -> None:
 
 def test_nested_columns_are_refused_for_csv_with_advice(tmp_path: Path) -> None:
     df = pl.DataFrame({"title": ["a"], "tags": [["x", "y"]]})
-    with pytest.raises(ValueError, match="tags.*JSON or Parquet"):
+    with pytest.raises(ValueError, match=r"tags.*JSON or Parquet"):
         write_csv(df, tmp_path / "n.csv")
     assert export(df, tmp_path / "n.parquet").exists()
 

@@ -64,13 +64,14 @@ def _url(col: pl.Expr) -> pl.Expr:
     url = col.cast(pl.String).str.strip_chars().str.replace_all(r"[\x00-\x1f\x7f]", "")
     for char, code in _URL_ESCAPES.items():
         url = url.str.replace_all(char, code, literal=True)
-    url = url.str.replace_all("&", "&amp;", literal=True)  # a destination's entities are decoded: keep & as &
     return pl.when(url.str.contains(_LINK_SCHEME) & (url.str.len_chars() <= URL_CHARS)).then(url)
 
 
 def _with_target(label: pl.Expr, target: pl.Expr) -> pl.Expr:
-    """``[label](<target>)`` where ``target`` (from ``_url``) is not null, else the label alone."""
-    return pl.when(target.is_not_null()).then(pl.format("[{}](<{}>)", label, target)).otherwise(label)
+    """``[label](<target>)`` where ``target`` (from ``_url``) is not null, else the label alone.
+    Renderers decode entities in a destination, so its ``&`` is written ``&amp;`` (``&lt;`` stays ``&lt;``)."""
+    destination = target.str.replace_all("&", "&amp;", literal=True)
+    return pl.when(target.is_not_null()).then(pl.format("[{}](<{}>)", label, destination)).otherwise(label)
 
 
 def _one(expr: pl.Expr, value: Any) -> str:

@@ -55,7 +55,8 @@ def clip(value: str, limit: int) -> str:
 def clip_expr(col: pl.Expr, limit: int) -> pl.Expr:
     """``clip`` over a String column (null stays null)."""
     length = col.str.len_chars()
-    mark = pl.lit("… [truncated from ") + length.cast(pl.String) + pl.lit(" characters]")
+    grouped = length.cast(pl.String).str.reverse().str.replace_all(r"(\d{3})", "$1,").str.reverse().str.strip_chars_start(",")
+    mark = pl.lit("… [truncated from ") + grouped + pl.lit(" characters]")  # as truncation_mark: 1,048,576
     return pl.when(length > limit).then(col.str.slice(0, limit) + mark).otherwise(col)
 
 

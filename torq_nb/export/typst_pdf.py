@@ -2,7 +2,9 @@
 
 The notebook becomes a JSON tree (``notebook_document``) passed to the template through
 ``sys.inputs``; the template prints every string as text. Images go into a private temporary
-folder that is the compiler's root, so the document can read nothing else from the disk.
+folder that is the compiler's root, so the document can read nothing else from the disk. Every
+string is bounded before Typst sees it (``_bound``): Typst's memory grows with the text it lays out,
+and it refuses links over 8,000 bytes.
 """
 
 from __future__ import annotations
@@ -24,11 +26,18 @@ from nbformat import NotebookNode
 from traitlets import List, Unicode, default
 
 from torq_nb.export.mdtree import Node, html_tables, markdown_tree, saved_tree
+from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, URL_CHARS, clip
 
 TEMPLATE = Path(__file__).parent / "templates" / "typst" / "notebook.typ"
 #: Preferred families, first match wins per glyph; Typst falls back further on its own.
 BODY_FONTS = ("Libertinus Serif", "Noto Serif CJK SC", "Noto Serif CJK KR", "Noto Sans CJK SC", "DejaVu Sans")
 MONO_FONTS = ("DejaVu Sans Mono", "Noto Sans Mono CJK SC", "Noto Sans CJK SC")
+
+#: At most this many characters of one text, code cell or output reach Typst (a report's own
+#: values are bounded more tightly when the report is built: ``torq_nb.export.text``).
+TEXT_CHARS = 100_000
+#: At most this many characters of one table cell reach Typst: narrow columns make tall rows.
+TABLE_CELL_CHARS = 5 * CELL_CHARS
 
 _fonts_lock = threading.Lock()
 _fonts_cache: dict[tuple[str, ...], typst.Fonts] = {}
@@ -129,7 +138,7 @@ def _link_targets(blocks: list[Node], anchors: list[Node], refs: list[Node]) -> 
     Anchors are kept only where a link points."""
     headings = [b for b in blocks if b.get("t") == "h"]
     counts = Counter([a["id"] for a in anchors] + [_slug(h["c"]) for h in headings])
-    unique = {name for name, n in counts.items() if name and n == 1}
+    unique = {name for name, n in counts.items() if name and n == 1 and len(name) <= TITLE_CHARS}
     for h in headings:
         h.pop("id", None)
         if (slug := _slug(h["c"])) in unique:
@@ -141,6 +150,36 @@ def _link_targets(blocks: list[Node], anchors: list[Node], refs: list[Node]) -> 
     for anchor in anchors:  # an anchor nothing links to only costs Typst time (a label to track)
         if anchor["id"] not in unique or anchor["id"] not in linked:
             _unlink(anchor)
+
+
+def _bound(nodes: list[Node]) -> None:
+    """Clip, in place, every string of the tree that Typst would lay out; a link to an over-long URL
+    becomes a plain span (its text kept). One pass over the nodes. (Over-long labels: ``_link_targets``.)"""
+    for n in nodes:
+        for key in ("v", "src"):
+            if isinstance(value := n.get(key), str) and len(value) > TEXT_CHARS:
+                n[key] = clip(value, TEXT_CHARS)
+        if isinstance(lang := n.get("lang"), str) and len(lang) > 40:
+            n["lang"] = ""
+        kind = n.get("t")
+        if kind == "link" and len(n["url"]) > URL_CHARS:
+            _unlink(n)
+        if kind == "table":
+            for row in (n["head"], *n["rows"]):
+                for i, cell in enumerate(row):
+                    if isinstance(cell, str):
+                        if len(cell) > TABLE_CELL_CHARS:
+                            row[i] = clip(cell, TABLE_CELL_CHARS)
+                    else:
+                        _bound(cell)
+            n["widths"] = [clip(w, TITLE_CHARS) if isinstance(w, str) else w for w in n["widths"]]
+        elif kind == "list":
+            for item in n["items"]:
+                _bound(item)
+        elif kind == "cell":
+            _bound(n["outputs"])
+        if isinstance(n.get("c"), list):
+            _bound(n["c"])
 
 
 def _unlink(node: Node) -> None:
@@ -171,11 +210,12 @@ def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: s
                            "outputs": outputs})
         elif source.strip():
             blocks.append({"t": "codeblock", "v": source, "lang": ""})
+    _bound(blocks)
     _link_targets(blocks, anchors, refs)
     first = blocks[0] if blocks else {}
-    nb_title = str(nb.metadata.get("title") or title or "Notebook")
-    meta = [["Authors", ", ".join(str(a.get("name", a)) if isinstance(a, dict) else str(a) for a in nb.metadata["authors"])]] \
-        if isinstance(nb.metadata.get("authors"), list) else []
+    nb_title = clip(str(nb.metadata.get("title") or title or "Notebook"), TITLE_CHARS)  # it heads every page
+    meta = [["Authors", clip(", ".join(str(a.get("name", a)) if isinstance(a, dict) else str(a) for a in nb.metadata["authors"]),
+                             CELL_CHARS)]] if isinstance(nb.metadata.get("authors"), list) else []
     available = set(fonts.families()) if fonts else set()
     return {
         "title": nb_title,
