@@ -425,7 +425,7 @@ NAN, INF = float("nan"), float("inf")
         ({"retries": -1}, ValueError, "retries must be a whole number of 0 or more, got -1"),
         ({"max_redirects": 2.5}, TypeError, "max_redirects must be a whole number of 0 or more, got 2.5"),
         ({"concurrency": 0}, ValueError, "concurrency must be a whole number of at least 1, got 0"),
-        ({"max_bytes": 1e6}, TypeError, "max_bytes must be a whole number of at least 1, got 1000000.0"),
+        ({"max_bytes": 2.5e3 + 0.5}, TypeError, "max_bytes must be a whole number of at least 1, got 2500.5"),
         ({"content_types": ()}, ValueError, "content_types must name at least one media type"),
         ({"content_types": ("text/html", 3)}, TypeError, "content_types must be a tuple of media types"),
         ({"obey_robots": "yes"}, TypeError, "obey_robots must be True or False, got 'yes'"),
@@ -445,10 +445,11 @@ def test_policy_errors_name_the_field_and_the_fix(options: dict[str, Any], error
 
 def test_policy_accepts_what_the_fields_say() -> None:
     policy = FetchPolicy(retries=0, max_redirects=0, backoff=0, deadline=None, content_types=["text/html"],
-                         connect_timeout=1, total_timeout=0.5)
+                         connect_timeout=1, total_timeout=0.5, max_bytes=10e6)
     assert policy.content_types == ("text/html",) and policy.deadline is None
+    assert policy.max_bytes == 10_000_000 and type(policy.max_bytes) is int
     assert hash(policy) == hash(FetchPolicy(retries=0, max_redirects=0, backoff=0, content_types=("text/html",),
-                                            connect_timeout=1, total_timeout=0.5))
+                                            connect_timeout=1, total_timeout=0.5, max_bytes=10_000_000))
 
 
 def test_a_fetcher_needs_a_fetch_policy() -> None:

@@ -122,26 +122,16 @@ class FetchPolicy:
         for name, least in _COUNTS.items():
             value = getattr(self, name)
             kind = "a whole number of at least 1" if least else "a whole number of 0 or more"
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            whole = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
+            if isinstance(value, bool) or not whole:
                 raise TypeError(self._problem(name, f"must be {kind}, got {value!r}"))
             if value < least:
                 raise ValueError(self._problem(name, f"must be {kind}, got {value!r}"))
             object.__setattr__(self, name, int(value))
         for name, positive in _SECONDS.items():
-            value = getattr(self, name)
-            kind = " above 0" if positive else ", 0 or more"
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                bounded = ": every request is bounded in time" if value is None else ""
-                raise TypeError(self._problem(name, f"must be a number of seconds, got {value!r}{bounded}"))
-            if not math.isfinite(value) or value < 0 or (positive and value == 0):
-                raise ValueError(self._problem(name, f"must be a finite number of seconds{kind}, got {value!r}"))
+            self._check_seconds(name, positive=positive)
         if self.deadline is not None:
-            if isinstance(self.deadline, bool) or not isinstance(self.deadline, numbers.Real):
-                raise TypeError(self._problem("deadline", f"must be a number of seconds or None, got {self.deadline!r}"))
-            if not math.isfinite(self.deadline) or self.deadline <= 0:
-                raise ValueError(self._problem(
-                    "deadline", f"must be a finite number of seconds above 0, or None for no deadline, got {self.deadline!r}"
-                ))
+            self._check_seconds("deadline", positive=True, none=", or None for no deadline")
         types = self.content_types
         if isinstance(types, str) or not isinstance(types, (tuple, list)) or not all(isinstance(t, str) for t in types):
             raise TypeError(self._problem("content_types", f"must be a tuple of media types, got {types!r}"))
@@ -154,6 +144,15 @@ class FetchPolicy:
         agent = self.user_agent
         if not isinstance(agent, str) or not agent.strip() or any(c in agent for c in "\r\n\0"):
             raise ValueError(self._problem("user_agent", f"must be a non-empty string on one line, got {agent!r}"))
+
+    def _check_seconds(self, name: str, *, positive: bool, none: str = "") -> None:
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            why = ": every request is bounded in time" if value is None else ""
+            raise TypeError(self._problem(name, f"must be a number of seconds{none and ' or None'}, got {value!r}{why}"))
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            kind = " above 0" if positive else ", 0 or more"
+            raise ValueError(self._problem(name, f"must be a finite number of seconds{kind}{none}, got {value!r}"))
 
     @staticmethod
     def _problem(name: str, what: str) -> str:
