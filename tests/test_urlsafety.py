@@ -223,3 +223,13 @@ def test_embedded_private_addresses_follow_allow_private_networks(address: str) 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "::1", "192.168.0.7"])
 def test_allowing_private_networks_admits_private_addresses(address):
     assert address_problem(address, allow_private=True) is None
+
+
+@pytest.mark.parametrize("answer", ["64:ff9b:1::a9fe:a9fe", "::ffff:0:a9fe:a9fe", "2002:a9fe:a9fe::"])
+async def test_a_dns_answer_in_an_ipv6_spelling_of_the_metadata_address_is_refused(answer: str) -> None:
+    """DNS64 and hostile DNS hand out such answers for ordinary names: the resolver judges them the same way."""
+    resolver = GuardedResolver(ScriptedDNS(answer))
+    with untrusted_request(allow_private=True), pytest.raises(UnsafeURLError) as refused:
+        await vet_url(URL("http://metadata.test/latest/meta-data/"), resolver)
+    assert f"metadata.test resolves to {answer}, which is a link-local/cloud-metadata address" in str(refused.value)
+    assert "169.254.169.254 embedded in IPv6" in str(refused.value)
