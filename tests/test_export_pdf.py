@@ -240,7 +240,7 @@ from torq_nb.export import export
 kind, out, n = sys.argv[1], sys.argv[2], 1_000_000
 text = ("lorem ipsum dolor sit amet " * (n // 27 + 1))[:n]
 if kind == "topic":
-    results = factory.results(3, topic=text)
+    results = factory.results(60, topic=text)
 else:
     url = "https://example.org/" + "a" * n
     rows = [factory.row(1, title=text, snippet=text, url=url, error=text, status="error"),
@@ -266,6 +266,8 @@ def test_megabyte_texts_make_a_bounded_pdf_and_full_tables(tmp_path: Path, kind:
     assert "…[truncatedfrom1,000,000characters]" in text.replace(" ", "")  # marked (a line may break at a space)
     if kind == "topic":
         assert text.startswith("Research: lorem ipsum")
+        running = pdftext(pdf, "-f", "2", "-l", "2").splitlines()[0]  # the page header: one short line
+        assert running.startswith("Research: lorem ipsum") and running.endswith("…") and len(running) < 100
     else:
         assert "https://example.org/aaaa" in text and not any("aaaa" in uri for uri in link_uris(pdf))  # shown, not linked
         assert "example.org/articles/3/" in " ".join(link_uris(pdf))

@@ -38,6 +38,8 @@ MONO_FONTS = ("DejaVu Sans Mono", "Noto Sans Mono CJK SC", "Noto Sans CJK SC")
 TEXT_CHARS = 100_000
 #: At most this many characters of one table cell reach Typst: narrow columns make tall rows.
 TABLE_CELL_CHARS = 5 * CELL_CHARS
+#: The page header shows at most this many characters of the title.
+RUNNING_TITLE_CHARS = 90
 
 _fonts_lock = threading.Lock()
 _fonts_cache: dict[tuple[str, ...], typst.Fonts] = {}
@@ -213,12 +215,13 @@ def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: s
     _bound(blocks)
     _link_targets(blocks, anchors, refs)
     first = blocks[0] if blocks else {}
-    nb_title = clip(str(nb.metadata.get("title") or title or "Notebook"), TITLE_CHARS)  # it heads every page
+    nb_title = clip(str(nb.metadata.get("title") or title or "Notebook"), CELL_CHARS)
     meta = [["Authors", clip(", ".join(str(a.get("name", a)) if isinstance(a, dict) else str(a) for a in nb.metadata["authors"]),
                              CELL_CHARS)]] if isinstance(nb.metadata.get("authors"), list) else []
     available = set(fonts.families()) if fonts else set()
     return {
         "title": nb_title,
+        "running_title": _running_title(nb_title),
         "show_title": not (first.get("t") == "h" and first.get("level") == 1),
         "meta": meta,
         "paper": paper,
@@ -226,6 +229,12 @@ def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: s
         "mono": [f for f in MONO_FONTS if f in available] or list(MONO_FONTS[:1]),
         "blocks": blocks,
     }
+
+
+def _running_title(title: str) -> str:
+    """The title as it heads every page after the first: one short line."""
+    line = " ".join(title.split())
+    return line if len(line) <= RUNNING_TITLE_CHARS else line[:RUNNING_TITLE_CHARS].rstrip() + "…"
 
 
 def render_pdf(nb: NotebookNode, *, title: str = "", paper: str = "a4", font_paths: tuple[str, ...] = (),
