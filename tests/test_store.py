@@ -173,6 +173,33 @@ async def test_refresh_fetches_everything_again_without_validators(tmp_path):
     assert refreshed.df["cached"].to_list() == [False] * 3
 
 
+class CountingSynthesizer:
+    """A synthesizer (an LLM's shape) that says how often it was asked."""
+
+    def __init__(self, model: str = "m1") -> None:
+        self.model = model
+        self.calls = 0
+
+    async def synthesize(self, topic, sources):
+        self.calls += 1
+        return f"Summary {self.calls} of {len(sources)} sources by {self.model} [1]."
+
+
+async def test_the_summary_of_the_same_texts_is_not_written_again(tmp_path):
+    store = tmp_path / "store.sqlite"
+    writer = CountingSynthesizer()
+    async with ValidatingServer() as server:
+        options = {"source": ListedHits(server.urls()), "allow_private_networks": True, "store": store,
+                   "display": False}
+        first = await torq_nb.aresearch("anything", synthesizer=writer, **options)
+        second = await torq_nb.aresearch("anything", synthesizer=writer, **options)
+        assert writer.calls == 1 and second.summary == first.summary == "Summary 1 of 3 sources by m1 [1]."
+        other = await torq_nb.aresearch("anything", synthesizer=CountingSynthesizer("m2"), **options)
+        assert other.summary == "Summary 1 of 3 sources by m2 [1]."  # another model's summary is its own
+        await torq_nb.aresearch("anything", synthesizer=writer, refresh=True, **options)
+        assert writer.calls == 2
+
+
 async def test_a_page_kept_from_a_private_address_is_not_served_to_a_run_that_refuses_them(tmp_path):
     store = tmp_path / "store.sqlite"
     async with SearchServer(PAGES) as server:

@@ -1,4 +1,4 @@
-"""The run store: every fetched page, search answer, extracted text and finished run, in one SQLite file.
+"""The run store: every fetched page, search answer, extracted text, summary and finished run, in one SQLite file.
 
 A re-run of the same research reads from it: pages fetched less than ``max_age`` ago are served without
 a request, older ones are revalidated with a conditional request (If-None-Match / If-Modified-Since; a
@@ -34,7 +34,7 @@ import threading
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from torq_nb.research.results import ResearchResults
     from torq_nb.research.sources.base import Source
+    from torq_nb.research.synthesize import SourceText
 
 __all__ = [
     "DEFAULT_MAX_AGE",
@@ -215,6 +216,8 @@ CREATE TABLE IF NOT EXISTS searches (
     stored_at REAL NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (source, query, lim));
 CREATE TABLE IF NOT EXISTS documents (
     digest TEXT PRIMARY KEY, doc BLOB NOT NULL, stored_at REAL NOT NULL, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS summaries (
+    digest TEXT PRIMARY KEY, summary TEXT NOT NULL, stored_at REAL NOT NULL, size INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, topic TEXT NOT NULL, depth TEXT NOT NULL, source TEXT NOT NULL,
     started_at REAL, duration REAL, pages INTEGER, hits INTEGER, summary TEXT NOT NULL,
@@ -222,14 +225,16 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS pages_age ON pages (stored_at);
 CREATE INDEX IF NOT EXISTS searches_age ON searches (stored_at);
 CREATE INDEX IF NOT EXISTS documents_age ON documents (stored_at);
+CREATE INDEX IF NOT EXISTS summaries_age ON summaries (stored_at);
 CREATE INDEX IF NOT EXISTS runs_age ON runs (stored_at);
 """
 #: The tables that hold data, each with its key columns (all have stored_at and size).
-_TABLES = {"pages": "url", "searches": "source, query, lim", "documents": "digest", "runs": "run_id"}
+_TABLES = {"pages": "url", "searches": "source, query, lim", "documents": "digest", "summaries": "digest",
+           "runs": "run_id"}
 
 
 class RunStore:
-    """A SQLite file of fetched pages, search answers, extracted texts and finished runs.
+    """A SQLite file of fetched pages, search answers, extracted texts, summaries and finished runs.
 
     ``path``: the file (made, with its folder, on first use). ``max_bytes`` and ``retention`` bound it:
     data older than ``retention`` goes, and past ``max_bytes`` the oldest entries go first. ``timeout``:
@@ -369,7 +374,7 @@ class RunStore:
 
     def save_page(self, page: StoredPage) -> None:
         """Keep ``page`` (replacing what was stored for its URL)."""
-        body = zlib.compress(page.text.encode("utf-8", "surrogatepass"), 6)
+        body = zlib.compress(page.text.encode("utf-8", "surrogatepass"), 1)  # level 1: 4x on HTML, at 100+ MB/s
         values = (page.url, page.final_url, page.http_status, page.content_type, body, page.etag, page.last_modified,
                   page.fetched_at, page.elapsed_ms, json.dumps(page.redirects), int(page.public), _now(),
                   len(body) + len(page.url) + 100)
@@ -397,8 +402,9 @@ class RunStore:
                     (source, query, limit, blob, _now(), len(blob) + len(query) + 100))
 
     # extracted documents ----------------------------------------------------------------------------------------
-    def document(self, digest: str) -> Document | None:
-        """The text extracted from a page body, by ``document_key(page)``."""
+    def document(self, page: Page) -> Document | None:
+        """The text extracted before from this very page body (by the same extraction code), if kept."""
+        digest = document_key(page)
         row = self._do(lambda conn: conn.execute("SELECT doc FROM documents WHERE digest = ?", (digest,)).fetchone())
         if row is None:
             return None
@@ -406,11 +412,24 @@ class RunStore:
         return Document(data["text"], data["title"], data["author"],
                         date.fromisoformat(data["published"]) if data["published"] else None)
 
-    def save_document(self, digest: str, doc: Document) -> None:
+    def save_document(self, page: Page, doc: Document) -> None:
         data = {"text": doc.text, "title": doc.title, "author": doc.author,
                 "published": doc.published.isoformat() if doc.published else None}
         blob = zlib.compress(json.dumps(data).encode("utf-8", "surrogatepass"), 6)
-        self._write("INSERT OR REPLACE INTO documents VALUES (?,?,?,?)", (digest, blob, _now(), len(blob) + 100))
+        self._write("INSERT OR REPLACE INTO documents VALUES (?,?,?,?)",
+                    (document_key(page), blob, _now(), len(blob) + 100))
+
+    # summaries --------------------------------------------------------------------------------------------------
+    def summary(self, synthesizer: object, topic: str, texts: Sequence[SourceText]) -> str | None:
+        """The summary this synthesizer (same class and settings) wrote before of these very texts, if kept."""
+        digest = summary_key(synthesizer, topic, texts)
+        row = self._do(lambda conn: conn.execute("SELECT summary FROM summaries WHERE digest = ?",
+                                                 (digest,)).fetchone())
+        return None if row is None else str(row[0])
+
+    def save_summary(self, synthesizer: object, topic: str, texts: Sequence[SourceText], summary: str) -> None:
+        self._write("INSERT OR REPLACE INTO summaries VALUES (?,?,?,?)",
+                    (summary_key(synthesizer, topic, texts), summary, _now(), len(summary) + 100))
 
     # runs -------------------------------------------------------------------------------------------------------
     def save_run(self, results: ResearchResults) -> str:
@@ -533,19 +552,32 @@ def _hit(data: Mapping[str, Any]) -> Hit:
     return Hit(**{**data, "published": published})
 
 
+def _identity(thing: object) -> str:
+    """The class of ``thing`` and its public settings (endpoint, language, model...): what makes two give alike."""
+    cls = type(thing)
+    settings = {name: value for name, value in sorted(vars(thing).items())
+                if not name.startswith("_") and (value is None or isinstance(value, (str, int, float, bool)))}
+    return f"{cls.__module__}.{cls.__qualname__} {json.dumps(settings, sort_keys=True)}"
+
+
 def source_identity(source: Source) -> str | None:
-    """What makes two sources give the same answers: the class and its public settings (endpoint, language...).
+    """The key of a source's search answers: its class and public settings.
 
     None for local files: they are on this disk and may have been edited, so their searches are not stored.
     """
     from torq_nb.research.sources.local import LocalFiles
 
-    if isinstance(source, LocalFiles):
-        return None
-    cls = type(source)
-    settings = {name: value for name, value in sorted(vars(source).items())
-                if not name.startswith("_") and (value is None or isinstance(value, (str, int, float, bool)))}
-    return f"{cls.__module__}.{cls.__qualname__} {json.dumps(settings, sort_keys=True)}"
+    return None if isinstance(source, LocalFiles) else _identity(source)
+
+
+def summary_key(synthesizer: object, topic: str, texts: Sequence[SourceText]) -> str:
+    """The key of a summary: the synthesizer's class and settings, the topic, and every text it was given."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{_identity(synthesizer)}\0{topic}\0".encode())
+    for text in texts:
+        digest.update(f"{text.rank}\0{text.title}\0{text.url}\0{text.text}\0".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 _extractor_id: str | None = None
@@ -652,11 +684,21 @@ class StoreSession:
         """The text extracted earlier from this very page body, if stored."""
         if self.store is None:
             return None
-        return await self._use(self.store.document, document_key(page))
+        return await self._use(self.store.document, page)
 
     async def save_document(self, page: Page, doc: Document) -> None:
         if self.store is not None:
-            await self._use(self.store.save_document, document_key(page), doc)
+            await self._use(self.store.save_document, page, doc)
+
+    async def summary(self, synthesizer: object, topic: str, texts: Sequence[SourceText]) -> str | None:
+        """The summary written before by this synthesizer of these very texts (None under refresh)."""
+        if self.store is None or self.refresh:
+            return None
+        return await self._use(self.store.summary, synthesizer, topic, texts)
+
+    async def save_summary(self, synthesizer: object, topic: str, texts: Sequence[SourceText], summary: str) -> None:
+        if self.store is not None:
+            await self._use(self.store.save_summary, synthesizer, topic, texts, summary)
 
     async def save_run(self, results: ResearchResults) -> None:
         """Keep a finished run for ``runs()`` and ``load_run()``."""
