@@ -267,7 +267,13 @@ def open_inside(folder: Path, path: Path) -> IO[bytes]:
                 inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | _NO_FOLLOW, dir_fd=directory)
                 os.close(directory)
                 directory = inner
-            # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+            # Only a regular file is opened at all (opening a device can do things); O_NONBLOCK: should a FIFO
+            # be swapped in after this look, opening it does not wait for a writer, and it is refused below.
+            mode = os.stat(parts[-1], dir_fd=directory, follow_symlinks=False).st_mode
+            if stat.S_ISLNK(mode):
+                raise ValueError("it changed since it was checked: it is a link now")
+            if not stat.S_ISREG(mode):
+                raise ValueError("it is not a regular file")
             fd = os.open(parts[-1], os.O_RDONLY | _NO_FOLLOW | os.O_NONBLOCK, dir_fd=directory)
         except OSError as error:
             raise OSError(error.errno, f"{error.strerror} (it changed since it was checked, or is a link)") from None
