@@ -244,7 +244,7 @@ async def test_runs_lists_past_runs_and_load_run_gives_them_back(tmp_path):
     # The same function reads a run saved as JSON, and an unknown id says where it looked.
     saved = load_run(results.export(tmp_path / "run.json"))
     assert saved.topic == results.topic and saved.df.height == results.df.height
-    with pytest.raises(FileNotFoundError, match="torq_nb.runs()"):
+    with pytest.raises(FileNotFoundError, match=r"torq_nb\.runs\(\) lists"):
         load_run("0123abcd", store=store)
 
 

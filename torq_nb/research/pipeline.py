@@ -249,10 +249,11 @@ async def run_research(
             for rank, row in sorted(run.rows.items())
             if row["status"] == "ok"
         ]
-        run.summary = await store.summary(synthesizer, run.topic, texts)  # the same texts were summarised before
-        if run.summary is None:
-            run.summary = await synthesizer.synthesize(run.topic, texts)
-            await store.save_summary(synthesizer, run.topic, texts, run.summary)
+        summary = await store.summary(synthesizer, run.topic, texts)  # the same texts were summarised before
+        if summary is None:
+            summary = await synthesizer.synthesize(run.topic, texts)
+            await store.save_summary(synthesizer, run.topic, texts, summary)
+        run.summary = summary
     except (asyncio.CancelledError, KeyboardInterrupt):
         tracker.cancel("cancelled")
         raise ResearchCancelled(run.results()) from None

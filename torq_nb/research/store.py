@@ -485,7 +485,7 @@ class RunStore:
     def size(self) -> int:
         """The bytes of data held (the file is about this large, plus SQLite's own overhead)."""
         return self._do(lambda conn: sum(
-            conn.execute(f"SELECT coalesce(sum(size), 0) FROM {table}").fetchone()[0] for table in _TABLES))
+            int(conn.execute(f"SELECT coalesce(sum(size), 0) FROM {table}").fetchone()[0]) for table in _TABLES))
 
     def prune(self) -> int:
         """Delete what is older than ``retention``, then the oldest entries past ``max_bytes``; returns how many."""
