@@ -19,7 +19,7 @@ from torq_nb.research.fetch import FetchPolicy
 from torq_nb.research.models import Hit
 from torq_nb.research.pipeline import ResearchCancelled
 from torq_nb.research.results import SCHEMA
-from torq_nb.research.sources import SearXNG, Source, SourceError, Wikipedia
+from torq_nb.research.sources import SearXNG, Source, SourceError
 
 FAST = FetchPolicy(allow_private_networks=True, retries=1, backoff=0.01, total_timeout=2.0, read_timeout=1.0,
                    connect_timeout=1.0)
@@ -314,6 +314,8 @@ def test_wrong_options_are_refused_at_the_call_naming_the_parameter(options, mes
 
 
 async def test_a_topic_too_long_to_search_is_refused_at_the_call_naming_the_limit():
+    from torq_nb.research.sources import Wikipedia
+
     async with SearchServer(load_pages()) as server:
         searxng, wikipedia = SearXNG(server.searxng_url), Wikipedia(server.wikipedia_endpoint)
         with pytest.raises(ValueError, match=r"topic is 100,000 characters long; a searxng search takes at most 500"):
