@@ -120,10 +120,15 @@ class WebSearchProvider:
             tracker.add_callback(progress_callback)
         return Run(topic.strip(), get_depth(depth), self.source, tracker)
 
+    def store_session(self) -> StoreSession:
+        """The store as one run, or one batch of runs, uses it (with this provider's max_age and refresh): pass
+        it to run_research(store=) and to the Fetcher the runs share, ``Fetcher(policy, store=session)``."""
+        return StoreSession(self.store, max_age=self.max_age, refresh=self.refresh)
+
     async def _execute(self, run: Run) -> ResearchResults:
         return await run_research(
             run, policy=self.policy, extractor=self._extractor or shared_extractor(), synthesizer=self.synthesizer,
-            store=StoreSession(self.store, max_age=self.max_age, refresh=self.refresh),
+            store=self.store_session(),
         )
 
     async def research_topic_with_progress(
