@@ -2,7 +2,9 @@
 
 A search result or a redirect can point anywhere, including the notebook host's own services
 (127.0.0.1), the office LAN, or a cloud provider's metadata endpoint that hands out credentials.
-Such untrusted URLs must be http(s) and every address their host resolves to must be public.
+Such untrusted URLs must be http(s) with a valid host name, and every address their host resolves to must
+be public. An IPv6 address that stands for an IPv4 one (IPv4-mapped, SIIT, NAT64, 6to4, Teredo, ...) is judged
+by that IPv4 address, so no spelling of 169.254.169.254 gets through, even with private networks allowed.
 
 The check runs on the resolved addresses, and `GuardedResolver` makes the connection use exactly
 the addresses that were checked, so a DNS answer that changes between check and connect
