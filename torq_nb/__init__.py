@@ -20,6 +20,7 @@ from torq_nb._lazy import lazy_names
 from torq_nb.api import aresearch, export, research, start_research
 
 if TYPE_CHECKING:
+    from torq_nb.export.data import load_run
     from torq_nb.export.manager import ExportManager
     from torq_nb.export.typst_pdf import TypstPDFExporter
     from torq_nb.progress import DEFAULT_STAGES, ProgressStatus, ProgressTracker, get_progress
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
         available_sources,
         resolve_source,
     )
+    from torq_nb.research.store import RunStore, StoreError, StoreWarning, runs
     from torq_nb.research.synthesize import ExtractiveSynthesizer, OpenAICompatibleSynthesizer
 
 try:
@@ -52,6 +54,7 @@ except PackageNotFoundError:  # a source tree that was never installed
 #: Public name -> the module that defines it.
 _WHERE: dict[str, str] = {
     "ExportManager": "torq_nb.export.manager",
+    "load_run": "torq_nb.export.data",
     "TypstPDFExporter": "torq_nb.export.typst_pdf",
     "DEFAULT_STAGES": "torq_nb.progress",
     "ProgressStatus": "torq_nb.progress",
@@ -68,6 +71,10 @@ _WHERE: dict[str, str] = {
     "WebSearchProvider": "torq_nb.research.provider",
     "SCHEMA": "torq_nb.research.results",
     "ResearchResults": "torq_nb.research.results",
+    "RunStore": "torq_nb.research.store",
+    "StoreError": "torq_nb.research.store",
+    "StoreWarning": "torq_nb.research.store",
+    "runs": "torq_nb.research.store",
     "Extractor": "torq_nb.research.extract",
     "ExtractiveSynthesizer": "torq_nb.research.synthesize",
     "OpenAICompatibleSynthesizer": "torq_nb.research.synthesize",
@@ -98,9 +105,12 @@ __all__ = [
     "ResearchCancelled",
     "ResearchJob",
     "ResearchResults",
+    "RunStore",
     "SearXNG",
     "Source",
     "SourceError",
+    "StoreError",
+    "StoreWarning",
     "TerminalProgress",
     "TypstPDFExporter",
     "WebSearchProvider",
@@ -109,8 +119,10 @@ __all__ = [
     "available_sources",
     "export",
     "get_progress",
+    "load_run",
     "research",
     "resolve_source",
+    "runs",
     "start_research",
     "status_html",
     "status_line",
