@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import pty
 import re
 import signal
+import struct
+import subprocess
 import sys
+import termios
 
 import polars as pl
+import psutil
+import pytest
 from fake_search import SearchServer, load_pages
 
 CLI = [sys.executable, "-m", "torq_nb.cli"]
@@ -99,8 +105,6 @@ async def test_ctrl_c_exits_130_and_still_exports_partial_results(tmp_path):
 
 
 def test_help_explains_both_commands_and_env_twins():
-    import subprocess
-
     top = subprocess.run([*CLI, "--help"], capture_output=True, text=True, check=True).stdout
     assert "research" in top and "export" in top
     detail = subprocess.run([*CLI, "research", "--help"], capture_output=True, text=True, check=True).stdout
@@ -134,3 +138,96 @@ async def test_on_a_terminal_the_progress_is_one_live_line():
     assert process.returncode == 0
     rewrites = re.findall(r"\r(?!\n)", text)  # a terminal also turns each \n into \r\n
     assert len(rewrites) >= 3, text  # the progress line was rewritten in place
+
+
+def open_terminal(columns: int = 100) -> tuple[int, int]:
+    """A pty (leader, follower) whose window is ``columns`` wide, as a terminal emulator sets it."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    return leader, follower
+
+
+def read_terminal(leader: int) -> bytes:
+    """Everything the program writes to the terminal, until it closes it."""
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            return output
+        if not chunk:
+            return output
+        output += chunk
+
+
+def terminal_env(server: SearchServer) -> dict[str, str]:
+    env = {**os.environ, **searxng_env(server)}
+    env.pop("COLUMNS", None)  # the width comes from the terminal itself
+    return env
+
+
+@pytest.mark.parametrize("after", [0.5, 2.0, 5.0])  # importing; searching / workers starting; pages in flight
+async def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path, after):
+    async with SearchServer(load_pages()) as server:
+        server.delay = 2.0  # the search and every page take a while, so the run is still going at 5 s
+        leader, follower = open_terminal()
+        # A session of its own, as a shell gives a job: Ctrl-C signals the whole foreground process group.
+        process = await asyncio.create_subprocess_exec(
+            *CLI, "research", "solar power water", "--export", str(tmp_path / "partial.csv"),
+            stdin=follower, stdout=follower, stderr=follower, env=terminal_env(server), start_new_session=True)
+        os.close(follower)
+        reading = asyncio.ensure_future(asyncio.to_thread(read_terminal, leader))
+        await asyncio.sleep(after)
+        os.killpg(process.pid, signal.SIGINT)
+        output = (await asyncio.wait_for(reading, 120)).decode(errors="replace")
+        await asyncio.wait_for(process.wait(), 60)
+        os.close(leader)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert "interrupted" in output
+    assert await group_ends(process.pid), "a worker or the fork server outlived the interrupted command"
+
+
+async def group_ends(pgid: int, bound: float = 60) -> bool:
+    """Whether every process of the group has ended within ``bound`` seconds (a bound, not a measurement)."""
+    deadline = asyncio.get_running_loop().time() + bound
+    while asyncio.get_running_loop().time() < deadline:
+        members = []
+        for process in psutil.process_iter(["status"]):
+            try:
+                if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                    members.append(process)
+            except (ProcessLookupError, psutil.NoSuchProcess):
+                pass
+        if not members:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def test_help_imports_nothing_heavy():
+    heavy = {"polars", "aiohttp", "trafilatura", "lxml", "nbformat", "nbconvert", "typst", "bm25s", "anywidget",
+             "ipywidgets", "multiprocessing", "torq_nb.research.pipeline", "torq_nb.export.manager"}
+    for args in (["--help"], ["research", "--help"], ["export", "--help"]):
+        done = subprocess.run([sys.executable, "-X", "importtime", *CLI[1:], *args], capture_output=True, text=True,
+                              check=True)
+        assert "usage: torq-nb" in done.stdout
+        imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+        assert imported & heavy == set(), (args, sorted(imported & heavy))
+
+
+async def test_on_a_terminal_the_summary_is_wrapped_to_its_width():
+    async with SearchServer(load_pages()) as server:
+        leader, follower = open_terminal(columns=60)
+        process = await asyncio.create_subprocess_exec(
+            *CLI, "research", "solar power water", "--quiet",
+            stdin=follower, stdout=follower, stderr=follower, env=terminal_env(server))
+        os.close(follower)
+        output = await asyncio.wait_for(asyncio.to_thread(read_terminal, leader), 120)
+        await asyncio.wait_for(process.wait(), 30)
+        os.close(leader)
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, text
+    lines = [line for line in text.replace("\r\n", "\n").splitlines() if line.strip()]
+    assert "[1]" in text and len(lines) >= 2, text
+    assert [line for line in lines if len(line) > 60 and " " in line.strip()] == [], text  # long URLs may overflow

@@ -4,22 +4,27 @@
     torq-nb export run.json report.pdf
 
 Exit status: 0 success, 1 the run failed, 2 bad arguments, 130 interrupted (partial results still exported).
+
+The engine (Polars, aiohttp, trafilatura, nbconvert, ...) is imported only once a command runs, inside the
+Ctrl-C handling: ``--help`` answers at once, and a Ctrl-C during the imports is an interruption, not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING, get_args
 
-from torq_nb.export import export, load_run, resolve_format
-from torq_nb.progress.terminal import TerminalProgress
-from torq_nb.research.pipeline import DEPTHS, ResearchCancelled
-from torq_nb.research.provider import research
-from torq_nb.research.results import ResearchResults
-from torq_nb.research.sources import available_sources
+from torq_nb.api import DepthName
+
+if TYPE_CHECKING:
+    from torq_nb.research.results import ResearchResults
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -40,6 +45,12 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _source_names() -> list[str]:
+    """The sources installed under the ``torq_nb.sources`` entry points (the built-in ones among them),
+    for the help text; choosing one by name still goes through resolve_source."""
+    return sorted({point.name for point in entry_points(group="torq_nb.sources")})
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torq-nb",
@@ -55,11 +66,11 @@ def _parser() -> argparse.ArgumentParser:
                     "and 130 on Ctrl-C (partial results are still exported).",
     )
     run.add_argument("topic", help="what to research, in quotes")
-    run.add_argument("--depth", choices=list(DEPTHS), default=os.environ.get("TORQ_NB_DEPTH", "standard"),
+    run.add_argument("--depth", choices=list(get_args(DepthName)), default=os.environ.get("TORQ_NB_DEPTH", "standard"),
                      help="quick: top 5 snippets, no fetching; standard: top 10 pages read; deep: three query "
                           "variants, up to 50 pages read (default: standard) [env: TORQ_NB_DEPTH]")
     run.add_argument("--source", default=os.environ.get("TORQ_NB_SOURCE") or "wikipedia",
-                     help=f"where to search: {', '.join(available_sources())} (default: wikipedia) [env: TORQ_NB_SOURCE]")
+                     help=f"where to search: {', '.join(_source_names())} (default: wikipedia) [env: TORQ_NB_SOURCE]")
     for option, flag, variable in _ENDPOINTS.values():
         run.add_argument(flag, dest=flag[2:].replace("-", "_"), default=None, metavar="URL" if option != "path" else "DIR",
                          help=f"the {flag[2:].split('-')[0]} source's {'folder' if option == 'path' else 'endpoint'} [env: {variable}]")
@@ -81,12 +92,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _write_exports(results: ResearchResults, paths: Sequence[str]) -> None:
+    from torq_nb.export import export
+
     for path in paths:
         written = export(results, path)
         print(f"wrote {written}", file=sys.stderr)
 
 
+def _wrapped(text: str) -> str:
+    """``text`` wrapped to the terminal's width when standard output is one (long URLs stay whole)."""
+    if not sys.stdout.isatty():
+        return text
+    width = shutil.get_terminal_size().columns
+    return "\n".join(
+        textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False) if line.strip() else line
+        for line in text.splitlines()
+    )
+
+
 def _research(args: argparse.Namespace) -> int:
+    from torq_nb import research
+    from torq_nb.export import resolve_format
+    from torq_nb.progress.terminal import TerminalProgress
+    from torq_nb.research.pipeline import ResearchCancelled
+
     for path in args.export:
         try:
             resolve_format(path)
@@ -111,7 +140,7 @@ def _research(args: argparse.Namespace) -> int:
     except Exception as error:  # noqa: BLE001 - the run failed; say why, exit 1
         print(f"torq-nb: research failed: {error}", file=sys.stderr)
         return EXIT_FAILED
-    print(results.summary)
+    print(_wrapped(results.summary))
     counts = results.metadata.get("pages", {})
     print(f"\n{results.df.height} hits: {counts.get('ok', 0)} read, {counts.get('error', 0)} failed "
           f"({results.progress.duration if results.progress else 0:.1f} s)", file=sys.stderr)
@@ -120,6 +149,8 @@ def _research(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from torq_nb.export import export, load_run, resolve_format
+
     try:
         resolve_format(args.output, args.format)
         run = load_run(args.run)
@@ -132,13 +163,15 @@ def _export(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
     try:
-        return _research(args) if args.command == "research" else _export(args)
-    except _UsageError as error:
-        parser.error(str(error))  # exits 2
-    except KeyboardInterrupt:
+        parser = _parser()
+        args = parser.parse_args(argv)
+        try:
+            return _research(args) if args.command == "research" else _export(args)
+        except _UsageError as error:
+            parser.error(str(error))  # exits 2
+    except KeyboardInterrupt:  # before the run started (while importing), or while exporting
+        print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_USAGE
 
