@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import difflib
 import os
-import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ from torq_nb.progress.tracker import ProgressTracker, get_progress
 from torq_nb.research.extract import Extractor, shared_extractor
 from torq_nb.research.fetch import FetchPolicy
 from torq_nb.research.jobs import ResearchJob
-from torq_nb.research.pipeline import Run, get_depth, run_research
+from torq_nb.research.pipeline import Run, check_topic, get_depth, run_research
 from torq_nb.research.results import ResearchResults
 from torq_nb.research.sources import Source, resolve_source
 from torq_nb.research.store import DEFAULT_MAX_AGE, DEFAULT_STORE, StoreArgument, StoreSession, resolve_store
@@ -105,20 +104,15 @@ class WebSearchProvider:
         self.max_age, self.refresh = max_age, refresh
 
     def _prepare(self, topic: str, depth: str, progress_callback: ProgressCallback | None) -> Run:
-        if getattr(sys.modules.get("__main__"), "__name__", None) == "__mp_main__":
-            raise RuntimeError(
-                "research started while a worker process re-imported your script; put the code that starts "
-                "research under `if __name__ == '__main__':` (torq_nb extracts pages in worker processes)"
-            )
-        if not isinstance(topic, str) or not topic.strip():
-            raise ValueError("topic must be a non-empty string, for example research('solar energy storage')")
+        depth_spec = get_depth(depth)
+        topic = check_topic(topic, depth_spec, self.source)
         if progress_callback is not None and not callable(progress_callback):
             raise TypeError(f"progress_callback must be a function taking a status dict, not {progress_callback!r}")
-        tracker = ProgressTracker(f"research: {topic.strip()}", metadata={"topic": topic.strip(), "depth": depth,
-                                                                        "source": self.source.name})
+        tracker = ProgressTracker(f"research: {topic}", metadata={"topic": topic, "depth": depth,
+                                                                 "source": self.source.name})
         if progress_callback is not None:
             tracker.add_callback(progress_callback)
-        return Run(topic.strip(), get_depth(depth), self.source, tracker)
+        return Run(topic, depth_spec, self.source, tracker)
 
     def store_session(self) -> StoreSession:
         """The store as one run, or one batch of runs, uses it (with this provider's max_age and refresh): pass
