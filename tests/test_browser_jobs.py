@@ -7,11 +7,16 @@
    as "ok" and mark the hanging ones "cancelled".
 2. In Notebook 7's notebook page (/notebooks/NAME.ipynb on the same server), the progress widget renders
    and every stage shows live, ending complete at 100%.
+3. In JupyterLab, the blocking ``research()`` (its cell busy until the run ends): the widget's Cancel click
+   reaches the kernel through a subshell of its own (ipykernel 7) and the call raises ResearchCancelled with
+   the partial results, as the interrupt does. Where the kernel has no subshell (forced here), the widget
+   shows no Cancel button but says how to stop the run, and the kernel's interrupt does.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +46,9 @@ from tests.jupyter_server import (
 
 pytestmark = pytest.mark.browser
 
+#: Where to keep screenshots for a person to look at (unset: not kept).
+SCREENSHOTS = os.environ.get("TORQ_NB_SCREENSHOTS")
+
 STAGES = ["initializing", "searching", "extracting", "synthesizing", "complete"]
 SLOW_PAGES = 5
 #: Where each front-end opens a notebook, on the same server.
@@ -48,7 +56,7 @@ FRONTENDS = {"jupyterlab": "lab/tree/{}", "notebook7": "notebooks/{}"}
 
 # Test code in a test notebook: a source whose hits are given (a plug-in's shape), aimed at the loopback
 # site. The last statement starts the job; start_research displays it (the widget with Cancel).
-JOB_CELL = """\
+SOURCE_CODE = """\
 import torq_nb
 from torq_nb.research.models import Hit
 from torq_nb.research.sources import Source
@@ -63,7 +71,20 @@ class ListedHits(Source):
         return [Hit(title=f"hit {{i}}", url=url, snippet="", source=self.name) for i, url in enumerate(self.urls[:limit])]
 
 urls = ["{base}/ok"] + ["{base}/sleep?s=60&n=" + str(n) for n in range({slow})]
+"""
+JOB_CELL = SOURCE_CODE + """\
 job = torq_nb.start_research("slow topic", source=ListedHits(urls), allow_private_networks=True)"""
+# The blocking call: the cell stays busy until the run ends, and says how it ended.
+BLOCKING_CELL = SOURCE_CODE + """\
+from torq_nb import ResearchCancelled
+try:
+    results, outcome = torq_nb.research("blocked topic", source=ListedHits(urls), allow_private_networks=True), "returned"
+except ResearchCancelled as cancelled:
+    results, outcome = cancelled.results, "ResearchCancelled"
+print(outcome, results.df["status"].to_list())"""
+#: A kernel without subshells (ipykernel 6, other kernels): the widget finds none to take its clicks.
+NO_SUBSHELL = "import torq_nb.progress.widget as view\nview._subshell[:] = [None]\n"
+STOP_HINT = "interrupt the kernel"
 
 TRACKER_CELLS = [
     "import time\nfrom torq_nb.progress import ProgressTracker\ntracker = ProgressTracker('notebook 7 run')\ntracker",
@@ -222,3 +243,62 @@ def test_missing_notebook7_fails_under_ci_and_skips_elsewhere(monkeypatch: pytes
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="pip install 'notebook>=7'"):
         require_notebook7()
+
+
+@pytest.fixture(params=["subshell", "no subshell"])
+def blocking_page(request: pytest.FixtureRequest, tmp_path: Path, faults: FaultServer) -> Iterator[tuple[str, str]]:
+    """(address of a notebook whose cell blocks on research() in JupyterLab, which kernel it stands for)."""
+    require_chromium()
+    prefix = NO_SUBSHELL if request.param == "no subshell" else ""
+    write_notebook(tmp_path / "blocking.ipynb", [prefix + BLOCKING_CELL.format(base=faults.base, slow=SLOW_PAGES)])
+    with jupyter_lab(tmp_path) as server:
+        yield server.url(FRONTENDS["jupyterlab"].format("blocking.ipynb")), request.param
+
+
+def test_a_blocking_research_stops_from_its_widget(blocking_page: tuple[str, str], faults: FaultServer) -> None:
+    address, kernel = blocking_page
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(address)
+            wait_for_kernel_ready(page)
+            record_progress(page)
+            run_cell(page, 0)
+            widget = page.locator(".torq-progress")
+            page.locator('.torq-progress[data-state="running"][data-stage="extracting"]').wait_for(timeout=60_000)
+            expect(widget.locator(".torq-progress__counts")).to_have_text(f"1/{SLOW_PAGES + 1}", timeout=60_000)
+            prompt = cell(page, 0).locator(".jp-InputPrompt")
+            assert "[*]" in prompt.inner_text(), "the cell should still be busy with research()"
+            cancel = widget.locator(".torq-progress__cancel")
+            hint = widget.locator(".torq-progress__hint")
+            if SCREENSHOTS:
+                widget.screenshot(path=str(Path(SCREENSHOTS) / f"blocking-{kernel.replace(' ', '-')}.png"))
+            if kernel == "subshell":
+                expect(cancel).to_be_visible()
+                expect(hint).to_be_hidden()
+                cancel.click()  # while the cell is busy: the kernel's subshell takes it
+            else:
+                expect(cancel).to_be_hidden()
+                expect(hint).to_be_visible()
+                assert STOP_HINT in hint.inner_text()
+                page.evaluate("window.jupyterapp.commands.execute('notebook:interrupt-kernel')")  # the ■ button
+            expect(widget).to_have_attribute("data-state", "cancelled", timeout=15_000)
+            wait_until_executed(page, 0, timeout_ms=30_000)
+            expect(cancel).to_be_hidden()
+            expect(hint).to_be_hidden()
+            assert wait_for(lambda: faults.in_flight == 0, timeout=10), f"{faults.in_flight} requests still open"
+            printed = cell(page, 0).locator('[data-mime-type="application/vnd.jupyter.stdout"]').inner_text()
+            outcome, statuses = printed.strip().split(" ", 1)
+            seen = recorded_progress(page, "blocked topic")
+        finally:
+            browser.close()
+
+    assert outcome == "ResearchCancelled"
+    assert ast.literal_eval(statuses) == ["ok"] + ["cancelled"] * SLOW_PAGES
+    live = [entry for entry in seen if entry["state"] == "running" and entry["stage"] == "extracting"]
+    assert live, seen
+    if kernel == "subshell":
+        assert all(entry["cancel"] and not entry["hint"] for entry in live), live
+    else:  # never a button the kernel could not take; always the way to stop it
+        assert all(not entry["cancel"] and STOP_HINT in entry["hint"] for entry in live), live
