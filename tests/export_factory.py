@@ -32,6 +32,7 @@ def row(rank: int, *, title: str | None = None, url: str | None = None, status: 
         "http_status": http_status,
         "fetched_at": datetime(2026, 11, 25, 12, 0, rank % 60, tzinfo=timezone.utc),
         "elapsed_ms": 12.5,
+        "cached": False,
     }
 
 
