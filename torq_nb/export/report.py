@@ -17,6 +17,7 @@ from typing import Any
 
 import nbformat
 import polars as pl
+from nbformat.v4 import new_markdown_cell, new_notebook
 
 from torq_nb.export.atomic import write_text
 from torq_nb.export.data import ExportInput, RunData, normalize
@@ -267,7 +268,8 @@ def _cell_with_tree(heading: str, body: str, node_json: str) -> nbformat.Noteboo
     """A Markdown cell of a heading and a body, carrying its tree so that the PDF need not parse it."""
     source = f"## {heading}\n\n{body}"
     tree = "[" + json.dumps({"t": "h", "level": 2, "c": [{"t": "text", "v": heading}]}) + "," + node_json + "]"
-    return nbformat.v4.new_markdown_cell(source, metadata={"torq_nb": tree_metadata(source, tree)})
+    cell: nbformat.NotebookNode = new_markdown_cell(source, metadata={"torq_nb": tree_metadata(source, tree)})
+    return cell
 
 
 def build_report(results: ExportInput | RunData) -> nbformat.NotebookNode:
@@ -276,17 +278,16 @@ def build_report(results: ExportInput | RunData) -> nbformat.NotebookNode:
     df = run.df
     ranks = set(df.select(_rank(df)).to_series().to_list()) if df.height else set()
 
-    nb = nbformat.v4.new_notebook()
-    new = nbformat.v4.new_markdown_cell
-    nb.cells = [new(_header(run))]
+    nb: nbformat.NotebookNode = new_notebook()
+    nb.cells = [new_markdown_cell(_header(run))]
     if run.summary.strip():
-        nb.cells.append(new("## Summary\n\n" + md_summary(run.summary, ranks)))
+        nb.cells.append(new_markdown_cell("## Summary\n\n" + md_summary(run.summary, ranks)))
     if df.height:
         table = _results(df)
         nb.cells.append(_cell_with_tree("Results", table.markdown(), table.tree()))
         nb.cells.append(_cell_with_tree("Sources", *_sources(df)))
     else:
-        nb.cells.append(new("## Results\n\nThere were no results."))
+        nb.cells.append(new_markdown_cell("## Results\n\nThere were no results."))
     failed = df.with_columns(_rank(df).alias("rank")).filter(pl.col("status") == "error") if "status" in df.columns else df.clear()
     if failed.height:
         table = _failures(failed)
