@@ -162,3 +162,29 @@ def test_workers_and_fork_server_end_when_their_parent_is_killed(how):
         parent.wait()
         for process in alive(started):  # leave nothing behind, even when the test fails
             process.kill()
+
+
+#: A user's own spawn pool whose workers research (quick: snippets only, so no nested extraction pool): in
+#: such a child the main module is ``__mp_main__``, which is no reason to refuse.
+IN_A_SPAWNED_CHILD = """\
+import multiprocessing
+import torq_nb
+
+
+def rows(topic):
+    return torq_nb.research(topic, "quick", display=False).df.height
+
+
+if __name__ == "__main__":
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        print("rows:", pool.map(rows, ["solar power water"]))
+"""
+
+
+async def test_research_runs_in_a_users_own_spawned_worker(tmp_path):
+    (tmp_path / "pool.py").write_text(IN_A_SPAWNED_CHILD)
+    async with SearchServer(load_pages()) as server:
+        env = {**search_environment(server), "PYTHONPATH": repository_path()}
+        code, out, err = await run_script(tmp_path / "pool.py", "pool.py", env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert out.startswith("rows: [") and out.strip() != "rows: [0]", out
