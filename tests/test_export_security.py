@@ -18,6 +18,7 @@ from typing import Any
 import cmarkgfm
 import export_factory as factory
 import nbformat
+import polars as pl
 import pytest
 from cmarkgfm.cmark import Options
 from hypothesis import given, settings
@@ -27,7 +28,7 @@ from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
 from torq_nb.export import export, to_html, to_markdown, to_notebook
 from torq_nb.export.mdtree import markdown_tree
-from torq_nb.export.text import md_text
+from torq_nb.export.text import md_expr, md_text
 
 #: Text a hostile page can put in a title, snippet, error or summary sentence.
 HOSTILE = [
@@ -203,6 +204,7 @@ _PIECES = st.sampled_from([*"ab :/.@<>&\\`*_[]()#|~$!=-+;'\"\t", "http://", "htt
 @given(st.lists(_PIECES, max_size=12).map("".join))
 def test_any_text_renders_as_itself_in_every_markdown_renderer(value: str) -> None:
     inline = md_text(value)
+    assert pl.select(md_expr(pl.lit(value, dtype=pl.String))).item() == inline  # the column form, as the tables use
     want = squash(f"x {value} y")
     for source, tags in ((f"x {inline} y", {"p", "a"}), (f"| h |\n|---|\n| x {inline} y |", REPORT_TAGS)):
         for render in (gfm, markdown2html_mistune):
