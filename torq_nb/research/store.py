@@ -222,11 +222,11 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, topic TEXT NOT NULL, depth TEXT NOT NULL, source TEXT NOT NULL,
     started_at REAL, duration REAL, pages INTEGER, hits INTEGER, summary TEXT NOT NULL,
     rows BLOB NOT NULL, info TEXT NOT NULL, stored_at REAL NOT NULL, size INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS pages_age ON pages (stored_at);
-CREATE INDEX IF NOT EXISTS searches_age ON searches (stored_at);
-CREATE INDEX IF NOT EXISTS documents_age ON documents (stored_at);
-CREATE INDEX IF NOT EXISTS summaries_age ON summaries (stored_at);
-CREATE INDEX IF NOT EXISTS runs_age ON runs (stored_at);
+CREATE INDEX IF NOT EXISTS pages_age ON pages (stored_at, size);
+CREATE INDEX IF NOT EXISTS searches_age ON searches (stored_at, size);
+CREATE INDEX IF NOT EXISTS documents_age ON documents (stored_at, size);
+CREATE INDEX IF NOT EXISTS summaries_age ON summaries (stored_at, size);
+CREATE INDEX IF NOT EXISTS runs_age ON runs (stored_at, size);
 """
 #: The tables that hold data, each with its key columns (all have stored_at and size).
 _TABLES = {"pages": "url", "searches": "source, query, lim", "documents": "digest", "summaries": "digest",
