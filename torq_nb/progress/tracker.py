@@ -540,7 +540,7 @@ class ProgressTracker(_StatusTraits):  # type: ignore[misc]  # a base made from 
                 self._total = total
             if message is not None:
                 self._message = message
-            if started or total is not None or self._clock() >= self._next_publish:
+            if started or self._clock() >= self._next_publish:  # a new total waits too: update(i, total=n) in a loop
                 self._publish()
             else:
                 self._publish_later()
