@@ -111,16 +111,18 @@ def _wrapped(text: str) -> str:
 
 
 def _research(args: argparse.Namespace) -> int:
+    if args.export:  # the export machinery (nbformat, nbconvert: seconds to import) only when asked for
+        from torq_nb.export import resolve_format
+
+        for path in args.export:
+            try:
+                resolve_format(path)
+            except ValueError as error:
+                raise _UsageError(str(error)) from None
     from torq_nb import research
-    from torq_nb.export import resolve_format
     from torq_nb.progress.terminal import TerminalProgress
     from torq_nb.research.pipeline import ResearchCancelled
 
-    for path in args.export:
-        try:
-            resolve_format(path)
-        except ValueError as error:
-            raise _UsageError(str(error)) from None
     options = {}
     if args.source in _ENDPOINTS:
         option, flag, _ = _ENDPOINTS[args.source]
@@ -132,7 +134,7 @@ def _research(args: argparse.Namespace) -> int:
         results = research(args.topic, args.depth, args.source, display=False, progress_callback=callback,
                            allow_private_networks=args.allow_private_networks or None, **options)
     except ResearchCancelled as cancelled:
-        print("interrupted: exporting the partial results", file=sys.stderr)
+        print("interrupted" + (": exporting the partial results" if args.export else ""), file=sys.stderr)
         _write_exports(cancelled.results, args.export)
         return EXIT_INTERRUPTED
     except (ValueError, TypeError) as error:
