@@ -88,6 +88,22 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("run", type=Path, help="a run saved as JSON by torq-nb or results.export('run.json')")
     again.add_argument("output", type=Path, help="the file to write (.md .html .pdf .csv .json .ndjson .parquet .ipynb .zip)")
     again.add_argument("--format", default=None, help="the format, when OUTPUT's suffix does not say it")
+
+    many = commands.add_parser(
+        "research-many", help="research every topic of a file at once, with one progress view, and export them",
+        description="Research every topic of TOPICS (one per line) concurrently over one fetch budget, print each "
+                    "topic's outcome and export the batch: one report with a section per topic (.md .html .pdf), "
+                    "one table of every row (.csv .json .ndjson .parquet). Exits 0 if any topic completed, 1 if none "
+                    "did, 2 for bad arguments and 130 on Ctrl-C (partial results are still exported).",
+    )
+    many.add_argument("topics", help="a text file with one topic per line ('-' reads standard input); blank lines "
+                                     "and lines starting with # are skipped, repeated topics researched once")
+    many.add_argument("--query", default=None, metavar="TEMPLATE",
+                      help="what each topic searches, e.g. '{topic} annual revenue' (default: the topic)")
+    many.add_argument("--concurrency", type=int, default=None, metavar="N", help="topics researched at once (default: 8)")
+    for action in run._actions:  # the research command's options, shared as they are
+        if action.dest not in ("help", "topic"):
+            many._add_action(action)
     return parser
 
 
@@ -163,13 +179,63 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _research_many(args: argparse.Namespace) -> int:
+    """research-many: the topics of a file, one terminal view, each topic's outcome on standard output."""
+    try:
+        text = sys.stdin.read() if args.topics == "-" else Path(args.topics).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise _UsageError(f"cannot read the topics file {args.topics}: {error}") from None
+    topics = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not topics:
+        raise _UsageError(f"{args.topics} holds no topics (write one per line; # starts a comment)")
+    if args.export:
+        from torq_nb.export import resolve_format
+
+        for path in args.export:
+            try:
+                resolve_format(path)
+            except ValueError as error:
+                raise _UsageError(str(error)) from None
+    from torq_nb.progress.batch_terminal import BatchTerminalProgress
+    from torq_nb.research.batch import BatchCancelled, BatchResults, research_many
+
+    options = {}
+    if args.source in _ENDPOINTS:
+        option, flag, _ = _ENDPOINTS[args.source]
+        if value := getattr(args, flag[2:].replace("-", "_")):
+            options[option] = value
+
+    def write(results: BatchResults) -> None:
+        for path in args.export:
+            print(f"wrote {results.export(path)}", file=sys.stderr)
+
+    try:
+        results = research_many(topics, args.depth, args.source, query=args.query, concurrency=args.concurrency,
+                                display=False, progress_callback=None if args.quiet else BatchTerminalProgress(sys.stderr),
+                                allow_private_networks=args.allow_private_networks or None, **options)
+    except BatchCancelled as cancelled:
+        print("interrupted" + (": exporting the partial results" if args.export else ""), file=sys.stderr)
+        write(cancelled.results)
+        return EXIT_INTERRUPTED
+    except (ValueError, TypeError) as error:
+        raise _UsageError(str(error)) from None
+    except Exception as error:  # the batch itself failed; say why, exit 1
+        print(f"torq-nb: research-many failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    for row in results.summaries.iter_rows(named=True):
+        reason = f"  ({row['reason']})" if row["reason"] else ""
+        print(f"{row['status']:<9} {row['pages_read']:>4} read {row['pages_failed']:>3} failed  {row['topic']}{reason}")
+    write(results)
+    return EXIT_OK if (results.summaries.get_column("status") == "complete").any() else EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     try:
         parser = _parser()
         args = parser.parse_args(argv)
         try:
-            return _research(args) if args.command == "research" else _export(args)
+            return {"research": _research, "research-many": _research_many, "export": _export}[args.command](args)
         except _UsageError as error:
             parser.error(str(error))  # exits 2
     except KeyboardInterrupt:  # before the run started (while importing), or while exporting
