@@ -138,7 +138,8 @@ def self_contained(
     for i, (body, ranks) in enumerate(sentences):
         lines = page_sentences.get(ranks[0], [])
         norms = [_norm(line) for line in lines]
-        position = norms.index(_norm(body)) if _norm(body) in norms else -1
+        # The synthesizer may drop a news dateline ("WASHINGTON (AP) — "): the page's sentence ends with the body.
+        position = next((j for j, n in enumerate(norms) if n.endswith(_norm(body))), -1)
         original = lines[position] if position >= 0 else body
         words = _WORD.findall(body)
         first = words[0].lower() if words else ""

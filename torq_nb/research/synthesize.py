@@ -75,6 +75,11 @@ _END_PUNCT = re.compile(r"[.!?…。！？]$")
 _SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’»)\]]*$")
 _BLANK_LINE = re.compile(r"\n\s*\n")
 _WRAP_WIDTH = 80
+# A news dateline before the first sentence: "WASHINGTON (Reuters) — ", "MADRID — ", "(AP) - ".
+_DATELINE = re.compile(
+    r"^(?:[A-Z][A-Z.'’-]+(?:[ ,]+[A-Z][A-Za-z.'’-]+){0,3}\s*)?(?:\((?:Reuters|AP|AFP|CNN|Bloomberg|UPI|dpa|IANS|PTI)\)\s*)?"
+    r"[-—–]+\s+(?=[A-Z\"“])"
+)
 _LIST_MARKER = re.compile(r"^(?:[-*+•]|\d{1,3}[.)]|#{1,6})\s+")
 # Citation marks a chat answer may use: [1], [1, 2], [1-3], [^1], [source 1], 【1†source】.
 _CITATION = re.compile(
@@ -297,6 +302,23 @@ def _terms(text: str) -> list[str]:
     return [_stem(w) for w in words if w not in _STOPWORDS]
 
 
+#: The share of a page's relevance that comes from the topic's terms in its title.
+_TITLE_WEIGHT = 0.25
+
+
+def _aliases(query: list[str], vocabulary: set[str]) -> dict[str, str]:
+    """Page terms that count as a topic term: the term itself, and for terms of five letters or more
+    the words that start or end with it, so "Netze" meets "Übertragungsnetze" and "vaccine" "vaccines"."""
+    aliases = {t: t for t in query}
+    long = sorted((t for t in query if len(t) >= 5), key=len, reverse=True)
+    if long:
+        pattern = re.compile("|".join(f"{re.escape(t)}.+|.+{re.escape(t)}" for t in long))
+        for word in vocabulary:
+            if word not in aliases and pattern.fullmatch(word):
+                aliases[word] = next(t for t in long if word.startswith(t) or word.endswith(t))
+    return aliases
+
+
 def _topic_terms(topic: str) -> list[str]:
     """The topic's distinct terms (all its words, if every one is a stopword)."""
     terms = _terms(topic) or [_stem(w) for w in _WORD.findall(topic.lower())]
@@ -313,11 +335,13 @@ class _Sentence:
 
 @dataclass
 class _Page:
-    """A source split into sentences, with each sentence's terms; ``score`` is its relevance (best page 1.0)."""
+    """A source split into sentences, each sentence's terms and the topic terms among them (``hits``);
+    ``score`` is the page's relevance (1.0 for the best page)."""
 
     source: SourceText
     sentences: list[str]
     terms: list[frozenset[str]]
+    hits: list[frozenset[str]] = field(default_factory=list)
     score: float = 0.0
     _problems: dict[int, str | None] = field(default_factory=dict)
 
@@ -404,7 +428,8 @@ class ExtractiveSynthesizer:
         max_words: int = 60,
         page_floor: float = 0.6,
         sentence_floor: float = 0.5,
-        min_coverage: float = 0.3,
+        min_relevance: float = 0.45,
+        context: float = 0.3,
         diversity: float = 0.3,
         duplicate_overlap: float = 0.5,
     ) -> None:
@@ -413,7 +438,8 @@ class ExtractiveSynthesizer:
         for name, value in [
             ("page_floor", page_floor),
             ("sentence_floor", sentence_floor),
-            ("min_coverage", min_coverage),
+            ("min_relevance", min_relevance),
+            ("context", context),
             ("diversity", diversity),
             ("duplicate_overlap", duplicate_overlap),
         ]:
@@ -425,7 +451,8 @@ class ExtractiveSynthesizer:
         self.max_words = max_words
         self.page_floor = page_floor
         self.sentence_floor = sentence_floor
-        self.min_coverage = min_coverage
+        self.min_relevance = min_relevance
+        self.context = context
         self.diversity = diversity
         self.duplicate_overlap = duplicate_overlap
 
@@ -450,7 +477,8 @@ class ExtractiveSynthesizer:
             paragraphs.setdefault(unit.rank, set()).update(unit.positions)
         order = self._order(paragraphs, chosen, by_rank)
         return "\n\n".join(
-            " ".join(cite(by_rank[rank].sentences[i], [rank]) for i in sorted(paragraphs[rank])) for rank in order
+            " ".join(cite(_DATELINE.sub("", by_rank[rank].sentences[i]), [rank]) for i in sorted(paragraphs[rank]))
+            for rank in order
         )
 
     def _page(self, source: SourceText) -> _Page:
@@ -458,18 +486,23 @@ class ExtractiveSynthesizer:
         return _Page(source, sentences, [frozenset(_terms(text)) for text in sentences])
 
     def _score_pages(self, query: list[str], pages: list[_Page]) -> dict[str, float]:
-        """Each page's relevance (``page.score``, 1.0 for the best); returns the topic terms' IDF weights."""
-        counts = [Counter(t for terms in page.terms for t in terms) for page in pages]
-        lengths = [sum(c.values()) for c in counts]
+        """Each page's topic terms per sentence (``page.hits``) and relevance (``page.score``, 1.0 for the
+        best); returns the topic terms' IDF weights over the pages."""
+        aliases = _aliases(query, {t for page in pages for terms in page.terms for t in terms})
+        for page in pages:
+            page.hits = [frozenset(aliases[t] for t in terms if t in aliases) for terms in page.terms]
+        counts = [Counter(t for hits in page.hits for t in hits) for page in pages]
+        lengths = [sum(map(len, page.terms)) for page in pages]
         average = sum(lengths) / len(lengths) or 1.0
-        df = Counter(t for c in counts for t in query if c[t])
+        df = Counter(t for c in counts for t in c)
         weights = {t: math.log(1 + (len(pages) + 1) / (df[t] + 0.5)) for t in query}
         total = sum(weights.values())
         for page, count, length in zip(pages, counts, lengths, strict=True):
-            title = set(_terms(page.source.title))
+            title = {aliases[t] for t in _terms(page.source.title) if t in aliases}
             norm = 1.2 * (0.25 + 0.75 * length / average)
             body = sum(w * count[t] / (count[t] + norm) for t, w in weights.items())
-            page.score = (0.75 * body + 0.25 * sum(w for t, w in weights.items() if t in title)) / total
+            in_title = sum(w for t, w in weights.items() if t in title)
+            page.score = ((1 - _TITLE_WEIGHT) * body + _TITLE_WEIGHT * in_title) / total
         best = max(page.score for page in pages)
         for page in pages:
             page.score = page.score / best if best else 0.0
@@ -482,8 +515,8 @@ class ExtractiveSynthesizer:
         for page in pages:
             if page.score < self.page_floor:
                 continue
-            for i, terms in enumerate(page.terms):
-                coverage = sum(w for t, w in weights.items() if t in terms) / total
+            for i, hits in enumerate(page.hits):
+                coverage = sum(weights[t] for t in hits) / total
                 if coverage <= 0:
                     continue
                 problem = page.problem(i, self.min_words, self.max_words)
@@ -495,20 +528,22 @@ class ExtractiveSynthesizer:
                     positions: tuple[int, ...] = (i - 1, i)
                 else:
                     positions = (i,)
-                scored.append((coverage, page, positions))
+                # Part of the topic on a page that is about the topic counts for more than on a page that is not.
+                relevance = 1 - (1 - coverage) * (1 - self.context * page.score)
+                scored.append((relevance, page, positions))
         if not scored:
             return []
-        floor = max(self.min_coverage, self.sentence_floor * max(c for c, _, _ in scored))
+        floor = max(self.min_relevance, self.sentence_floor * max(r for r, _, _ in scored))
         units = [
             _Unit(
                 page.source.rank,
                 positions,
-                coverage * (0.6 + 0.4 * page.score),
+                relevance,
                 frozenset().union(*(page.terms[i] for i in positions)),
                 tuple(_shingles(page.sentences[i]) for i in positions),
             )
-            for coverage, page, positions in scored
-            if coverage >= floor
+            for relevance, page, positions in scored
+            if relevance >= floor
         ]
         units.sort(key=lambda u: (-u.relevance, u.rank, u.positions))
         return units[:300]
