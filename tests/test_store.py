@@ -22,7 +22,7 @@ import torq_nb
 from torq_nb.export.data import load_run
 from torq_nb.research.models import Hit
 from torq_nb.research.results import SCHEMA
-from torq_nb.research.sources import SearXNG, Source
+from torq_nb.research.sources import DuckDuckGo, SearXNG, Source, SourceError, Wikipedia
 from torq_nb.research.store import RunStore, StoredPage, StoreError, StoreWarning, default_store_path, runs
 
 PAGES = load_pages()
@@ -112,6 +112,33 @@ async def test_second_run_is_read_from_the_store_without_a_request(tmp_path):
     # A row from the store describes the fetch that got the page: the same time and duration.
     assert second.df["fetched_at"].equals(first.df["fetched_at"])
     assert second.summary == first.summary and "[1]" in second.summary
+
+
+async def test_a_wikipedia_re_run_reads_its_search_and_extracts_from_the_store(tmp_path):
+    store = tmp_path / "store.sqlite"
+    async with SearchServer(PAGES) as server:
+        source = Wikipedia(server.wikipedia_endpoint, maxlag_wait=0)
+        server.wiki_maxlag = 1  # the API's first answer is a lag error (HTTP 200): waited out, and never kept
+        first = await torq_nb.aresearch("solar power water", source=source, store=store, display=False)
+        requests = len(server.requests)
+        second = await torq_nb.aresearch("solar power water", source=source, store=store, display=False)
+        assert len(server.requests) == requests
+    assert first.df.height > 0 and set(first.df["status"]) == {"ok"}
+    assert set(second.df["cached"]) == {True} and same_rows(first.df, second.df)
+    assert second.summary == first.summary
+
+
+async def test_a_failed_search_is_not_kept(tmp_path):
+    store = tmp_path / "store.sqlite"
+    async with SearchServer(PAGES) as server:
+        source = DuckDuckGo(server.duckduckgo_endpoint)
+        server.duckduckgo_mode = "anomaly"  # the bot check, answered as a 200 page
+        with pytest.raises(SourceError):
+            await torq_nb.aresearch("solar power water", source=source, depth="quick", store=store, display=False)
+        server.duckduckgo_mode = "ok"
+        results = await torq_nb.aresearch("solar power water", source=source, depth="quick", store=store,
+                                          display=False)
+    assert results.df.height > 0 and set(results.df["cached"]) == {False}
 
 
 async def test_quick_depth_rows_are_cached_when_the_search_is(tmp_path):

@@ -172,15 +172,26 @@ async def _search(run: Run, fetcher: Fetcher, store: StoreSession) -> list[Hit]:
     return unique_hits(merged, run.depth.limit)
 
 
+async def _fetch(run: Run, hit: Hit, fetcher: Fetcher, store: StoreSession) -> tuple[Page, bool]:
+    """The hit's page, and whether the store gave it. The Fetcher keeps web pages; a page a source makes from its
+    API (its own ``fetch``, as Wikipedia's extracts) is kept here, by source and hit, once the source judged it ok."""
+    own = type(run.source).fetch is not Source.fetch
+    if own and (stored := await store.source_page(run.source, hit.url)) is not None:
+        return stored, True
+    with store_answers() as answers:
+        page = await run.source.fetch(hit, fetcher)
+    if own and page.status == "ok":
+        await store.save_source_page(run.source, hit.url, page)
+    return page, bool(answers) and all(answers)
+
+
 async def _read(run: Run, rank: int, hit: Hit, fetcher: Fetcher, extractor: Extractor, store: StoreSession) -> None:
     if hit.content is not None:
         page = Page(hit.url, "ok", final_url=hit.url, content_type=hit.content_type, text=hit.content,
                     fetched_at=datetime.now(timezone.utc), elapsed_ms=0.0)
         cached = hit in run.stored_hits
     else:
-        with store_answers() as answers:
-            page = await run.source.fetch(hit, fetcher)
-        cached = bool(answers) and all(answers)
+        page, cached = await _fetch(run, hit, fetcher, store)
     if page.status != "ok":
         run.rows[rank] = _row(rank, hit, "error", page, cached=cached)
         return

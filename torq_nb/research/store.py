@@ -665,6 +665,19 @@ class StoreSession:
                             headers.get("Last-Modified"))
         return renewed
 
+    async def source_page(self, source: Source, url: str) -> Page | None:
+        """A fresh page that ``source`` made for the hit at ``url`` from its API (None under refresh)."""
+        identity = source_identity(source)
+        if self.refresh or self.store is None or identity is None:
+            return None
+        stored = await self._use(self.store.page, f"{identity} {url}")
+        return stored.page(url) if stored is not None and self.fresh(stored.fetched_at) else None
+
+    async def save_source_page(self, source: Source, url: str, page: Page) -> None:
+        identity = source_identity(source)
+        if identity is not None:
+            await self.save_page(f"{identity} {url}", page, {}, public=True)
+
     async def search(self, source: Source, query: str, limit: int) -> list[Hit] | None:
         """A fresh stored answer of ``source`` to ``query`` (None if there is none, or under refresh)."""
         identity = source_identity(source)
