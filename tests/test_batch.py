@@ -51,6 +51,14 @@ class BatchServer(SearchServer):
         return await super()._searxng(request)
 
 
+@pytest.fixture(autouse=True)
+def own_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's default run store is a file of its own."""
+    path = tmp_path / "store.sqlite"
+    monkeypatch.setenv("TORQ_NB_STORE", str(path))
+    return path
+
+
 @pytest.fixture
 def server() -> Iterator[BatchServer]:
     """Over the eight fixture pages (not the corpus): extraction stays cheap, so 50 topics take seconds."""
@@ -158,6 +166,30 @@ def test_cancel_keeps_partial_results(server: BatchServer) -> None:
     assert job.partial_results.summaries.equals(summaries)
 
 
+def test_a_batch_run_again_reads_from_the_store_and_a_cancelled_one_resumes(server: BatchServer, tmp_path: Path) -> None:
+    topics = [f"{WORDS[i % len(WORDS)]} {i:02d}" for i in range(12)]
+    store = tmp_path / "batch.sqlite"
+    server.delay = 0.1
+    job = start_research_many(topics, concurrency=3, store=store, **options(server, allow_private_networks=True))
+    deadline = time.monotonic() + 120
+    while job.status["ended"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.cancel()
+    partial = job.result(timeout=60)
+    assert partial.state == "cancelled"
+    server.delay = 0.0
+    before = len(server.requests)
+    resumed = research_many(topics, concurrency=3, store=store, **options(server, allow_private_networks=True))
+    assert set(resumed.summaries.get_column("status")) == {"complete"}
+    done_first = partial.summaries.filter(pl.col("status") == "complete").get_column("topic").to_list()
+    searched = {r.query["q"] for r in server.requests[before:] if r.path == "/search"}
+    assert not searched & set(done_first)  # the topics that had finished came from the store
+    before = len(server.requests)
+    again = research_many(topics, concurrency=3, store=store, **options(server, allow_private_networks=True))
+    assert len(server.requests) == before  # nothing fetched: every search and page was fresh in the store
+    assert again.df.drop("cached").equals(resumed.df.drop("cached")) and again.df.get_column("cached").all()
+
+
 def test_export_every_format_reads_back(server: BatchServer, tmp_path: Path) -> None:
     topics = ["honeybee colony", "marathon training", f"sourdough {REFUSED}"]
     results = research_many(topics, **options(server, allow_private_networks=True))
@@ -242,7 +274,7 @@ def test_five_thousand_fast_topics_stay_within_ten_messages_a_second(kernel: Any
         from torq_nb.research.batch import start_research_many
         started = time.monotonic()
         job = start_research_many([f"topic {{i}} honeybee" for i in range(5000)], "quick", "local",
-                                  path={str(folder)!r}, concurrency=16)  # displayed: the batch widget
+                                  path={str(folder)!r}, concurrency=16, store=None)  # displayed: the batch widget
         results = job.result()
         seconds = time.monotonic() - started
         """,
@@ -272,7 +304,7 @@ def test_five_thousand_fast_topics_stay_within_ten_messages_a_second(kernel: Any
 def test_cli_research_many_end_to_end(server: BatchServer, tmp_path: Path) -> None:
     listing = tmp_path / "topics.txt"
     listing.write_text("honeybee colony\n\n# a comment\nmarathon training\nsourdough refuseme\nhoneybee colony\n", "utf-8")
-    env = {**os.environ, "TORQ_NB_ALLOW_PRIVATE_NETWORKS": "1"}
+    env = {**os.environ, "TORQ_NB_ALLOW_PRIVATE_NETWORKS": "1", "TORQ_NB_STORE": str(tmp_path / "cli.sqlite")}
     done = subprocess.run(
         [sys.executable, "-m", "torq_nb.cli", "research-many", str(listing), "--source", "searxng",
          "--searxng-url", server.searxng_url, "--export", str(tmp_path / "all.csv"), "--export", str(tmp_path / "all.md")],

@@ -36,11 +36,14 @@ from torq_nb.research.models import Document, Page
 from torq_nb.research.pipeline import ResearchCancelled, Run, get_depth, run_research
 from torq_nb.research.provider import WebSearchProvider, _in_notebook, _show
 from torq_nb.research.results import SCHEMA, ResearchResults
+from torq_nb.research.store import DEFAULT_MAX_AGE, DEFAULT_STORE
 
 if TYPE_CHECKING:
     import os
+    from datetime import timedelta
 
     from torq_nb.research.sources import Source
+    from torq_nb.research.store import StoreArgument
     from torq_nb.research.synthesize import Synthesizer
 
 __all__ = ["BatchCancelled", "BatchJob", "BatchResults", "TopicStatus", "research_many", "start_research_many"]
@@ -271,7 +274,6 @@ class _Plan:
     provider: WebSearchProvider
     concurrency: int
     executor: Any
-    store: Any
 
     @property
     def label(self) -> str:
@@ -279,7 +281,8 @@ class _Plan:
 
 
 def _plan(topics: Iterable[str] | pl.Series, depth: str, source: str | Source | None, *, query: str | None,
-          concurrency: int | None, executor: Any, store: Any, policy: FetchPolicy | None,
+          concurrency: int | None, executor: Any, store: StoreArgument, max_age: float | timedelta, refresh: bool,
+          policy: FetchPolicy | None,
           allow_private_networks: bool | None, synthesizer: Synthesizer | None,
           source_options: dict[str, Any]) -> _Plan:
     keys = _topics(topics)
@@ -289,12 +292,11 @@ def _plan(topics: Iterable[str] | pl.Series, depth: str, source: str | Source | 
         raise ValueError(f"concurrency must be a positive whole number of topics at once, not {concurrency!r}")
     if executor is not None:
         _check_client(executor)
-    if store is not ...:
-        source_options = {**source_options, "store": store}
     provider = WebSearchProvider(source, policy=policy, allow_private_networks=allow_private_networks,
-                                 synthesizer=synthesizer, **source_options)
+                                 synthesizer=synthesizer, store=store, max_age=max_age, refresh=refresh,
+                                 **source_options)
     queries = {key: template.format(topic=key) if template else key for key in keys}
-    return _Plan(keys, queries, depth, provider, concurrency or min(DEFAULT_CONCURRENCY, len(keys)), executor, store)
+    return _Plan(keys, queries, depth, provider, concurrency or min(DEFAULT_CONCURRENCY, len(keys)), executor)
 
 
 def _check_client(executor: Any) -> None:
@@ -322,7 +324,8 @@ async def _run_topics(keys: list[str], queries: dict[str, str], depth: str, prov
     outcomes: dict[str, _Outcome] = {}
     slots = asyncio.Semaphore(concurrency)
 
-    async with Fetcher(provider.policy) as fetcher:
+    session = provider.store_session()  # one session for the batch: its Fetcher and every run read and keep through it
+    async with Fetcher(provider.policy, store=session) as fetcher:
 
         async def one(key: str) -> None:
             async with slots:
@@ -337,7 +340,7 @@ async def _run_topics(keys: list[str], queries: dict[str, str], depth: str, prov
                 run.tracker.add_callback(forward)
                 try:
                     results = await run_research(run, policy=provider.policy, extractor=extractor,
-                                                 synthesizer=provider.synthesizer, fetcher=fetcher)
+                                                 synthesizer=provider.synthesizer, fetcher=fetcher, store=session)
                 except ResearchCancelled as cancelled:
                     outcome = _Outcome("cancelled", queries[key], cancelled.results, "cancelled while running")
                 except Exception as error:  # one topic failing is that topic's status
@@ -513,6 +516,9 @@ class _Chunk:
     concurrency: int
     events: str
     cancel: str
+    store: str | None
+    max_age: float | timedelta
+    refresh: bool
 
 
 def _run_chunk(chunk: _Chunk) -> dict[str, _Outcome]:
@@ -538,7 +544,8 @@ def _run_chunk(chunk: _Chunk) -> dict[str, _Outcome]:
 
     cancel = Event(chunk.cancel)  # type: ignore[no-untyped-call]
     provider = WebSearchProvider(chunk.source, policy=chunk.policy, synthesizer=chunk.synthesizer,
-                                 extractor=_InProcessExtractor())
+                                 extractor=_InProcessExtractor(), store=chunk.store, max_age=chunk.max_age,
+                                 refresh=chunk.refresh)
 
     async def main() -> dict[str, _Outcome]:
         if await asyncio.to_thread(cancel.is_set):
@@ -574,7 +581,8 @@ async def _run_on_dask(batch: _Batch, record: EndSink) -> bool:
     provider = plan.provider
     chunks = [
         _Chunk(keys, {k: plan.queries[k] for k in keys}, plan.depth, provider.source, provider.policy,
-               provider.synthesizer, plan.concurrency, events, cancel_name)
+               provider.synthesizer, plan.concurrency, events, cancel_name,
+               str(provider.store.path) if provider.store is not None else None, provider.max_age, provider.refresh)
         for keys in (plan.topics[i::count] for i in range(count))
     ]
     client.subscribe_topic(events, lambda event: _apply_event(tracker, event[1]))
@@ -618,7 +626,9 @@ def start_research_many(
     query: str | None = None,
     concurrency: int | None = None,
     executor: Any = None,
-    store: Any = ...,
+    store: StoreArgument = DEFAULT_STORE,
+    max_age: float | timedelta = DEFAULT_MAX_AGE,
+    refresh: bool = False,
     display: bool = True,
     progress_callback: BatchCallback | None = None,
     policy: FetchPolicy | None = None,
@@ -632,7 +642,7 @@ def start_research_many(
     ``job.partial_results`` work from any cell.
     """
     plan = _plan(topics, depth, source, query=query, concurrency=concurrency, executor=executor, store=store,
-                 policy=policy, allow_private_networks=allow_private_networks, synthesizer=synthesizer,
+                 max_age=max_age, refresh=refresh, policy=policy, allow_private_networks=allow_private_networks, synthesizer=synthesizer,
                  source_options=source_options)
     job = BatchJob(_Batch(plan, progress_callback))
     if display and _in_notebook():
@@ -648,7 +658,9 @@ def research_many(
     query: str | None = None,
     concurrency: int | None = None,
     executor: Any = None,
-    store: Any = ...,
+    store: StoreArgument = DEFAULT_STORE,
+    max_age: float | timedelta = DEFAULT_MAX_AGE,
+    refresh: bool = False,
     display: bool = True,
     progress_callback: BatchCallback | None = None,
     policy: FetchPolicy | None = None,
@@ -662,14 +674,17 @@ def research_many(
     ``query``: a template such as ``"{topic} annual revenue"``: what each topic searches (and its summary's
     subject). ``concurrency``: topics researched at once (default 8); every topic shares ONE fetch budget
     (``policy``: its total concurrency and per-host limits hold across the batch; its deadline spans the
-    batch). ``executor``: a ``dask.distributed.Client`` runs the topics on its workers. ``store``: the run
-    store, passed to each run. Other parameters as ``research``; ``progress_callback`` receives the batch's
-    status dicts (BatchTracker.status()).
+    batch). ``executor``: a ``dask.distributed.Client`` runs the topics on its workers. ``store``,
+    ``max_age``, ``refresh``: the run store, as for ``research``: every topic reads and keeps its searches
+    and pages there, so a batch run again (after a cancel, a dead kernel) fetches only what is missing; on
+    Dask the workers open the same store file (a path every worker must see). Other parameters as
+    ``research``; ``progress_callback`` receives the batch's status dicts (BatchTracker.status()).
 
     A topic that fails is a row of ``.summaries`` with its reason; the batch goes on. In a notebook one live
     widget shows the batch. An interrupt cancels it and raises BatchCancelled, whose ``.results`` are partial.
     """
     job = start_research_many(topics, depth, source, query=query, concurrency=concurrency, executor=executor,
-                              store=store, display=display, progress_callback=progress_callback, policy=policy,
+                              store=store, max_age=max_age, refresh=refresh, display=display,
+                              progress_callback=progress_callback, policy=policy,
                               allow_private_networks=allow_private_networks, synthesizer=synthesizer, **source_options)
     return job.wait_interruptibly()
