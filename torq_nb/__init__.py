@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from torq_nb.progress.snapshot import status_html, status_line
     from torq_nb.progress.terminal import TerminalProgress
     from torq_nb.progress.widget import ProgressWidget
+    from torq_nb.research.batch import BatchResults, research_many, start_research_many
     from torq_nb.research.extract import Extractor
     from torq_nb.research.fetch import FetchPolicy
     from torq_nb.research.jobs import ResearchJob
@@ -53,6 +54,9 @@ except PackageNotFoundError:  # a source tree that was never installed
 
 #: Public name -> the module that defines it.
 _WHERE: dict[str, str] = {
+    "BatchResults": "torq_nb.research.batch",
+    "research_many": "torq_nb.research.batch",
+    "start_research_many": "torq_nb.research.batch",
     "ExportManager": "torq_nb.export.manager",
     "load_run": "torq_nb.export.data",
     "TypstPDFExporter": "torq_nb.export.typst_pdf",
@@ -92,6 +96,7 @@ __all__ = [
     "DEFAULT_STAGES",
     "DEPTHS",
     "SCHEMA",
+    "BatchResults",
     "DuckDuckGo",
     "ExportManager",
     "ExtractiveSynthesizer",
@@ -121,9 +126,11 @@ __all__ = [
     "get_progress",
     "load_run",
     "research",
+    "research_many",
     "resolve_source",
     "runs",
     "start_research",
+    "start_research_many",
     "status_html",
     "status_line",
 ]
