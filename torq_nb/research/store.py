@@ -617,6 +617,7 @@ class StoreSession:
         self.max_age = _seconds(max_age, "max_age")
         self.refresh = refresh
         self._broken: StoreError | None = None
+        self._warned = False
 
     @property
     def active(self) -> bool:
@@ -627,12 +628,24 @@ class StoreSession:
         if self.store is None or self._broken is not None:
             return None
         try:
-            return await self.store.call(function, *args)
+            return await self.store.call(self._unless_broken, function, *args)
+        except StoreError as error:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(StoreWarning(f"{error} This run goes on without the store: its results are returned, "
+                                           "but not kept for re-runs."), stacklevel=2)
+            return None
+
+    def _unless_broken(self, function: Callable[..., T], *args: Any) -> T | None:
+        """On the store's thread: skip the work once the store has failed (calls queued behind a locked write
+        would each wait out the busy timeout again)."""
+        if self._broken is not None:
+            return None
+        try:
+            return function(*args)
         except StoreError as error:
             self._broken = error
-            warnings.warn(StoreWarning(f"{error} This run goes on without the store: its results are returned, "
-                                       "but not kept for re-runs."), stacklevel=2)
-            return None
+            raise
 
     def fresh(self, fetched_at: float) -> bool:
         return _now() - fetched_at <= self.max_age
