@@ -474,10 +474,20 @@ def test_a_fetcher_needs_a_fetch_policy() -> None:
         ('{"a": "\u00e9"}'.encode("utf-8"), None, "application/json", '{"a": "\u00e9"}'),
         (("Les na\u00efves fa\u00e7ades co\u00fbtent cher \u00e0 la f\u00eate de No\u00ebl. " * 8).encode("cp1252"),
          None, "text/plain", "na\u00efves fa\u00e7ades"),
+        # The only hint is a <meta>: short KOI8-R text that no detector should be trusted with.
+        ("<meta http-equiv='Content-Type' content='text/html; charset=koi8-r'><p>Щи да каша</p>".encode("koi8-r"),
+         None, "text/html", "Щи да каша"),
+        ('<meta charset="base64"><p>caf\u00e9</p>'.encode("utf-8"), None, "text/html", "caf\u00e9"),  # as if none
     ],
 )
 def test_decode_text(body: bytes, declared: str | None, content_type: str, expected: str) -> None:
     assert expected in decode_text(body, declared=declared, content_type=content_type)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+def test_a_bom_beats_the_header_and_the_meta_and_is_not_text(encoding: str) -> None:
+    text = '<meta charset="windows-1252"><p>\u201cna\u00efve\u201d \u65e5\u672c</p>'
+    assert decode_text(("\ufeff" + text).encode(encoding), declared="shift_jis") == text
 
 
 @pytest.mark.parametrize(

@@ -368,6 +368,25 @@ async def test_local_files_read_markdown_text_and_gzip(tmp_path: Path, caplog: p
     assert "damaged.txt.gz" in caplog.text  # skipped, logged, and the rest still searchable
 
 
+async def test_local_files_are_decoded_as_web_pages_are(tmp_path: Path) -> None:
+    """One decoder for pages and files (fetch.decode_text): a <meta charset> alone decides, a BOM wins and goes."""
+    (tmp_path / "menu.html").write_bytes(
+        '<html><head><meta charset="koi8-r"><title>Меню</title></head><body><p>Борщ со сметаной.</p></body></html>'
+        .encode("koi8-r")
+    )
+    (tmp_path / "wide.txt").write_bytes("Hummingbirds hover, “wings” a blur.".encode("utf-16"))  # BOM, then UTF-16
+    (tmp_path / "marked.md").write_bytes("\ufeff# Kestrels\n\nKestrels hover over fields.".encode("utf-8"))
+    source = LocalFiles(tmp_path)
+
+    menu = await source.search("борщ", 5, Fetcher())
+    wide = await source.search("hummingbirds", 5, Fetcher())
+    marked = await source.search("kestrels", 5, Fetcher())
+
+    assert menu[0].title == "Меню" and menu[0].content is not None and "Борщ со сметаной." in menu[0].content
+    assert wide[0].content == "Hummingbirds hover, “wings” a blur."
+    assert marked[0].title == "Kestrels" and marked[0].content is not None and not marked[0].content.startswith("\ufeff")
+
+
 async def test_local_files_index_follows_file_changes(tmp_path: Path) -> None:
     first = tmp_path / "a.txt"
     first.write_text("Penguins huddle for warmth.", "utf-8")

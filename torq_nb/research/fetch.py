@@ -8,14 +8,12 @@ so every search hit ends as exactly one row. Only cancellation and programming e
 from __future__ import annotations
 
 import asyncio
-import codecs
 import dataclasses
 import email.utils
 import math
 import numbers
 import os
 import random
-import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -31,6 +29,7 @@ from urllib.robotparser import RobotFileParser
 import aiohttp
 import charset_normalizer
 from multidict import CIMultiDictProxy
+from w3lib.encoding import html_to_unicode
 from yarl import URL
 
 from torq_nb.research.models import Page
@@ -569,59 +568,28 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-# Labels browsers (WHATWG Encoding Standard) decode with a superset codec: a page labelled
-# latin-1 or shift_jis really uses windows-1252 or cp932 characters.
-_BROWSER_SUPERSETS = {
-    "ascii": "cp1252",
-    "iso8859-1": "cp1252",
-    "iso8859-9": "cp1254",
-    "shift_jis": "cp932",
-    "euc_kr": "cp949",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-}
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
-_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]+encoding\s*=\s*["']([A-Za-z0-9_.:-]+)""")
-_SNIFF_BYTES = 4096
-
-
-def text_codec(label: str | None) -> str | None:
-    """The Python text codec for a charset label as browsers read it, or None if unknown."""
-    if not label:
-        return None
-    try:
-        name = codecs.lookup(label.strip().strip("\"'")).name
-        b"x".decode(name, errors="replace")  # rejects bytes-to-bytes codecs such as base64
-    except (LookupError, ValueError):
-        return None
-    return _BROWSER_SUPERSETS.get(name, name)
-
-
-def declared_codec(body: bytes) -> str | None:
-    """The codec a document declares in its first bytes: a BOM, an XML declaration or an HTML <meta>."""
-    for bom, codec in _BOMS:
-        if body.startswith(bom):
-            return codec
-    head = body[:_SNIFF_BYTES]
-    match = _XML_ENCODING.search(head) or _META_CHARSET.search(head)
-    return text_codec(match.group(1).decode("ascii")) if match else None
-
-
 def decode_text(body: bytes, *, declared: str | None = None, content_type: str = "text/html") -> str:
-    """Decode a page body: BOM, else the HTTP charset, else <meta>/XML declaration, else UTF-8 if valid,
-    else charset-normalizer's guess. Undecodable bytes become U+FFFD rather than errors."""
-    bom = next((codec for prefix, codec in _BOMS if body.startswith(prefix)), None)
-    codec = bom or text_codec(declared) or declared_codec(body)
-    if codec is None and content_type == "application/json":
-        codec = "utf-8"  # RFC 8259: JSON exchanged between systems is UTF-8
-    if codec is None:
+    """Decode a page body, or a local file, as browsers do (w3lib's html_to_unicode): a BOM, else the HTTP
+    charset `declared`, else a <meta> or XML declaration, else UTF-8 if valid, else charset-normalizer's guess
+    (JSON: UTF-8, RFC 8259). Labels read as browsers read them (latin-1 is windows-1252); a label that names
+    no text codec (base64) counts as none; undecodable bytes become U+FFFD rather than errors."""
+    detect = None if content_type == "application/json" else _undeclared_charset
+    for header in ([f"{content_type}; charset={declared}"] if declared else []) + [content_type]:
         try:
-            return body.decode("utf-8")
-        except UnicodeDecodeError:
-            best = charset_normalizer.from_bytes(body).best()
-            codec = text_codec(best.encoding) if best is not None else None
-    return body.decode(codec or "utf-8", errors="replace")
+            return str(html_to_unicode(header, body, auto_detect_fun=detect)[1])
+        except LookupError:  # a bytes-to-bytes codec was declared: read on without that declaration
+            continue
+    return body.decode((detect and detect(body)) or "utf-8", errors="replace")
+
+
+def _undeclared_charset(body: bytes) -> str | None:
+    """The charset of a body that declares none: UTF-8 if it is valid UTF-8, else charset-normalizer's guess."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        best = charset_normalizer.from_bytes(body).best()
+        return best.encoding if best is not None else None
+    return "utf-8"
 
 
 def _accept_header(types: tuple[str, ...]) -> str:

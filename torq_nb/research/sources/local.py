@@ -5,7 +5,8 @@ The index of a folder is built once, off the event loop, and kept for the proces
 or modified (size or mtime) is picked up at the next search, re-reading only what changed.
 
 Nothing outside the folder is read: only regular files whose resolved path lies inside it, opened so that a
-symlink swapped in after the check is not followed (see `open_inside`). File names need not be UTF-8.
+symlink swapped in after the check is not followed (see `open_inside`). File names need not be UTF-8; file
+contents are decoded as fetched pages are (`torq_nb.research.fetch.decode_text`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import IO, TYPE_CHECKING, ClassVar
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import bm25s
-import charset_normalizer
 import lxml.html
 import mistune
 import trafilatura
@@ -297,8 +297,10 @@ def _reuse(doc: IndexedFile | None, stamp: tuple[int, int]) -> IndexedFile | Non
 
 
 def _read(folder: Path, path: Path) -> tuple[str, str]:
-    """A file's decoded text and content type (gzip undone; UTF-8, else the detected charset); every read of
-    the source goes through here, and so through `open_inside`."""
+    """A file's decoded text and content type (gzip undone; decoded as a fetched page is: BOM, <meta charset>,
+    UTF-8, else the detected charset); every read of the source goes through here, and so through `open_inside`."""
+    from torq_nb.research.fetch import decode_text
+
     content_type = _content_type(path)
     if content_type is None:
         raise ValueError("not an .html, .htm, .md or .txt file")
@@ -309,11 +311,7 @@ def _read(folder: Path, path: Path) -> tuple[str, str]:
             data = stream.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
-    try:
-        return data.decode("utf-8-sig"), content_type
-    except UnicodeDecodeError:
-        best = charset_normalizer.from_bytes(data).best()
-        return (str(best) if best is not None else data.decode("latin-1")), content_type
+    return decode_text(data, content_type=content_type), content_type
 
 
 def _load(folder: Path, path: Path, stamp: tuple[int, int]) -> IndexedFile | None:
