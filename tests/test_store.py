@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import multiprocessing
@@ -22,8 +23,16 @@ import torq_nb
 from torq_nb.export.data import load_run
 from torq_nb.research.models import Hit
 from torq_nb.research.results import SCHEMA
-from torq_nb.research.sources import DuckDuckGo, SearXNG, Source, SourceError, Wikipedia
-from torq_nb.research.store import RunStore, StoredPage, StoreError, StoreWarning, default_store_path, runs
+from torq_nb.research.sources import DuckDuckGo, LocalFiles, SearXNG, Source, SourceError, Wikipedia
+from torq_nb.research.store import (
+    RunStore,
+    StoredPage,
+    StoreError,
+    StoreWarning,
+    default_store_path,
+    runs,
+    source_identity,
+)
 
 PAGES = load_pages()
 #: Columns that describe this fetch rather than the page: they may differ between a run and its re-run.
@@ -44,7 +53,8 @@ class ListedHits(Source):
 
 class ValidatingServer:
     """Pages that carry validators, as real servers send them: /etag/<n> an ETag, /dated/<n> a Last-Modified.
-    A matching If-None-Match or If-Modified-Since gets 304. ``version`` changes every body (and its ETag)."""
+    A matching If-None-Match or If-Modified-Since gets 304. ``version`` changes every body (and its ETag).
+    /slow/<n> is a /dated/ page that answers only once ``hold`` is set."""
 
     LAST_MODIFIED = "Tue, 01 Dec 2026 10:00:00 GMT"
 
@@ -63,6 +73,8 @@ class ValidatingServer:
     async def _page(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, dict(request.headers)))
         kind, n = request.match_info["kind"], int(request.match_info["n"])
+        if kind == "slow":  # answers once ``hold`` is set
+            await self.hold.wait()
         body = self.body(n)
         if kind == "etag":
             etag = f'"{hashlib.sha256(body.encode()).hexdigest()[:16]}"'
@@ -77,6 +89,7 @@ class ValidatingServer:
         return [f"{self.url}/etag/0", f"{self.url}/etag/1", f"{self.url}/dated/2"]
 
     async def __aenter__(self) -> ValidatingServer:
+        self.hold = asyncio.Event()
         app = web.Application()
         app.router.add_get("/{kind}/{n}", self._page)
         self._runner = web.AppRunner(app, access_log=None)
@@ -185,6 +198,34 @@ async def test_a_changed_page_is_fetched_anew_and_kept(tmp_path):
     assert changed.df["cached"].to_list() == [False] * 3
     assert all("Revisededition" in text for text in changed.df["content"].to_list())
     assert again.df["cached"].to_list() == [True] * 3 and same_rows(changed.df, again.df)
+
+
+async def test_a_run_that_stopped_resumes_fetching_only_what_it_lacks(tmp_path):
+    store = tmp_path / "store.sqlite"
+    async with ValidatingServer() as server:
+        source = ListedHits([*server.urls(), f"{server.url}/slow/3", f"{server.url}/slow/4"])
+        run = asyncio.ensure_future(torq_nb.aresearch("anything", source=source, allow_private_networks=True,
+                                                      store=store, display=False))
+        for _ in range(600):  # until the three quick pages are kept (the slow ones are held)
+            await asyncio.sleep(0.05)
+            if store.exists() and _count(store, "pages") == 3:
+                break
+        run.cancel()  # the kernel stopped, the laptop closed
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        server.hold.set()
+        before = len(server.requests)
+        resumed = await torq_nb.aresearch("anything", source=source, allow_private_networks=True, store=store,
+                                          display=False)
+        asked = sorted(path for path, _ in server.requests[before:])
+    assert asked == ["/slow/3", "/slow/4"]
+    assert resumed.df["cached"].to_list() == [True, True, True, False, False]
+    assert set(resumed.df["status"]) == {"ok"}
+
+
+def _count(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
 async def test_refresh_fetches_everything_again_without_validators(tmp_path):
@@ -390,6 +431,13 @@ def test_a_store_travels_to_another_process_by_its_path(tmp_path):
     copy = pickle.loads(pickle.dumps(store))
     assert (copy.path, copy.max_bytes, copy.timeout) == (store.path, 1_000_000, 3)
     assert copy.search("s", "q", 1)[0] == [Hit("t", "https://example.org/")]
+
+
+def test_sources_with_other_settings_do_not_share_search_answers():
+    assert source_identity(ListedHits(["https://a.example/"])) != source_identity(ListedHits(["https://b.example/"]))
+    assert source_identity(SearXNG("http://127.0.0.1:1")) != source_identity(SearXNG("http://127.0.0.1:2"))
+    assert source_identity(SearXNG("http://127.0.0.1:1")) == source_identity(SearXNG("http://127.0.0.1:1"))
+    assert source_identity(LocalFiles(".")) is None  # files on this disk are searched afresh
 
 
 def test_bad_store_arguments_are_refused_at_the_call():

@@ -553,11 +553,11 @@ def _hit(data: Mapping[str, Any]) -> Hit:
 
 
 def _identity(thing: object) -> str:
-    """The class of ``thing`` and its public settings (endpoint, language, model...): what makes two give alike."""
+    """The class of ``thing`` and its public settings (endpoint, language, model...): what makes two give alike.
+    A setting JSON cannot hold is taken by its repr (one that names a memory address then never matches: safe)."""
     cls = type(thing)
-    settings = {name: value for name, value in sorted(vars(thing).items())
-                if not name.startswith("_") and (value is None or isinstance(value, (str, int, float, bool)))}
-    return f"{cls.__module__}.{cls.__qualname__} {json.dumps(settings, sort_keys=True)}"
+    settings = {name: value for name, value in vars(thing).items() if not name.startswith("_")}
+    return f"{cls.__module__}.{cls.__qualname__} {json.dumps(settings, sort_keys=True, default=repr)}"
 
 
 def source_identity(source: Source) -> str | None:
