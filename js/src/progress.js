@@ -51,7 +51,9 @@ function render({ model, el }) {
   const operation = make("span", "torq-progress__operation");
   const status = make("span", "torq-progress__status");
   const percentLabel = make("span", "torq-progress__percent");
-  // Asks the kernel to cancel the run; works when the cell is not busy (a background run).
+  // Asks the kernel to cancel the run. The kernel side decides whether to offer it (`cancellable`): a busy
+  // kernel takes the click only where it hands widget messages to a subshell; elsewhere `stop_hint` says
+  // how to stop a run that holds the cell.
   const cancel = make("button", "torq-progress__cancel");
   cancel.type = "button";
   cancel.textContent = "Cancel";
