@@ -561,13 +561,19 @@ def _identity(thing: object) -> str:
 
 
 def source_identity(source: Source) -> str | None:
-    """The key of a source's search answers: its class and public settings.
+    """The key of a source's search answers: its class and a digest of its public settings (a plug-in's API key
+    must not lie in the file as text).
 
     None for local files: they are on this disk and may have been edited, so their searches are not stored.
     """
+    import hashlib
+
     from torq_nb.research.sources.local import LocalFiles
 
-    return None if isinstance(source, LocalFiles) else _identity(source)
+    if isinstance(source, LocalFiles):
+        return None
+    cls = type(source)
+    return f"{cls.__module__}.{cls.__qualname__} {hashlib.sha256(_identity(source).encode()).hexdigest()}"
 
 
 def summary_key(synthesizer: object, topic: str, texts: Sequence[SourceText]) -> str:
