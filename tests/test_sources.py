@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import html
+import importlib
 import os
 import textwrap
 from collections.abc import AsyncIterator
@@ -209,6 +210,9 @@ async def test_searxng_at_a_wrong_address_names_the_status(server: SearchServer,
 def test_searxng_needs_an_address(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TORQ_NB_SEARXNG_URL", raising=False)
     with pytest.raises(ValueError, match="TORQ_NB_SEARXNG_URL"):
+        SearXNG()
+    monkeypatch.setenv("TORQ_NB_SEARXNG_URL", "http://127.0.0.1:8888")
+    with pytest.raises(ValueError, match="source='searxng'"):  # a source built by hand is what its arguments say
         SearXNG()
 
 
@@ -623,9 +627,40 @@ def test_wrong_options_say_what_the_source_takes(clean_env: pytest.MonkeyPatch) 
         resolve_source("wikipedia", base_url="http://127.0.0.1:8888")
 
 
+def test_a_misspelt_option_names_the_source_its_options_and_the_closest(clean_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(TypeError, match=r"Source 'searxng' takes \(base_url, categories, language\); base_url= is "
+                                        r"where it searches: .*'base_ur'\. Did you mean base_url=\?"):
+        resolve_source("searxng", base_ur="http://127.0.0.1:8888")
+    with pytest.raises(TypeError, match=r"Source 'local' takes \(path\).*'folder'\.$"):
+        resolve_source("local", folder=FIXTURE_PAGES)
+
+
 def test_unknown_source_lists_the_available_ones(clean_env: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match=r"Unknown source 'bing'\. Available sources: .*duckduckgo.*wikipedia"):
         resolve_source("bing")
+    with pytest.raises(ValueError, match=r"Unknown source 'wikipdia'\. Did you mean 'wikipedia'\?"):
+        resolve_source("wikipdia")
+
+
+def test_every_source_is_registered_once_as_an_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    sources = importlib.import_module("torq_nb.research.sources")  # torq_nb.research is also a function
+
+    for name in ("wikipedia", "searxng", "duckduckgo", "local"):
+        cls = sources.source_class(name)
+        assert cls.name == name and cls.location is not None and cls.location.option in cls.options()
+    monkeypatch.setattr(sources, "entry_points", lambda group: [])  # as if torq_nb were not installed
+    assert available_sources() == []
+    with pytest.raises(ValueError, match=r"no sources are installed.*pip install -e \."):
+        resolve_source("wikipedia")
+
+
+def test_the_location_comes_from_its_variable_only_when_not_given(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("TORQ_NB_SEARXNG_URL", "http://127.0.0.1:1111")
+    assert resolve_source("searxng").base_url == "http://127.0.0.1:1111"
+    assert resolve_source("searxng", base_url="http://127.0.0.1:2222").base_url == "http://127.0.0.1:2222"
+    clean_env.setenv("TORQ_NB_WIKIPEDIA_URL", "http://127.0.0.1:3333/w/api.php")
+    with pytest.raises(ValueError, match="not both"):  # lang= and an endpoint from the environment
+        resolve_source("wikipedia", lang="de")
 
 
 async def test_environment_points_a_notebook_elsewhere(
@@ -648,16 +683,21 @@ async def test_environment_points_a_notebook_elsewhere(
 
 PLUGIN = """
 from torq_nb.research.models import Hit
-from torq_nb.research.sources import Source
+from torq_nb.research.sources import Location, Source
 
 class EchoSource(Source):
-    name = "echo"
+    \"\"\"Echoes the query: `times` hits titled `prefix`: query, upper-cased with `shout`.\"\"\"
 
-    def __init__(self, prefix: str = "echo") -> None:
-        self.prefix = prefix
+    name = "echo"
+    location = Location("prefix", "TORQ_NB_ECHO_PREFIX", "what each title starts with", metavar="TEXT")
+
+    def __init__(self, prefix: str = "echo", *, times: int = 1, shout: bool = False) -> None:
+        self.prefix, self.times, self.shout = prefix, times, shout
 
     async def search(self, query, limit, fetcher):
-        return [Hit(title=f"{self.prefix}: {query}", url="https://example.org/", source=self.name, content="x")]
+        title = f"{self.prefix}: {query}"
+        return [Hit(title=title.upper() if self.shout else title, url=f"https://example.org/{n}", source=self.name,
+                    snippet=f"echo {n}", content=f"The echo of {query}, number {n}.") for n in range(self.times)]
 
 NotASource = object
 """
@@ -683,5 +723,9 @@ async def test_plugins_are_found_through_entry_points(tmp_path: Path, clean_env:
     assert [hit.title for hit in await echo.search("bees", 1, Fetcher())] == ["heard: bees"]
     clean_env.setenv("TORQ_NB_SOURCE", "echo")
     assert type(resolve_source()).__name__ == "EchoSource"
+    clean_env.setenv("TORQ_NB_ECHO_PREFIX", "from the environment")  # its declared variable, read for it
+    assert resolve_source().prefix == "from the environment"  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match=r"Source 'echo' takes \(prefix, times, shout\).*Did you mean times=\?"):
+        resolve_source(tims=2)
     with pytest.raises(TypeError, match="'broken'.*not a subclass"):
         resolve_source("broken")

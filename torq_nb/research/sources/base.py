@@ -3,22 +3,25 @@
 A source turns a query into ranked `Hit`s. Hits that already carry their text (`hit.content`) need no
 fetch; for the others the pipeline calls `source.fetch(hit, fetcher)`, which by default is an
 untrusted fetch of the hit's URL.
+
+A source's options are its constructor's parameters, and its `location` says which of them is where it
+searches and which environment variable supplies that: `resolve_source` and the torq-nb command read
+nothing else. Source modules import their heavy libraries where they use them, so that the command's
+``--help`` (which lists every source's flags) stays instant.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
-import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
-
-import lxml.html
-from lxml.etree import ParserError
 
 from torq_nb.research.models import Hit, Page
 
@@ -37,12 +40,38 @@ class SourceError(Exception):
         return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
 
 
+@dataclass(frozen=True)
+class Location:
+    """Where a source searches: the constructor `option` that says it (an API's URL, a folder), the environment
+    variable `env` that supplies it when the source is chosen by name without it, and for ``--help`` what it is
+    and its placeholder. The command line offers it as ``--option`` and as the variable's twin: TORQ_NB_X_URL
+    is also ``--x-url``."""
+
+    option: str
+    env: str
+    help: str
+    metavar: str = "URL"
+
+
 class Source(ABC):
-    """Where hits come from. Subclass it and register it under the `torq_nb.sources` entry-point group."""
+    """Where hits come from. Subclass it and register it under the `torq_nb.sources` entry-point group.
+
+    Its options are its constructor's parameters: ``research(source="name", option=...)`` passes them, and
+    ``torq-nb research --source name`` offers each as ``--option`` (converted to the type its annotation or
+    default names: str, int, float or bool). The class docstring is their help text.
+    """
 
     name: ClassVar[str]
     #: The longest query the service accepts, in characters, if it is below the pipeline's MAX_QUERY_CHARS.
     max_query_chars: ClassVar[int | None] = None
+    #: The option that says where the source searches, and its environment variable (None: it needs none).
+    location: ClassVar[Location | None] = None
+
+    @classmethod
+    def options(cls) -> dict[str, inspect.Parameter]:
+        """The source's options: its constructor's named parameters (not ``*args`` or ``**kwargs``), in order."""
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return {p.name: p for p in inspect.signature(cls).parameters.values() if p.kind in named}
 
     @abstractmethod
     async def search(self, query: str, limit: int, fetcher: Fetcher) -> list[Hit]:
@@ -71,13 +100,6 @@ class SerialLock:
         return self._lock
 
 
-def env_or(value: str | None, variable: str) -> str | None:
-    """An explicit value, else the environment variable (if set and not blank), else None."""
-    if value:
-        return value
-    return os.environ.get(variable, "").strip() or None
-
-
 #: Characters that XML (and so lxml) refuses: control characters, lone surrogates, U+FFFE and U+FFFF.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -91,6 +113,9 @@ def html_to_text(fragment: str | None) -> str:
     """Plain text of an HTML fragment (search snippets, titles): tags dropped, entities decoded, spaces collapsed."""
     if not fragment or not fragment.strip():
         return ""
+    import lxml.html
+    from lxml.etree import ParserError
+
     try:
         root = lxml.html.fragment_fromstring(xml_safe(fragment), create_parent="div")
     except ParserError:

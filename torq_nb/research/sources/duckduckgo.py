@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import parse_qs, urljoin, urlsplit
 
-import lxml.html
-from lxml.etree import ParserError
-
 from torq_nb.research.models import Hit, Page
-from torq_nb.research.sources.base import SerialLock, Source, SourceError, env_or, failure, unique_hits, xml_safe
+from torq_nb.research.sources.base import Location, SerialLock, Source, SourceError, failure, unique_hits, xml_safe
 
 if TYPE_CHECKING:
+    import lxml.html
+
     from torq_nb.research.fetch import Fetcher
 
 DEFAULT_ENDPOINT = "https://html.duckduckgo.com/html/"
@@ -27,15 +26,17 @@ _RATE_LIMITED = (
 
 
 class DuckDuckGo(Source):
-    """Search DuckDuckGo's HTML endpoint. `endpoint` defaults to $TORQ_NB_DUCKDUCKGO_URL, else the public one.
+    """Search DuckDuckGo's HTML endpoint: `endpoint` (when chosen by name: else $TORQ_NB_DUCKDUCKGO_URL),
+    by default the public one.
 
     `region` is DuckDuckGo's `kl` code (for example "de-de"); results come from the first page only.
     """
 
     name: ClassVar[str] = "duckduckgo"
+    location: ClassVar[Location] = Location("endpoint", "TORQ_NB_DUCKDUCKGO_URL", "the DuckDuckGo HTML endpoint")
 
     def __init__(self, endpoint: str | None = None, *, region: str | None = None) -> None:
-        self.endpoint = env_or(endpoint, "TORQ_NB_DUCKDUCKGO_URL") or DEFAULT_ENDPOINT
+        self.endpoint = endpoint or DEFAULT_ENDPOINT
         parts = urlsplit(self.endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"DuckDuckGo: endpoint {self.endpoint!r} is not an http(s) URL.")
@@ -62,6 +63,9 @@ class DuckDuckGo(Source):
 
 def parse_results(page: Page) -> list[Hit]:
     """The organic results of a DuckDuckGo HTML result page (ads skipped), or SourceError for an anomaly page."""
+    import lxml.html
+    from lxml.etree import ParserError
+
     try:
         root = lxml.html.document_fromstring(xml_safe(page.text or ""))
     except ParserError:

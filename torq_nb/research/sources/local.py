@@ -7,6 +7,9 @@ or modified (size or mtime) is picked up at the next search, re-reading only wha
 Nothing outside the folder is read: only regular files whose resolved path lies inside it, opened so that a
 symlink swapped in after the check is not followed (see `open_inside`). File names need not be UTF-8; file
 contents are decoded as fetched pages are (`torq_nb.research.fetch.decode_text`).
+
+bm25s, lxml, mistune and trafilatura are imported on first use, so that importing the source (the torq-nb
+command's ``--help`` does) stays light.
 """
 
 from __future__ import annotations
@@ -25,16 +28,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
 from urllib.parse import unquote_to_bytes, urlsplit
 
-import bm25s
-import lxml.html
-import mistune
-import trafilatura
-from lxml.etree import ParserError
-
 from torq_nb.research.models import Hit, Page
-from torq_nb.research.sources.base import Source, SourceError, env_or, html_to_text, xml_safe
+from torq_nb.research.sources.base import Location, Source, SourceError, html_to_text, xml_safe
 
 if TYPE_CHECKING:
+    import bm25s
+
     from torq_nb.research.fetch import Fetcher
 
 log = logging.getLogger(__name__)
@@ -67,6 +66,8 @@ STEMMER = _stemmer()
 
 def tokenize(texts: list[str]) -> list[list[str]]:
     """Lower-cased word tokens without English stop words, stemmed when a stemmer is installed."""
+    import bm25s
+
     tokens: list[list[str]] = bm25s.tokenize(
         texts, stopwords="en", stemmer=STEMMER, return_ids=False, show_progress=False
     )
@@ -99,18 +100,20 @@ _BUILD_LOCK = threading.Lock()
 
 
 class LocalFiles(Source):
-    """Search the files of a folder (recursively). `path` defaults to $TORQ_NB_LOCAL_PATH."""
+    """Search the files of the folder `path`, recursively (when chosen by name: else $TORQ_NB_LOCAL_PATH)."""
 
     name: ClassVar[str] = "local"
+    location: ClassVar[Location] = Location(
+        "path", "TORQ_NB_LOCAL_PATH", "the folder of .html, .htm, .md and .txt files to search", metavar="DIR"
+    )
 
     def __init__(self, path: str | Path | None = None) -> None:
-        folder = env_or(str(path) if path is not None else None, "TORQ_NB_LOCAL_PATH")
-        if not folder:
+        if path is None or not str(path).strip():
             raise ValueError(
-                "LocalFiles needs a folder of .html, .md or .txt files: LocalFiles('path/to/folder') "
-                "or the TORQ_NB_LOCAL_PATH environment variable."
+                "LocalFiles needs a folder of .html, .md or .txt files: LocalFiles('path/to/folder'), or "
+                f"source='local' with path= or the {self.location.env} environment variable."
             )
-        self.path = Path(folder).expanduser().resolve()
+        self.path = Path(path).expanduser().resolve()
 
     def __repr__(self) -> str:
         return f"LocalFiles({shown(self.path)!r})"
@@ -190,6 +193,8 @@ class LocalFiles(Source):
             tokens = tokenize([f"{doc.title}\n" + "\n".join(doc.passages) for doc in docs])
             if not any(tokens):
                 raise SourceError(f"LocalFiles: the files under {folder} contain no searchable words.")
+            import bm25s
+
             retriever = bm25s.BM25()
             retriever.index(tokens, show_progress=False)
             index = FolderIndex(stamps=stamps, docs=docs, retriever=retriever)
@@ -333,6 +338,10 @@ def _load(folder: Path, path: Path, stamp: tuple[int, int]) -> IndexedFile | Non
 
 def _html_parts(raw: str) -> tuple[str, tuple[str, ...]]:
     """Title (<title>, else the first <h1>) and main-text paragraphs (trafilatura; all text if it finds none)."""
+    import lxml.html
+    import trafilatura
+    from lxml.etree import ParserError
+
     title = ""
     try:
         root = lxml.html.document_fromstring(xml_safe(raw))
@@ -348,6 +357,8 @@ def _html_parts(raw: str) -> tuple[str, tuple[str, ...]]:
 
 def _markdown_parts(raw: str) -> tuple[str, tuple[str, ...]]:
     """Title (the first heading) and plain-text blocks, each block rendered by mistune and stripped of markup."""
+    import mistune
+
     title = ""
     blocks = []
     for block in _BLANK_LINES.split(raw):
@@ -373,6 +384,8 @@ def _best_passage(passages: list[str], query_tokens: list[list[str]]) -> str:
     tokens = tokenize(passages)
     if not any(tokens):
         return _shorten(passages[0], SNIPPET_CHARS)
+    import bm25s
+
     retriever = bm25s.BM25()
     retriever.index(tokens, show_progress=False)
     results = retriever.retrieve(query_tokens, k=1, show_progress=False)

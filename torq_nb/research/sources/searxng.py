@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 from torq_nb.research.models import Hit
 from torq_nb.research.sources.base import (
+    Location,
     Source,
     SourceError,
-    env_or,
     html_to_text,
     parse_date,
     read_json,
@@ -33,18 +33,20 @@ _JSON_DISABLED = (
 
 
 class SearXNG(Source):
-    """Search a SearXNG instance. `base_url` (the instance's root) defaults to $TORQ_NB_SEARXNG_URL."""
+    """Search a SearXNG instance at `base_url`, its root (when chosen by name: else $TORQ_NB_SEARXNG_URL).
+    `categories` and `language` are SearXNG's own search parameters (for example "news" and "de")."""
 
     name: ClassVar[str] = "searxng"
+    location: ClassVar[Location] = Location("base_url", "TORQ_NB_SEARXNG_URL", "the SearXNG instance's root URL")
 
     def __init__(
         self, base_url: str | None = None, *, categories: str | None = None, language: str | None = None
     ) -> None:
-        url = env_or(base_url, "TORQ_NB_SEARXNG_URL")
+        url = base_url
         if not url:
             raise ValueError(
-                "SearXNG needs the address of an instance: SearXNG('http://localhost:8888') "
-                "or the TORQ_NB_SEARXNG_URL environment variable."
+                "SearXNG needs the address of an instance: SearXNG('http://localhost:8888'), or source='searxng' "
+                f"with base_url= or the {self.location.env} environment variable."
             )
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -14,10 +14,10 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from torq_nb.research.models import Hit, Page
 from torq_nb.research.sources.base import (
+    Location,
     SerialLock,
     Source,
     SourceError,
-    env_or,
     html_to_text,
     read_json,
     unique_hits,
@@ -35,7 +35,7 @@ _MAXLAG_RETRIES = 2
 class Wikipedia(Source):
     """Search Wikipedia articles; the article text comes as a plain-text extract.
 
-    `endpoint` defaults to $TORQ_NB_WIKIPEDIA_URL, else the English Wikipedia API. `lang="de"` picks
+    `endpoint` (when chosen by name: else $TORQ_NB_WIKIPEDIA_URL) defaults to the English Wikipedia API. `lang="de"` picks
     another language edition of Wikipedia (only with the default endpoint). `maxlag_wait` is the pause,
     in seconds, before retrying when the API reports replication lag (Wikimedia asks for at least 5).
     Requests carry the fetch policy's User-Agent (torq_nb's, with its name, version and address, by default,
@@ -43,6 +43,7 @@ class Wikipedia(Source):
     """
 
     name: ClassVar[str] = "wikipedia"
+    location: ClassVar[Location] = Location("endpoint", "TORQ_NB_WIKIPEDIA_URL", "the MediaWiki api.php to search")
     #: CirrusSearch refuses longer searches ("Search request is longer than the maximum allowed length").
     max_query_chars: ClassVar[int | None] = 300
 
@@ -53,7 +54,7 @@ class Wikipedia(Source):
         user_agent: str | None = None,
         maxlag_wait: float = 5.0,
     ) -> None:
-        configured = env_or(endpoint, "TORQ_NB_WIKIPEDIA_URL")
+        configured = endpoint
         if lang is not None:
             if not _LANG.match(lang):
                 raise ValueError(f"Wikipedia: {lang!r} is not a language code such as 'en', 'de' or 'zh-yue'.")
