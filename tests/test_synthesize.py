@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from fake_search import (
+    CORPUS,
+    FIXTURE_PAGES,
+    FakePage,
+    SearchServer,
+    corpus_available,
+    default_folder,
+    load_pages,
+)
 
+from torq_nb.research.extract import extract
+from torq_nb.research.models import Page
 from torq_nb.research.synthesize import (
     NO_SOURCES,
     ExtractiveSynthesizer,
@@ -18,6 +32,7 @@ from torq_nb.research.synthesize import (
     SynthesisError,
     not_covered,
     split_sentences,
+    standalone_problem,
     validate_citations,
 )
 
@@ -57,7 +72,8 @@ CITED_SENTENCE = re.compile(r"^.+ ((?:\[\d+\])+)[.!?…。！？]$")
 
 
 def sentences_of(summary: str) -> list[str]:
-    return [s for paragraph in summary.split("\n\n") for s in split_sentences(paragraph)]
+    """The summary's sentences: each ends with its citations and closing punctuation."""
+    return [s for s in re.split(r"(?<=\][.!?…。！？])\s+", summary.strip()) if s]
 
 
 def citations(sentence: str) -> set[int]:
@@ -75,15 +91,43 @@ async def test_every_sentence_cites_a_given_source() -> None:
         assert citations(sentence) <= given
 
 
-async def test_relevant_sentences_are_chosen_and_ordered_by_source_then_position() -> None:
+async def test_relevant_sentences_are_chosen_and_grouped_by_source_in_page_order() -> None:
     summary = await ExtractiveSynthesizer(max_sentences=4).synthesize(TOPIC, SOURCES)
     found = sentences_of(summary)
     assert len(found) == 4
     assert "bakery festival" not in summary and "Rain is expected" not in summary
+    for paragraph in summary.split("\n\n"):  # one paragraph per cited source
+        assert len({min(citations(s)) for s in sentences_of(paragraph)}) == 1
     ranks = [min(citations(s)) for s in found]
-    assert ranks == sorted(ranks)
+    assert summary.count("\n\n") == len(set(ranks)) - 1
     assert summary.index("approved the new tram line") < summary.index("Construction of the tram line")
-    assert summary.count("\n\n") == len(set(ranks)) - 1  # one paragraph per cited source
+
+
+async def test_the_page_most_about_the_topic_speaks_first() -> None:
+    passing_mention = SourceText(
+        1,
+        "Around town",
+        "https://example.org/town",
+        "The mayor opened a bakery festival in the old town square last weekend. "
+        "Visitors sampled bread from forty bakeries and a brass band played until midnight. "
+        "Some visitors asked when the council will finally decide on the tram line.",
+    )
+    about = SourceText(2, SOURCES[0].title, SOURCES[0].url, SOURCES[0].text)
+    summary = await ExtractiveSynthesizer().synthesize(TOPIC, [passing_mention, about])
+    assert summary.startswith("The city council approved the new tram line on Tuesday")
+    assert citations(sentences_of(summary)[0]) == {2}
+
+
+async def test_a_sentence_repeated_inside_a_longer_one_appears_once() -> None:
+    short = "The city council approved the new tram line on Tuesday evening."
+    longer = (
+        "The city council approved the new tram line on Tuesday evening, after residents along the "
+        "route had protested against the noise for months."
+    )
+    summary = await ExtractiveSynthesizer().synthesize(
+        TOPIC, [SourceText(1, "a", "https://a.example/", short), SourceText(2, "b", "https://b.example/", longer)]
+    )
+    assert len(sentences_of(summary)) == 1
 
 
 async def test_near_duplicate_sentences_appear_once() -> None:
@@ -211,6 +255,160 @@ async def test_headlines_are_never_summary_sentences() -> None:
     )
     summary = await ExtractiveSynthesizer().synthesize(TOPIC, [SourceText(1, "t", "u", headlines_only)])
     assert summary == not_covered(TOPIC, 1)  # headlines are never summary sentences
+
+
+# --- standalone sentences, on real pages -----------------------------------------------------------------
+# The corpus (../shared/corpus) when it is there, else the committed fixture pages; either way the pages'
+# text as torq_nb extracts it, which is what the synthesizer is given.
+
+
+@cache
+def pages_of(folder: Path) -> list[FakePage]:
+    return load_pages(folder)
+
+
+@cache
+def extracted(folder: Path, page_id: str) -> str:
+    page = next(p for p in pages_of(folder) if p.id.startswith(page_id))
+    doc = extract(Page(url=f"https://example.org/{page.id}", status="ok", content_type="text/html", text=page.html))
+    assert doc is not None and doc.text
+    return doc.text
+
+
+def real_sentence(folder: Path, page_id: str, start: str) -> tuple[str, list[str]]:
+    """The page's sentence that starts with ``start``, and the two sentences before it."""
+    sentences = split_sentences(extracted(folder, page_id))
+    i = next(i for i, s in enumerate(sentences) if s.startswith(start))
+    return sentences[i], sentences[max(0, i - 2) : i]
+
+
+FIXTURE_SENTENCES = [
+    ("sourdough-starter", "It is far tougher than its reputation", "points back"),
+    ("sourdough-starter", "Rehydrated with flour and water, it will", "points back"),
+    ("python-asyncio-event-loop", "Such work belongs in a thread", "points back"),
+    ("marathon-training", "It reverses within a few months", "points back"),
+    ("sourdough-starter", "A sourdough starter is a culture", None),
+    ("python-asyncio-event-loop", "asyncio.gather runs several coroutines", None),
+    ("deep-sea-mining", "Until rules are adopted", None),
+    ("marathon-training", "Months of marathon training remodel", None),
+]
+# The sentences issue 12 saw in summaries, and their neighbours.
+CORPUS_SENTENCES = [
+    ("7a664e40", "He denied that he, U.S. Ambassador", "points back"),
+    ("b0cf2bbf", "The initiative is part of the Fourth Energy", "points back"),
+    ("dc7ccccc", "However, Swedish prosecutors decided", "points back"),
+    ("fde930b0", "- Ousted WeWork CEO Adam Neumann", "list fragment"),
+    ("c7e39ac4", "What was the Swedish investigation about", "question"),
+    ("b0cf2bbf", "South Korea’s Ministry of Trade, Industry and Energy", None),
+    ("7a664e40", "Volker said he had no knowledge of any efforts", None),
+    ("7a664e40", "Here are some of the highlights", "list fragment"),
+    ("7a664e40", "Key moments from Kurt Volker", "heading"),
+]
+
+
+@pytest.mark.parametrize(("page_id", "start", "problem"), FIXTURE_SENTENCES)
+def test_standalone_rules_on_fixture_pages(page_id: str, start: str, problem: str | None) -> None:
+    sentence, before = real_sentence(FIXTURE_PAGES, page_id, start)
+    assert standalone_problem(sentence, before) == problem, sentence
+
+
+@pytest.mark.skipif(not corpus_available(), reason=f"no corpus at {CORPUS}")
+@pytest.mark.parametrize(("page_id", "start", "problem"), CORPUS_SENTENCES)
+def test_standalone_rules_on_corpus_pages(page_id: str, start: str, problem: str | None) -> None:
+    sentence, before = real_sentence(CORPUS, page_id, start)
+    assert standalone_problem(sentence, before) == problem, sentence
+
+
+@pytest.mark.parametrize(
+    ("sentence", "problem"),
+    [
+        ("Photo: Getty Images A solar farm in the desert outside the city at dusk.", "caption"),
+        ("By Jane Doe, Climate Correspondent, Tuesday 19 November 2019.", "byline"),
+        ("We use cookies to improve your experience on our website and for advertising.", "boilerplate"),
+        ("Subscribe to our newsletter for the latest renewable energy news every week.", "boilerplate"),
+        ("Sign up for a Hulu ad-free account for $11.99 a month.", "boilerplate"),
+        ("How much does a home solar system cost in 2019?", "question"),
+        ("1. Install the panels on a south-facing roof if you can.", "list fragment"),
+        ("Key facts about the new solar farm:", "list fragment"),
+        ("SOLAR FARMS ARE TAKING OVER THE DESERT", "heading"),
+        ("“Not everyone will succeed.”", "unattributed quote"),
+        ("I don’t see the downside of solar power for homeowners.", "first person"),
+        ("Because space travel and sustaining life off Earth are anything but easy.", "fragment"),
+        ("In a statement, he said the solar farm would open next year.", "points back"),
+        ("The company said the solar farm would open next year.", "points back"),
+        ("“We are thrilled with the solar farm,” said Maria Lopez, the utility’s chief executive.", None),
+        ("By most accounts, the law worked and the water table stopped falling.", None),
+    ],
+)
+def test_standalone_rules_by_kind(sentence: str, problem: str | None) -> None:
+    assert standalone_problem(sentence) == problem
+
+
+def fixture_or_corpus_topics() -> list[str]:
+    if corpus_available():
+        return ["wework investigation", "renewable energy", "electric vehicles", "hibernating astronauts"]
+    return ["sourdough starter", "marathon training heart", "asyncio event loop", "grid batteries solar"]
+
+
+@pytest.mark.parametrize("topic", fixture_or_corpus_topics())
+def test_summaries_of_real_pages_hold_the_standalone_rules(topic: str) -> None:
+    """Every summary sentence stands alone, or follows the page sentence it points back to."""
+    folder = default_folder()
+    server = SearchServer(pages_of(folder))  # never started: only its ranking of the pages is used
+    sources = [
+        SourceText(rank, page.title, f"https://example.org/{page.id}", extracted(folder, page.id))
+        for rank, page in enumerate(server.ranked(topic)[:25], start=1)
+    ]
+    summary = ExtractiveSynthesizer().summarize(topic, sources)
+    found = sentences_of(summary)
+    assert found, summary
+    page_sentences = {s.rank: split_sentences(s.text) for s in sources}
+    previous: tuple[int, int] | None = None
+    for sentence in found:
+        (rank,) = citations(sentence)
+        body = re.sub(r"\s*\[\d+\]([.!?…。！？])$", r"\1", sentence).rstrip(".")
+        lines = page_sentences[rank]
+        i = next(i for i, line in enumerate(lines) if line.rstrip(".").endswith(body))
+        problem = standalone_problem(lines[i], lines[max(0, i - 2) : i])
+        assert problem in (None, "points back"), (problem, sentence)
+        if problem == "points back":
+            assert previous == (rank, i - 1), f"{sentence!r} does not follow the sentence it points back to"
+        previous = (rank, i)
+    shingles = [frozenset(zip(w, w[1:], w[2:], strict=False)) for w in (re.findall(r"\w+", s.lower()) for s in found)]
+    for a, b in itertools.combinations(shingles, 2):
+        assert len(a & b) <= 0.5 * min(len(a), len(b))
+
+
+@pytest.mark.skipif(not corpus_available(), reason=f"no corpus at {CORPUS}")
+@pytest.mark.parametrize(
+    ("topic", "unwanted"),
+    [
+        ("renewable energy", ["Sondland", "Europa", "galaxies"]),
+        ("electric vehicles", ["Falcon Heavy", "Delhi"]),
+        ("wework investigation", ["Assange", "Swedish", "- Ousted"]),
+    ],
+)
+def test_the_off_topic_sentences_issue_12_saw_are_gone(topic: str, unwanted: list[str]) -> None:
+    server = SearchServer(pages_of(CORPUS))
+    sources = [
+        SourceText(rank, page.title, f"https://example.org/{page.id}", extracted(CORPUS, page.id))
+        for rank, page in enumerate(server.ranked(topic)[:25], start=1)
+    ]
+    summary = ExtractiveSynthesizer().summarize(topic, sources)
+    assert sentences_of(summary)
+    for text in unwanted:
+        assert text not in summary
+
+
+def test_a_page_barely_about_the_topic_contributes_nothing() -> None:
+    """The deep-sea mining page mentions batteries once; the grid page is about them."""
+    sources = [
+        SourceText(rank, key, f"https://example.org/{key}", extracted(FIXTURE_PAGES, key))
+        for rank, key in enumerate(["deep-sea-mining", "grid-batteries-solar"], start=1)
+    ]
+    summary = ExtractiveSynthesizer().summarize("batteries for the grid", sources)
+    assert sentences_of(summary)
+    assert all(citations(s) == {2} for s in sentences_of(summary))
 
 
 def test_chat_answer_lines_are_sentences_of_their_own() -> None:

@@ -191,7 +191,7 @@ _CAPTION = re.compile(
     re.IGNORECASE,
 )
 _BYLINE = re.compile(
-    r"^(?:by|posted by|written by|words by|story by|reporting by|edited by|updated|published|posted|last updated)"
+    r"^(?i:by|posted by|written by|words by|story by|reporting by|edited by|updated|published|posted|last updated)"
     r"\b[\s:]+(?:[A-Z]|\d|on\b)|\b\d+\s+min(?:ute)?s?\s+read\b|[\w.+-]+@[\w-]+\.\w+",
 )
 _BOILERPLATE = re.compile(
@@ -215,8 +215,8 @@ def standalone_problem(sentence: str, before: Sequence[str] = ()) -> str | None:
     """
     text = sentence.strip()
     words = [w.lower() for w in re.findall(r"[\w'’]+", text.replace("’", "'"))]
-    if not words:
-        return "no words"
+    if _length(text) < 3:
+        return "fragment"
     if _QUESTION.search(text):
         return "question"
     if _LIST_ITEM.match(text) or text.endswith((":", ";", ",")):
@@ -239,6 +239,8 @@ def standalone_problem(sentence: str, before: Sequence[str] = ()) -> str | None:
         return "label"
     if _BARE_QUOTE.match(text):
         return "unattributed quote"
+    if text.count('"') % 2 or text.count("“") != text.count("”"):
+        return "part of a quote"  # a quotation running over several sentences: who says it is elsewhere
     if words[0] in _FIRST_PERSON and not text.startswith(("\"", "“", "«", "‘", "'")):
         return "first person"
     if (
