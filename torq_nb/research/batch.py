@@ -36,6 +36,7 @@ from torq_nb.research.models import Document, Page
 from torq_nb.research.pipeline import ResearchCancelled, Run, get_depth, run_research
 from torq_nb.research.provider import WebSearchProvider, _in_notebook, _show
 from torq_nb.research.results import SCHEMA, ResearchResults
+from torq_nb.research.sources import SourceError
 from torq_nb.research.store import DEFAULT_MAX_AGE, DEFAULT_STORE
 
 if TYPE_CHECKING:
@@ -343,7 +344,9 @@ async def _run_topics(keys: list[str], queries: dict[str, str], depth: str, prov
                                                  synthesizer=provider.synthesizer, fetcher=fetcher, store=session)
                 except ResearchCancelled as cancelled:
                     outcome = _Outcome("cancelled", queries[key], cancelled.results, "cancelled while running")
-                except Exception as error:  # one topic failing is that topic's status
+                except SourceError as error:  # one topic failing is that topic's status; its message says why
+                    outcome = _Outcome("failed", queries[key], None, str(error))
+                except Exception as error:
                     outcome = _Outcome("failed", queries[key], None, f"{type(error).__name__}: {error}")
                 else:
                     outcome = _Outcome("complete", queries[key], results)
