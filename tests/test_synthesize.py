@@ -193,11 +193,15 @@ async def test_markup_characters_come_through_verbatim() -> None:
 
 
 async def test_page_reference_marks_do_not_pose_as_citations() -> None:
-    text = "The tram line was approved by the city council in March.[12] The council vote was close.[citation needed]"
+    text = (
+        "The tram line was approved by the city council in March.[12] The council vote was close.[citation needed] "
+        "The tram line council met again in April [3-5] and in May [1, 2]."
+    )
     summary = await ExtractiveSynthesizer().synthesize(
         TOPIC, [SourceText(2, "wiki", "https://w.example/", text)]
     )
-    assert "[12]" not in summary and "citation needed" not in summary
+    assert "[12]" not in summary and "citation needed" not in summary and "[3-5]" not in summary
+    assert "[1, 2]" not in summary and "May [2]." in summary
     assert {n for s in sentences_of(summary) for n in citations(s)} == {2}
 
 
@@ -415,6 +419,18 @@ def test_chat_answer_lines_are_sentences_of_their_own() -> None:
     assert validate_citations("- Trams run [1]\n- Buses too [2]\n- Boats [3]", {1, 2}) == (
         "Trams run [1]. Buses too [2]."
     )
+
+
+def test_chat_citations_in_other_formats_count_and_unread_rows_are_never_shown() -> None:
+    answer = (
+        "**Solar** is cheap [1-2]. Wind grows too [1–3]. Coal 【2†source】 is dying. Hydro [^1] is steady. "
+        "Tides rise [source 2]. Geothermal is niche [4]. Biomass [1] is cited as [7 above] too [1]."
+    )
+    kept = validate_citations(answer, {1, 2})
+    assert kept == (
+        "Solar is cheap [1][2]. Coal is dying [2]. Hydro is steady [1]. Tides rise [2]."
+    )
+    assert set(re.findall(r"\d+", kept)) <= {"1", "2"}
 
 
 # --- OpenAI-compatible chat completions, against a loopback server --------------------------------

@@ -731,7 +731,8 @@ def validate_citations(answer: str, given: set[int]) -> str:
     for sentence in (s for line in answer.splitlines() for s in split_sentences(line)):
         sentence = _LIST_MARKER.sub("", sentence)
         ranks = [rank for group in _CITATION.findall(sentence) for rank in _cited(group)]
-        if not ranks or not set(ranks) <= given:
+        stray = {int(n) for mark in _STRAY_MARK.findall(_CITATION.sub("", sentence)) for n in re.findall(r"\d+", mark)}
+        if not ranks or not set(ranks) | stray <= given:
             continue
         text = _STRAY_MARK.sub("", _CITATION.sub("", sentence))
         text = re.sub(r"\s+([.!?…。！？,;:])", r"\1", text).strip()
