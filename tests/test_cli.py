@@ -231,3 +231,43 @@ async def test_on_a_terminal_the_summary_is_wrapped_to_its_width():
     lines = [line for line in text.replace("\r\n", "\n").splitlines() if line.strip()]
     assert "[1]" in text and len(lines) >= 2, text
     assert [line for line in lines if len(line) > 60 and " " in line.strip()] == [], text  # long URLs may overflow
+
+
+async def test_ctrl_c_while_the_workers_start_reaches_no_worker(tmp_path):
+    """The fork server and its workers start with SIGINT blocked: a Ctrl-C then is the command's alone."""
+    from test_processes import SLOW_HELPERS  # the fork server takes 3 s to start, as on a loaded machine
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(SLOW_HELPERS)
+    async with SearchServer(load_pages()) as server:
+        server.delay = 2.0
+        leader, follower = open_terminal()
+        env = {**terminal_env(server), "PYTHONPATH": os.pathsep.join(filter(None, [
+            str(tmp_path / "site"), os.getcwd(), os.environ.get("PYTHONPATH")]))}
+        process = await asyncio.create_subprocess_exec(
+            *CLI, "research", "solar power water", stdin=follower, stdout=follower, stderr=follower, env=env,
+            start_new_session=True)
+        os.close(follower)
+        reading = asyncio.ensure_future(asyncio.to_thread(read_terminal, leader))
+        assert await fork_server_started(process.pid)  # and importing (3 s): the run is searching meanwhile
+        os.killpg(process.pid, signal.SIGINT)
+        output = await asyncio.wait_for(reading, 120)
+        await asyncio.wait_for(process.wait(), 60)
+        os.close(leader)
+    text = output.decode(errors="replace")
+    assert process.returncode == 130, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert await group_ends(process.pid)
+
+
+async def fork_server_started(pid: int, bound: float = 120) -> bool:
+    """Whether the command has started its fork server within ``bound`` seconds (a bound, not a measurement)."""
+    deadline = asyncio.get_running_loop().time() + bound
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            if any("forkserver" in " ".join(child.cmdline()) for child in psutil.Process(pid).children()):
+                return True
+        except psutil.NoSuchProcess:
+            return False
+        await asyncio.sleep(0.02)
+    return False

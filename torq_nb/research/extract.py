@@ -199,7 +199,7 @@ def _preparation_data(name: str) -> dict[str, object]:
 
 
 if "forkserver" in multiprocessing.get_all_start_methods():
-    from multiprocessing import forkserver, popen_forkserver
+    from multiprocessing import forkserver, popen_forkserver, resource_tracker
 
     class _WorkerPopen(popen_forkserver.Popen):
         """The fork server's Popen, but the child is told nothing about the parent's main module.
@@ -251,6 +251,8 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     if _WORKER_CONTEXT is None:
         return multiprocessing.get_context("spawn")
     _WORKER_CONTEXT.set_forkserver_preload([__name__])  # no effect if the server already runs
+    # The fork server starts the resource tracker first, which unblocks SIGINT once it has started its own.
+    resource_tracker.ensure_running()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         forkserver.ensure_running()
