@@ -341,7 +341,8 @@ def test_standalone_rules_on_corpus_pages(page_id: str, start: str, problem: str
         ("In a statement, he said the solar farm would open next year.", "points back"),
         ("The company said the solar farm would open next year.", "points back"),
         ("“We are thrilled with the solar farm,” said Maria Lopez, the utility’s chief executive.", None),
-        ("By most accounts, the law worked and the water table stopped falling.", None),
+        ("By most accounts, Punjab’s groundwater law worked and the water table stopped falling.", None),
+        ("By most accounts, the law worked and the water table stopped falling.", "points back"),
     ],
 )
 def test_standalone_rules_by_kind(sentence: str, problem: str | None) -> None:

@@ -178,10 +178,12 @@ _DEFINITE_BACK = re.compile(
     re.IGNORECASE,
 )
 # "In a statement, he said ...": a pronoun as the subject right after a short opening phrase.
-_PRONOUN_AFTER_OPENING = re.compile(r"^[^,;:]{2,40},\s+(?:he|she|they|it|his|her|their|its|this|these)\b")
+_OPENING_PHRASE = re.compile(r"^[^,;:]{2,40},\s+")
+_PRONOUN = re.compile(r"(?:he|she|they|it|his|her|their|its|this|these)\b", re.IGNORECASE)
 _DEFINITE_HEAD = re.compile(r"^(?:the|these|those)\s+([a-z][a-z-]+)(?:\s+([a-z][a-z-]+))?\b")
+_FIRST_PERSON_CASED = frozenset("I we my our me us I'm we're I've we've".split())
 _SUBORDINATE = frozenset("because although though since unless whereas while if when whenever".split())
-_FIRST_PERSON = frozenset("i i'm i've i'd i'll we we're we've we'd we'll you you're you've you'll my our your me us let's".split())
+_FIRST_PERSON = frozenset("i i'm i've i'd i'll we we're we've we'd we'll you you're you've you'll my our your let's".split())
 _QUESTION = re.compile(r"[?？][\"'”’»)\]]*$")
 _LIST_ITEM = re.compile(r"^(?:[-*+•·–—▪►✓✔]|\(?\d{1,3}[.)]|[a-z][.)])\s")
 _LABEL = re.compile(r"^\W*(?:[\w'’-]+\s+){0,3}[\w'’-]+\s?:\s")
@@ -241,7 +243,8 @@ def standalone_problem(sentence: str, before: Sequence[str] = ()) -> str | None:
         return "unattributed quote"
     if text.count('"') % 2 or text.count("“") != text.count("”"):
         return "part of a quote"  # a quotation running over several sentences: who says it is elsewhere
-    if words[0] in _FIRST_PERSON and not text.startswith(("\"", "“", "«", "‘", "'")):
+    quoted = text.startswith(("\"", "“", "«", "‘", "'"))
+    if not quoted and (words[0] in _FIRST_PERSON or _FIRST_PERSON_CASED & set(text.split()[:4])):
         return "first person"
     if (
         words[0] in _POINTS_BACK
@@ -249,14 +252,21 @@ def standalone_problem(sentence: str, before: Sequence[str] = ()) -> str | None:
         or (len(words) > 1 and words[1] in {"also", "too", "though", "it", "them", "him", "these", "those"})
         or _POINTS_BACK_PHRASE.match(text.lstrip("\"“«‘'"))
         or _DEFINITE_BACK.match(text.lstrip("\"“«‘'"))
-        or (
-            _PRONOUN_AFTER_OPENING.match(text)
-            and not any(w[:1].isupper() for w in text.split(",")[0].split()[1:])
-        )
+        or _points_back_after_opening(text)
         or _names_something_before(text, before)
     ):
         return "points back"
     return None
+
+
+def _points_back_after_opening(text: str) -> bool:
+    """ "In a statement, he said ...", "In a separate tweet, the group added ...": a short opening phrase
+    (naming nobody) and then a pronoun or a definite description as the subject."""
+    opening = _OPENING_PHRASE.match(text)
+    if not opening or any(w[:1].isupper() for w in opening.group().split()[1:]):
+        return False
+    rest = text[opening.end() :]
+    return bool(_PRONOUN.match(rest) or _DEFINITE_BACK.match(rest))
 
 
 def _names_something_before(text: str, before: Sequence[str]) -> bool:
