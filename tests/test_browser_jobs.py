@@ -245,14 +245,21 @@ def test_missing_notebook7_fails_under_ci_and_skips_elsewhere(monkeypatch: pytes
         require_notebook7()
 
 
-@pytest.fixture(params=["subshell", "no subshell"])
+@pytest.fixture(
+    params=[("jupyterlab", "subshell"), ("notebook7", "subshell"), ("jupyterlab", "no subshell")],
+    ids=["jupyterlab", "notebook7", "jupyterlab-no-subshell"],
+)
 def blocking_page(request: pytest.FixtureRequest, tmp_path: Path, faults: FaultServer) -> Iterator[tuple[str, str]]:
-    """(address of a notebook whose cell blocks on research() in JupyterLab, which kernel it stands for)."""
+    """(address of a notebook whose cell blocks on research(), which kernel it stands for)."""
     require_chromium()
-    prefix = NO_SUBSHELL if request.param == "no subshell" else ""
+    frontend, kernel = request.param
+    if frontend == "notebook7":
+        require_notebook7()
+    prefix = NO_SUBSHELL if kernel == "no subshell" else ""
     write_notebook(tmp_path / "blocking.ipynb", [prefix + BLOCKING_CELL.format(base=faults.base, slow=SLOW_PAGES)])
-    with jupyter_lab(tmp_path) as server:
-        yield server.url(FRONTENDS["jupyterlab"].format("blocking.ipynb")), request.param
+    extra_args = NOTEBOOK7_ARGS if frontend == "notebook7" else ()
+    with jupyter_lab(tmp_path, extra_args=extra_args) as server:
+        yield server.url(FRONTENDS[frontend].format("blocking.ipynb")), kernel
 
 
 def test_a_blocking_research_stops_from_its_widget(blocking_page: tuple[str, str], faults: FaultServer) -> None:
@@ -272,8 +279,9 @@ def test_a_blocking_research_stops_from_its_widget(blocking_page: tuple[str, str
             assert "[*]" in prompt.inner_text(), "the cell should still be busy with research()"
             cancel = widget.locator(".torq-progress__cancel")
             hint = widget.locator(".torq-progress__hint")
+            name = f"blocking-{kernel.replace(' ', '-')}-{address.split('/')[3]}.png"  # lab or notebooks
             if SCREENSHOTS:
-                widget.screenshot(path=str(Path(SCREENSHOTS) / f"blocking-{kernel.replace(' ', '-')}.png"))
+                widget.screenshot(path=str(Path(SCREENSHOTS) / name))
             if kernel == "subshell":
                 expect(cancel).to_be_visible()
                 expect(hint).to_be_hidden()
@@ -287,6 +295,8 @@ def test_a_blocking_research_stops_from_its_widget(blocking_page: tuple[str, str
             wait_until_executed(page, 0, timeout_ms=30_000)
             expect(cancel).to_be_hidden()
             expect(hint).to_be_hidden()
+            if SCREENSHOTS:
+                widget.screenshot(path=str(Path(SCREENSHOTS) / name.replace("blocking-", "cancelled-")))
             assert wait_for(lambda: faults.in_flight == 0, timeout=10), f"{faults.in_flight} requests still open"
             printed = cell(page, 0).locator('[data-mime-type="application/vnd.jupyter.stdout"]').inner_text()
             outcome, statuses = printed.strip().split(" ", 1)
