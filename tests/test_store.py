@@ -208,7 +208,7 @@ async def test_a_run_that_stopped_resumes_fetching_only_what_it_lacks(tmp_path):
                                                       store=store, display=False))
         for _ in range(600):  # until the three quick pages are kept (the slow ones are held)
             await asyncio.sleep(0.05)
-            if store.exists() and _count(store, "pages") == 3:
+            if _count(store, "pages") == 3:
                 break
         run.cancel()  # the kernel stopped, the laptop closed
         with pytest.raises(asyncio.CancelledError):
@@ -224,8 +224,12 @@ async def test_a_run_that_stopped_resumes_fetching_only_what_it_lacks(tmp_path):
 
 
 def _count(path: Path, table: str) -> int:
-    with sqlite3.connect(path) as conn:
-        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    """Rows in ``table``, 0 while the store is not made yet."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
 
 
 async def test_refresh_fetches_everything_again_without_validators(tmp_path):
@@ -325,6 +329,13 @@ async def test_store_none_keeps_nothing(tmp_path, monkeypatch):
                                               store=None, display=False)
             assert set(results.df["cached"]) == {False}
     assert not (tmp_path / "default.sqlite").exists()
+
+
+def test_a_new_store_is_readable_by_its_user_alone(tmp_path):
+    store = RunStore(tmp_path / "store.sqlite")
+    store.save_search("s", "q", 1, [])
+    for name in ("store.sqlite", "store.sqlite-wal", "store.sqlite-shm"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
 
 
 def test_default_store_follows_the_environment(tmp_path, monkeypatch):

@@ -280,6 +280,10 @@ class RunStore:
             return conn
         with self._errors():
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:  # a new store is the user's own (0600; SQLite gives its -wal and -shm files the same mode)
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
