@@ -642,8 +642,11 @@ class StoreSession:
         except StoreError as error:
             if not self._warned:
                 self._warned = True
-                warnings.warn(StoreWarning(f"{error} This run goes on without the store: its results are returned, "
-                                           "but not kept for re-runs."), stacklevel=2)
+                # Shown for every run it happens to (warn() would show it once per place in the code, and a
+                # second run with the same broken store would say nothing); filters still apply.
+                warnings.warn_explicit(StoreWarning(f"{error} This run goes on without the store: its results are "
+                                                    "returned, but not kept for re-runs."), StoreWarning,
+                                       "torq_nb", 0, module=__name__, registry={})
             return None
 
     def _unless_broken(self, function: Callable[..., T], *args: Any) -> T | None:
