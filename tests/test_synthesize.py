@@ -405,6 +405,21 @@ def test_the_off_topic_sentences_issue_12_saw_are_gone(topic: str, unwanted: lis
         assert text not in summary
 
 
+@pytest.mark.parametrize(
+    ("topic", "page_id"),
+    [("marathon training heart", "marathon-training"), ("asyncio event loop", "python-asyncio-event-loop")],
+)
+def test_the_summary_opens_with_the_lead_of_the_page_most_about_the_topic(topic: str, page_id: str) -> None:
+    others = ["grid-batteries-solar", "sourdough-starter", "roman-aqueducts"]
+    sources = [
+        SourceText(rank, key, f"https://example.org/{key}", extracted(FIXTURE_PAGES, key))
+        for rank, key in enumerate([*others, page_id], start=1)
+    ]
+    summary = ExtractiveSynthesizer().summarize(topic, sources)
+    lead = split_sentences(extracted(FIXTURE_PAGES, page_id))[0]
+    assert summary.startswith(lead.rstrip(".") + " [4].")
+
+
 def test_a_page_barely_about_the_topic_contributes_nothing() -> None:
     """The deep-sea mining page mentions batteries once; the grid page is about them."""
     sources = [

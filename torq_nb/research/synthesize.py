@@ -186,7 +186,7 @@ _SUBORDINATE = frozenset("because although though since unless whereas while if 
 _FIRST_PERSON = frozenset("i i'm i've i'd i'll we we're we've we'd we'll you you're you've you'll my our your let's".split())
 _QUESTION = re.compile(r"[?？][\"'”’»)\]]*$")
 _LIST_ITEM = re.compile(r"^(?:[-*+•·–—▪►✓✔]|\(?\d{1,3}[.)]|[a-z][.)])\s")
-_LABEL = re.compile(r"^\W*(?:[\w'’-]+\s+){0,3}[\w'’-]+\s?:\s")
+_LABEL = re.compile(r"^\W*(?:[\w'’-]+\s+){0,2}[\w'’-]+\s?:\s")
 _CAPTION = re.compile(
     r"\b(?:photo|image|picture|illustration|photograph|file photo)s?\s*(?::|/|credit|courtesy)|getty images|"
     r"\bap photo\b|shutterstock|\breuters/|\bafp/|image copyright|image caption|©|\(photo\b",
@@ -229,7 +229,7 @@ def standalone_problem(sentence: str, before: Sequence[str] = ()) -> str | None:
         return "heading"  # ALL CAPS
     if re.match(r"[a-z]+\b(?![._\d])", text):
         return "fragment"  # the tail of a sentence split in two (but "asyncio.gather", "iPhone" lead fine)
-    if words[0] in _SUBORDINATE and "," not in text:
+    if words[0] in _SUBORDINATE and "," not in text and "then" not in words:
         return "fragment"  # "Because space travel is hard." has no main clause
     if _CAPTION.search(text):
         return "caption"
@@ -314,6 +314,7 @@ def _terms(text: str) -> list[str]:
     return [_stem(w) for w in words if w not in _STOPWORDS]
 
 
+_SUFFIX = re.compile(r"(?:ing|ion|ions|ed|er|ers|ment|ments)$")
 #: The share of a page's relevance that comes from the topic's terms in its title.
 _TITLE_WEIGHT = 0.25
 
@@ -328,6 +329,13 @@ def _aliases(query: list[str], vocabulary: set[str]) -> dict[str, str]:
         for word in vocabulary:
             if word not in aliases and pattern.fullmatch(word):
                 aliases[word] = next(t for t in long if word.startswith(t) or word.endswith(t))
+    # "hibernating" meets "hibernation", "investigation" "investigators": a root of six letters or more.
+    roots = {t[: -len(m.group())]: t for t in query if (m := _SUFFIX.search(t)) and len(t) - len(m.group()) >= 6}
+    for word in vocabulary:
+        if word not in aliases:
+            root = next((r for r in roots if word.startswith(r)), None)
+            if root is not None:
+                aliases[word] = roots[root]
     return aliases
 
 
@@ -480,14 +488,18 @@ class ExtractiveSynthesizer:
         query = _topic_terms(topic)
         weights = self._score_pages(query, pages)
         units = self._units(query, weights, pages)
-        chosen = self._choose(units)
+        # The page most about the topic opens the summary with its first sentence that qualifies, if it comes
+        # early on the page: a page's lead usually says what the page is about.
+        best = max(pages, key=lambda page: page.score).source.rank
+        leads = [u for u in units if u.rank == best and u.positions[0] < 5]
+        chosen = self._choose(units, min(leads, key=lambda u: u.positions) if leads else None)
         if not chosen:
             return not_covered(topic, len(pages))
         by_rank = {page.source.rank: page for page in pages}
         paragraphs: dict[int, set[int]] = {}
         for unit in chosen:
             paragraphs.setdefault(unit.rank, set()).update(unit.positions)
-        order = self._order(paragraphs, chosen, by_rank)
+        order = self._order(paragraphs, chosen, by_rank, best)
         return "\n\n".join(
             " ".join(cite(_DATELINE.sub("", by_rank[rank].sentences[i]), [rank]) for i in sorted(paragraphs[rank]))
             for rank in order
@@ -560,14 +572,15 @@ class ExtractiveSynthesizer:
         units.sort(key=lambda u: (-u.relevance, u.rank, u.positions))
         return units[:300]
 
-    def _choose(self, units: list[_Unit]) -> list[_Unit]:
-        """Maximal marginal relevance under the per-source cap, then with it lifted; never a near-duplicate."""
+    def _choose(self, units: list[_Unit], lead: _Unit | None) -> list[_Unit]:
+        """``lead`` first, then maximal marginal relevance under the per-source cap, then with it lifted;
+        never a near-duplicate."""
         if not units:
             return []
         top = units[0].relevance
-        chosen: list[_Unit] = []
-        taken: dict[int, set[int]] = {}
-        used = 0
+        chosen: list[_Unit] = [lead] if lead else []
+        taken: dict[int, set[int]] = {lead.rank: set(lead.positions)} if lead else {}
+        used = len(lead.positions) if lead else 0
         for cap in (self.max_per_source, self.max_sentences):
             pool = list(units)
             while pool and used < self.max_sentences:
@@ -604,14 +617,16 @@ class ExtractiveSynthesizer:
         return chosen
 
     @staticmethod
-    def _order(paragraphs: dict[int, set[int]], chosen: list[_Unit], by_rank: dict[int, _Page]) -> list[int]:
-        """The most relevant page first, then each next page the one closest in theme to the one before."""
+    def _order(
+        paragraphs: dict[int, set[int]], chosen: list[_Unit], by_rank: dict[int, _Page], best: int
+    ) -> list[int]:
+        """The page most about the topic first, then each next page the one closest in theme to the one before."""
         relevance = {rank: max(u.relevance for u in chosen if u.rank == rank) for rank in paragraphs}
         terms = {
             rank: frozenset().union(*(by_rank[rank].terms[i] for i in positions))
             for rank, positions in paragraphs.items()
         }
-        remaining = sorted(paragraphs, key=lambda r: (-relevance[r] * (1 + by_rank[r].score), r))
+        remaining = sorted(paragraphs, key=lambda r: (r != best, -relevance[r] * (1 + by_rank[r].score), r))
         order = [remaining.pop(0)]
         top = relevance[order[0]] or 1.0
         while remaining:
