@@ -188,3 +188,47 @@ async def test_research_runs_in_a_users_own_spawned_worker(tmp_path):
         code, out, err = await run_script(tmp_path / "pool.py", "pool.py", env=env, cwd=tmp_path)
     assert code == 0, err
     assert out.startswith("rows: [") and out.strip() != "rows: [0]", out
+
+
+#: What a notebook cell does to the pool: started from a short-lived thread, one page extracted.
+KERNEL_CELL = """\
+import threading
+from torq_nb.research.extract import shared_extractor
+from torq_nb.research.models import Page
+
+extractor = shared_extractor()
+starter = threading.Thread(target=extractor.warm_up)
+starter.start()
+starter.join()
+page = Page(url="https://example.org/a", status="ok", content_type="text/html",
+            text="<html><body><p>" + "A sentence about trams and the city. " * 40 + "</p></body></html>")
+assert (await extractor.extract(page)) is not None
+"""
+
+
+def test_workers_and_fork_server_end_when_a_real_kernel_is_killed():
+    from jupyter_client.manager import KernelManager
+
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(env={**os.environ, "PYTHONPATH": repository_path()})
+    client = manager.client()
+    client.start_channels()
+    started: list[psutil.Process] = []
+    try:
+        client.wait_for_ready(timeout=120)
+        reply = client.execute_interactive(KERNEL_CELL, timeout=300, output_hook=lambda message: None)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        kernel = manager.provisioner.process.pid
+        started = descendants(kernel)
+        assert any("forkserver" in " ".join(process.cmdline()) for process in started), started
+        os.kill(kernel, signal.SIGKILL)  # the kernel dies as an OOM kill or a crashed host leaves it
+        deadline = time.monotonic() + 60  # a bound on the wait, not a measurement
+        while alive(started) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = alive(started)
+        assert left == [], [(process.pid, process.cmdline()) for process in left]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+        for process in alive(started):
+            process.kill()
