@@ -9,12 +9,19 @@ notebook saved by JupyterLab (and its nbconvert export) keeps the final states.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +29,7 @@ from typing import Any
 import nbformat
 import pytest
 from nbconvert import HTMLExporter
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from tests.jupyter_server import (
     JupyterLab,
@@ -256,14 +263,7 @@ def test_elapsed_and_eta_follow_the_wall_clock_in_jupyterlab(clock_lab: JupyterL
             running = page.locator(".torq-progress").filter(has=page.locator(".torq-progress__operation", has_text="clock check")).first
             shot = 0
             while running.get_attribute("data-state") == "running":
-                polls.append(
-                    running.evaluate(
-                        """root => ({at: Date.now(), state: root.dataset.state,
-                            elapsed: root.querySelector('.torq-progress__elapsed').textContent,
-                            eta: root.querySelector('.torq-progress__eta').hidden ? ''
-                                 : root.querySelector('.torq-progress__eta').textContent})"""
-                    )
-                )
+                polls.append(running.evaluate(POLL))
                 if shot == 0 and len(polls) > 12:
                     shot += 1
                     running.screenshot(path=str(tmp_path / "clock-running.png"))
@@ -280,19 +280,35 @@ def test_elapsed_and_eta_follow_the_wall_clock_in_jupyterlab(clock_lab: JupyterL
             shutil.copy(tmp_path / name, Path(SCREENSHOTS) / name)
 
     _, started_at, duration = printed.split()
+    assert_clock_follows_the_wall(polls + seen, started_at, float(duration), final_text)
+
+
+#: How a poll reads the widget: the text and the page's wall clock in the same instant.
+POLL = """root => ({at: Date.now(), state: root.dataset.state,
+    elapsed: root.querySelector('.torq-progress__elapsed').textContent,
+    eta: root.querySelector('.torq-progress__eta').hidden ? '' : root.querySelector('.torq-progress__eta').textContent})"""
+
+
+def assert_clock_follows_the_wall(entries: list[dict[str, Any]], started_at: str, duration: float, final: str) -> None:
+    """Every running entry's elapsed text within 1 s of the kernel's clock, the ETA falling, the final duration.
+
+    ``entries`` are what the page showed ({at: ms, state, elapsed, eta}); ``started_at`` and ``duration`` are
+    the tracker's (the run's start on the machine's wall clock, and its final duration); ``final`` the
+    elapsed text shown at the end.
+    """
     began = datetime.fromisoformat(started_at.replace("Z", "+00:00")).timestamp() * 1000
-    shown = [entry for entry in polls + seen if entry["state"] == "running"]
-    assert len([entry for entry in polls if entry["state"] == "running"]) >= 10, polls
+    shown = sorted((entry for entry in entries if entry["state"] == "running"), key=lambda entry: entry["at"])
+    assert len(shown) >= 10, entries
     for entry in shown:
         truth = (entry["at"] - began) / 1000
         assert abs(seconds(entry["elapsed"]) + 0.5 - truth) <= 1.0, (truth, entry)
     # At the end the page shows the kernel's final duration.
-    assert seconds(final_text) == int(float(duration)), (final_text, duration)
+    assert seconds(final) == int(duration), (final, duration)
 
     # The ETA falls as the run goes, and reads 00:00 only in the last seconds of the run.
-    etas = [(entry["at"], seconds(entry["eta"])) for entry in sorted(shown, key=lambda e: e["at"]) if entry["eta"]]
+    etas = [(entry["at"], seconds(entry["eta"])) for entry in shown if entry["eta"]]
     assert len(etas) >= 10, shown
-    ends = began + float(duration) * 1000
+    ends = began + duration * 1000
     for (_, earlier), (_, later) in itertools.pairwise(etas):
         assert later <= earlier + 1, etas
     assert etas[0][1] - etas[-1][1] >= 3, etas
@@ -300,3 +316,119 @@ def test_elapsed_and_eta_follow_the_wall_clock_in_jupyterlab(clock_lab: JupyterL
         remaining = (ends - at) / 1000
         assert eta > 0 or remaining < 2, (remaining, eta, etas)
         assert abs(eta + 0.5 - remaining) <= 2.5, (remaining, eta, etas)
+
+
+# ----------------------------------------------------------------------------- the same clock in marimo
+
+#: A marimo app showing a tracker's widget as a cell's value; a thread runs about 8 s once the test says go,
+#: then prints the tracker's start time and duration to the server's log.
+MARIMO_APP = """\
+import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+    import threading
+    import time
+    from pathlib import Path
+
+    from torq_nb.progress import ProgressTracker
+    from torq_nb.progress.widget import ProgressWidget
+
+    tracker = ProgressTracker("marimo clock")
+
+    def work():
+        while not Path({go!r}).exists():
+            time.sleep(0.05)
+        with tracker:
+            tracker.progress("extracting", "counting")
+            tracker.update(0, total=40)
+            for _ in range(40):
+                time.sleep(0.2)
+                tracker.advance()
+        print("KERNEL", tracker.status().started_at, tracker.status().duration, flush=True)
+
+    threading.Thread(target=work, daemon=True).start()
+    ProgressWidget(tracker)
+    return
+
+
+if __name__ == "__main__":
+    app.run()
+"""
+
+
+@contextmanager
+def marimo_run(app: Path, log: Path) -> Iterator[str]:
+    """``marimo run app`` on loopback (no token) for the block; its address. Stopped with its process group."""
+    if importlib.util.find_spec("marimo") is None:
+        pytest.skip("marimo is not installed: pip install marimo")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "marimo", "run", str(app), "--headless", "--host", "127.0.0.1",
+               "--port", str(port), "--no-token"]  # fmt: skip
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(address, timeout=5).close()  # loopback only
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"marimo did not start:\n{log.read_text(errors='replace')[-2000:]}") from None
+                time.sleep(0.2)
+        yield address
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+
+
+def test_elapsed_and_eta_follow_the_wall_clock_in_marimo(tmp_path: Path) -> None:
+    """Issue 8 item 10 in marimo's anywidget host: the same clock rules as in JupyterLab."""
+    require_chromium()
+    go = tmp_path / "go"
+    app = tmp_path / "clock_app.py"
+    app.write_text(MARIMO_APP.format(go=str(go)))
+    log = tmp_path / "marimo.log"
+    polls: list[dict[str, Any]] = []
+    with marimo_run(app, log) as address, sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            page.goto(address)
+            root = page.locator(".torq-progress").first  # inside marimo's shadow root: locators pierce it
+            expect(root).to_have_attribute("data-state", "pending", timeout=60_000)
+            go.touch()
+            expect(root).to_have_attribute("data-state", "running", timeout=30_000)
+            shot = False
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                polls.append(root.evaluate(POLL))
+                if polls[-1]["state"] != "running":
+                    break
+                if not shot and len(polls) > 12 and SCREENSHOTS:
+                    shot = True
+                    root.screenshot(path=str(Path(SCREENSHOTS) / "marimo-running.png"))
+                time.sleep(0.25)
+            expect(root).to_have_attribute("data-state", "complete", timeout=30_000)
+            final_text = root.locator(".torq-progress__elapsed").text_content()
+            if SCREENSHOTS:
+                root.screenshot(path=str(Path(SCREENSHOTS) / "marimo-complete.png"))
+        finally:
+            browser.close()
+        deadline = time.monotonic() + 30
+        while "KERNEL" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.1)
+    printed = next(line for line in log.read_text(errors="replace").splitlines() if line.startswith("KERNEL"))
+    _, started_at, duration = printed.split()
+    assert_clock_follows_the_wall(polls, started_at, float(duration), final_text)
