@@ -6,16 +6,19 @@
    own are candidates: no headings, list items, captions, bylines, questions, cookie or subscription
    text, bare quotes or first-person asides. A sentence that opens by pointing back ("He said",
    "However,", "The move ...") brings the sentence before it along, or is left out.
-2. Relevance at two levels. A page is scored against the topic's terms (stemmed words, IDF over
-   the pages read, saturated term frequency, its title counting extra); a page far below the best
-   one contributes nothing. A sentence must hold a calibrated share of the topic's IDF weight
-   (relative to the best sentence, with an absolute floor), so a summary is shorter, not padded,
-   when the pages say little; when nothing clears the floor the summary says the topic is not
-   covered.
+2. Relevance at two levels. The topic's terms are its words and their variants (plurals folded,
+   compounds and word roots: "Netze" meets "Übertragungsnetze", "hibernating" "hibernation"). A
+   page is scored against them (IDF over the pages read, saturated term frequency, its title
+   counting a quarter); a page below 0.6 of the best one contributes nothing. A sentence must hold
+   a calibrated share of the topic's IDF weight (relative to the best sentence, with an absolute
+   floor, a little lower on pages about the topic), so a summary is shorter, not padded, when the
+   pages say little; when nothing clears the floor the summary says the topic is not covered.
 3. Maximal marginal relevance picks sentences that are relevant and unlike those already chosen;
    a sentence whose word 3-shingles overlap a chosen one by more than half is never taken.
-4. Sentences are printed grouped by source, one paragraph per page in page order, the most
-   relevant page first (so the first paragraph says what the topic is), then pages by theme.
+4. Sentences are printed grouped by source, one paragraph per page in page order. The page most
+   about the topic comes first and opens with its lead (its first qualifying sentence, if early),
+   so the first paragraph says what this is about; then each next page is the one closest in
+   theme to the one before.
 
 ``OpenAICompatibleSynthesizer`` asks a chat-completions endpoint instead and keeps only the
 sentences of its answer that cite sources it was given.
@@ -432,10 +435,12 @@ class ExtractiveSynthesizer:
     ``max_sentences`` caps the summary (it is a ceiling, not a count to fill); ``max_per_source``
     keeps one page from filling it while other pages have relevant sentences; sentences shorter
     than ``min_words`` or longer than ``max_words`` are skipped. ``page_floor``: a page scoring
-    below this share of the best page's score contributes nothing. ``sentence_floor`` and
-    ``min_coverage``: a sentence must hold this share of the best sentence's topic weight, and at
-    least ``min_coverage`` of the whole topic's. ``diversity`` is the weight maximal marginal
-    relevance gives to being unlike the sentences already chosen; ``duplicate_overlap`` is the
+    below this share of the best page's score contributes nothing. A sentence's relevance is the
+    share of the topic's IDF weight it holds, raised on pages about the topic
+    (``1 - (1 - coverage) * (1 - context * page score)``); it must reach ``sentence_floor`` of the
+    best sentence's relevance and at least ``min_relevance``. The defaults are calibrated on
+    benchmarks/bench_synthesize.py. ``diversity`` is the weight maximal marginal relevance gives to
+    being unlike the sentences already chosen; ``duplicate_overlap`` is the
     word 3-shingle containment above which a sentence is a near-duplicate.
     """
 
