@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import struct
@@ -18,7 +19,6 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from torq_nb.export import ExportManager, TypstPDFExporter, export, to_notebook, to_pdf
-from torq_nb.export.mdtree import tree_metadata
 
 pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")
 
@@ -205,7 +205,7 @@ def test_broken_links_duplicate_anchors_and_bad_images_still_make_a_pdf(tmp_path
 def test_report_notebook_edited_after_export_prints_the_edit(tmp_path: Path) -> None:
     nb = to_notebook(factory.results(3))
     results_cell = next(c for c in nb.cells if c.source.startswith("## Results"))
-    assert "typst_tree" in results_cell.metadata["torq_nb"]  # the table travels as data, not re-parsed
+    assert all(not cell.metadata for cell in nb.cells)  # no tree travels in the notebook: its PDF parses the Markdown
     results_cell.source = results_cell.source.replace("Result number 2", "Edited by hand")
     pdf, _ = TypstPDFExporter().from_notebook_node(nb)
     path = tmp_path / "edited.pdf"
@@ -219,7 +219,7 @@ def test_forged_tree_in_cell_metadata_is_ignored(tmp_path: Path) -> None:
     nb = new_notebook()
     source = "Only this text."
     forged = [{"t": "p", "c": [{"t": "link", "url": "javascript:alert(1)", "c": [{"t": "text", "v": "forged"}]}]}]
-    nb.cells = [new_markdown_cell(source, metadata={"torq_nb": tree_metadata(source, forged)})]
+    nb.cells = [new_markdown_cell(source, metadata={"torq_nb": {"typst_tree": json.dumps(forged)}})]  # as older reports had
     pdf, _ = TypstPDFExporter().from_notebook_node(nb)
     path = tmp_path / "forged.pdf"
     path.write_bytes(pdf)

@@ -11,7 +11,6 @@ before the documented schema, written by the same writers as a run's.
 from __future__ import annotations
 
 import io
-import json
 import os
 import zipfile
 from collections.abc import Callable
@@ -20,15 +19,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import nbformat
 import polars as pl
-from nbconvert import HTMLExporter, MarkdownExporter
 
-from torq_nb.export.atomic import atomic_path
 from torq_nb.export.data import RunData
 from torq_nb.export.manager import _WRITERS, FORMATS, _exporter, resolve_format
-from torq_nb.export.mdtree import TREE_KEY, tree_metadata
-from torq_nb.export.report import _duration, _Table, build_report, md_line
+from torq_nb.export.report import Section, Table, _duration, md_line, notebook, report_sections, table_section, trees
+from torq_nb.export.tabular import write_file
 from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, clip
-from torq_nb.export.typst_pdf import render_pdf
 
 if TYPE_CHECKING:
     from torq_nb.research.batch import BatchResults
@@ -49,31 +45,13 @@ def table_data(batch: BatchResults) -> RunData:
                    metadata)
 
 
-def _demoted(cell: Any, prefix: str) -> Any:
-    """A cell of a topic's report inside the batch report: headings one level down, anchors prefixed."""
-    source = cell.source
-    if source.startswith("## "):
-        source = "#" + source
-    source = source.replace("](#source-", f"](#{prefix}source-").replace('<a id="source-', f'<a id="{prefix}source-')
-    new = nbformat.v4.new_markdown_cell(source)
-    saved = (cell.get("metadata") or {}).get("torq_nb")
-    if isinstance(saved, dict) and isinstance(saved.get(TREE_KEY), str):
-        tree = saved[TREE_KEY].replace('"id":"source-', f'"id":"{prefix}source-')
-        tree = tree.replace('{"t": "h", "level": 2,', '{"t": "h", "level": 3,', 1)
-        new.metadata["torq_nb"] = tree_metadata(source, tree)
-    return new
-
-
-def _overview(batch: BatchResults) -> Any:
+def _overview(batch: BatchResults) -> Section:
     """The table of every topic: status, pages read and failed, and why a topic failed or stopped."""
     summaries = batch.summaries
     columns = [(pl.col("topic"), "Topic", False), (pl.col("status"), "Status", False),
                (pl.col("pages_read").cast(pl.String), "Read", True), (pl.col("pages_failed").cast(pl.String), "Failed", True),
                (pl.col("reason").fill_null(""), "Reason", False)]
-    table = _Table(summaries, columns, -1, pl.lit(None, pl.String))
-    source = f"## Topics\n\n{table.markdown()}"
-    tree = "[" + json.dumps({"t": "h", "level": 2, "c": [{"t": "text", "v": "Topics"}]}) + "," + table.tree() + "]"
-    return nbformat.v4.new_markdown_cell(source, metadata={"torq_nb": tree_metadata(source, tree)})
+    return table_section(2, "Topics", Table(summaries, columns, -1, pl.lit(None, pl.String)))
 
 
 def _header(batch: BatchResults) -> str:
@@ -94,10 +72,10 @@ def _header(batch: BatchResults) -> str:
     return f"# {md_line(_title(batch))}\n\n" + "\n".join(lines)
 
 
-def batch_notebook(batch: BatchResults) -> Any:
-    """The batch's report notebook: header, the overview of topics, then one section per topic."""
-    nb = nbformat.v4.new_notebook()
-    cells = [nbformat.v4.new_markdown_cell(_header(batch)), _overview(batch)]
+def batch_sections(batch: BatchResults) -> list[Section]:
+    """The batch's report, cell by cell: header, the overview of topics, then one section per topic (each
+    topic's report one level down, its source anchors numbered by topic)."""
+    sections = [Section(_header(batch)), _overview(batch)]
     for number, topic in enumerate(batch.topics, start=1):
         row = batch.summaries.row(number - 1, named=True)
         facts = [md_line(row["status"]), f"{row['pages_read']} read", f"{row['pages_failed']} failed"]
@@ -105,26 +83,32 @@ def batch_notebook(batch: BatchResults) -> Any:
             facts.append(f"query: {md_line(clip(row['query'], CELL_CHARS))}")
         if row["reason"]:
             facts.append(md_line(clip(row["reason"], CELL_CHARS)))
-        cells.append(nbformat.v4.new_markdown_cell(f"## {md_line(clip(topic, TITLE_CHARS))}\n\n{' · '.join(facts)}"))
+        sections.append(Section(f"## {md_line(clip(topic, TITLE_CHARS))}\n\n{' · '.join(facts)}"))
         results = batch.get(topic)
         if results is not None:
-            cells += [_demoted(cell, f"t{number}-") for cell in build_report(results).cells[1:]]
-    nb.cells = cells
-    nb.metadata["title"] = _title(batch)
-    nb.metadata["torq_nb"] = {"report": True, "batch": True, "topics": len(batch), "operation_id": batch.operation_id}
-    return nb
+            sections += report_sections(results, level=3, prefix=f"t{number}-")[1:]
+    return sections
+
+
+def batch_notebook(batch: BatchResults, sections: list[Section] | None = None) -> Any:
+    """The batch's report notebook (of ``sections``, by default ``batch_sections(batch)``)."""
+    return notebook(batch_sections(batch) if sections is None else sections, _title(batch),
+                    {"report": True, "batch": True, "topics": len(batch), "operation_id": batch.operation_id})
 
 
 def _document(kind: str) -> Callable[[IO[bytes], BatchResults, dict[str, Any]], object]:
     def write(fh: IO[bytes], batch: BatchResults, options: dict[str, Any]) -> object:
-        nb = batch_notebook(batch)
+        sections = batch_sections(batch)
+        nb = batch_notebook(batch, sections)
         if kind == "pdf":
             if options.get("engine", "typst") != "typst":
                 raise ValueError("a batch report's PDF is written with engine='typst'")
-            return fh.write(render_pdf(nb, title=_title(batch)))
+            from torq_nb.export.typst_pdf import render_pdf
+
+            return fh.write(render_pdf(nb, title=_title(batch), trees=trees(sections)))
         if kind == "ipynb":
             return fh.write((nbformat.writes(nb) + "\n").encode("utf-8"))
-        body, _ = _exporter(HTMLExporter if kind == "html" else MarkdownExporter).from_notebook_node(nb)
+        body, _ = _exporter("html" if kind == "html" else "markdown").from_notebook_node(nb)
         return fh.write(str(body).encode("utf-8"))
 
     return write
@@ -153,15 +137,15 @@ def export_batch(batch: BatchResults, path: str | os.PathLike[str], format: str 
     """
     name = resolve_format(path, format)
     options = {"engine": engine, "bom": bom, "neutralize": neutralize, "metadata_comments": metadata_comments}
-    target = Path(path)
-    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+    def write(fh: IO[bytes]) -> None:
         if name == "zip":
             with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
                 for kind, suffixes in FORMATS.items():
                     if kind != "zip":
                         buf = io.BytesIO()
                         _BATCH_WRITERS[kind](buf, batch, options)
-                        zf.writestr((target.stem or "batch") + suffixes[0], buf.getvalue())
+                        zf.writestr((Path(path).stem or "batch") + suffixes[0], buf.getvalue())
         else:
             _BATCH_WRITERS[name](fh, batch, options)
-    return target
+
+    return write_file(path, write)

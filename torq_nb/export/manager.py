@@ -1,4 +1,8 @@
-"""ExportManager and ``export()``: one call per format, the format chosen from the file's suffix."""
+"""ExportManager and ``export()``: one call per format, the format chosen from the file's suffix.
+
+The document formats import nbconvert, nbformat and Typst when they are first written, so a CSV, JSON,
+NDJSON or Parquet export imports none of them.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,14 @@ import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Literal
-
-import nbformat
-from nbconvert import HTMLExporter, MarkdownExporter
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from torq_nb.export import tabular
-from torq_nb.export.atomic import atomic_path, write_bytes, write_text
+from torq_nb.export.atomic import write_bytes, write_text
 from torq_nb.export.data import ExportInput, RunData, normalize
-from torq_nb.export.report import build_report
-from torq_nb.export.typst_pdf import render_pdf
+
+if TYPE_CHECKING:
+    import nbformat
 
 Engine = Literal["typst", "webpdf", "latex"]
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -53,41 +55,54 @@ def resolve_format(path: str | os.PathLike[str], format: str | None = None) -> s
     return name
 
 
-def _exporter(kind: type[MarkdownExporter | HTMLExporter]) -> Any:
+def _exporter(kind: Literal["markdown", "html"]) -> Any:
     """One nbconvert exporter per thread and kind: building one loads Jinja templates (slow)."""
-    cache: dict[type, Any] = _local.__dict__.setdefault("exporters", {})
+    cache: dict[str, Any] = _local.__dict__.setdefault("exporters", {})
     if kind not in cache:
-        if kind is HTMLExporter:
-            # The report holds no images, so embed_images (a BeautifulSoup pass per HTML tag) is not needed.
-            cache[kind] = HTMLExporter(template_name="torq_html", extra_template_basedirs=[str(_TEMPLATES)])
-        else:
-            cache[kind] = kind()
+        from nbconvert import HTMLExporter, MarkdownExporter
+
+        # The report holds no images, so embed_images (a BeautifulSoup pass per HTML tag) is not needed.
+        cache[kind] = HTMLExporter(template_name="torq_html", extra_template_basedirs=[str(_TEMPLATES)]) \
+            if kind == "html" else MarkdownExporter()
     return cache[kind]
 
 
 def to_notebook(results: ExportInput | RunData) -> nbformat.NotebookNode:
     """The report notebook of ``results`` (see ``torq_nb.export.report``)."""
+    from torq_nb.export.report import build_report
+
     return build_report(results)
+
+
+def _ipynb(results: ExportInput | RunData) -> str:
+    import nbformat
+
+    return str(nbformat.writes(to_notebook(results))) + "\n"
 
 
 def to_markdown(results: ExportInput | RunData) -> str:
     """The report as GitHub-flavoured Markdown, from nbconvert's MarkdownExporter."""
-    body, _ = _exporter(MarkdownExporter).from_notebook_node(build_report(results))
+    body, _ = _exporter("markdown").from_notebook_node(to_notebook(results))
     return str(body)
 
 
 def to_html(results: ExportInput | RunData) -> str:
     """The report as one self-contained HTML file (JupyterLab's styles inlined, no scripts)."""
-    body, _ = _exporter(HTMLExporter).from_notebook_node(build_report(results))
+    body, _ = _exporter("html").from_notebook_node(to_notebook(results))
     return str(body)
 
 
 def to_pdf(results: ExportInput | RunData, engine: Engine = "typst") -> bytes:
     """The report as PDF bytes: Typst by default; nbconvert's ``webpdf`` or ``latex`` where installed."""
+    from torq_nb.export.report import report_notebook, report_sections, trees
+
     run = normalize(results)
-    nb = build_report(run)
+    sections = report_sections(run)
+    nb = report_notebook(run, sections)
     if engine == "typst":
-        return render_pdf(nb, title=run.title)
+        from torq_nb.export.typst_pdf import render_pdf
+
+        return render_pdf(nb, title=run.title, trees=trees(sections))
     if engine == "latex":
         missing = [tool for tool in ("xelatex", "pandoc") if shutil.which(tool) is None]
         if missing:
@@ -128,7 +143,7 @@ _WRITERS: dict[str, Callable[[IO[bytes], RunData, dict[str, Any]], object]] = {
     "json": lambda fh, run, o: tabular.json_into(fh, run),
     "ndjson": lambda fh, run, o: tabular.ndjson_into(fh, run),
     "parquet": lambda fh, run, o: tabular.parquet_into(fh, run),
-    "ipynb": lambda fh, run, o: fh.write((nbformat.writes(build_report(run)) + "\n").encode("utf-8")),
+    "ipynb": lambda fh, run, o: fh.write(_ipynb(run).encode("utf-8")),
 }
 
 
@@ -143,13 +158,9 @@ def export(results: ExportInput, path: str | os.PathLike[str], format: str | Non
     name = resolve_format(path, format)
     run = normalize(results)
     options = {"engine": engine, "bom": bom, "neutralize": neutralize, "metadata_comments": metadata_comments}
-    target = Path(path)
-    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
-        if name == "zip":
-            _zip_into(fh, run, target.stem or "results", options)
-        else:
-            _WRITERS[name](fh, run, options)
-    return target
+    if name == "zip":
+        return tabular.write_file(path, lambda fh: _zip_into(fh, run, Path(path).stem or "results", options))
+    return tabular.write_file(path, lambda fh: _WRITERS[name](fh, run, options))
 
 
 class ExportManager:
@@ -178,4 +189,4 @@ class ExportManager:
 
     def save_notebook(self, results: ExportInput, path: str | os.PathLike[str]) -> Path:
         """Write the report notebook (.ipynb) to ``path`` and return it."""
-        return write_text(path, nbformat.writes(build_report(results)) + "\n")
+        return write_text(path, _ipynb(results))

@@ -6,9 +6,7 @@ markup, so nothing a notebook or a web page contains can become Typst code.
 
 from __future__ import annotations
 
-import hashlib
 import html
-import json
 import re
 from collections.abc import Callable, Sequence
 from html.parser import HTMLParser
@@ -19,6 +17,8 @@ import mistune
 Node = dict[str, Any]
 #: A table cell: plain text, or inline nodes.
 Cell = str | list[Node]
+#: A Markdown cell as nodes: its blocks, and among them its anchor nodes and internal links (ref nodes).
+Tree = tuple[list[Node], list[Node], list[Node]]
 #: Resolves an image reference (``attachment:x.png`` or a URL) to a file in the Typst root, or None.
 ImageResolver = Callable[[str], "Node | None"]
 
@@ -293,73 +293,3 @@ def markdown_tree(source: str, images: ImageResolver | None = None) -> tuple[lis
     conv = _Converter(images)
     tokens = cast("list[dict[str, Any]]", _parse(source))  # renderer=None: the token list
     return conv.blocks(tokens), conv.anchors, conv.refs
-
-
-#: Cell metadata key (under ``torq_nb``) of a Markdown cell's tree, saved by whoever wrote the Markdown.
-TREE_KEY = "typst_tree"
-#: The fields each node type of a saved tree must have; any other type makes the tree unusable.
-_FIELDS: dict[str, dict[str, type]] = {
-    "text": {"v": str}, "br": {}, "span": {"c": list}, "strong": {"c": list}, "em": {"c": list},
-    "link": {"url": str, "c": list}, "ref": {"id": str, "c": list}, "anchor": {"id": str},
-    "p": {"c": list}, "h": {"level": int, "c": list}, "list": {"ordered": bool, "start": int, "tight": bool, "items": list},
-    "table": {"head": list, "rows": list, "widths": list, "align": list, "tall": list},
-}
-
-
-def tree_metadata(source: str, tree_json: str) -> dict[str, str]:
-    """Cell metadata that spares the PDF exporter parsing ``source``: its tree (a JSON list of block
-    nodes), tied to the source's hash. One JSON string, so copying the notebook costs nothing."""
-    return {TREE_KEY: tree_json, "sha256": _digest(source)}
-
-
-def _digest(source: str) -> str:
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()
-
-
-def saved_tree(metadata: Any, source: str) -> tuple[list[Node], list[Node], list[Node]] | None:
-    """The tree saved by ``tree_metadata`` if it belongs to this very ``source`` and is well-formed, else None.
-
-    A notebook can carry anything, so the tree is checked like parser output: known node types with
-    fields of the right types, links only to web or mail addresses; its anchors and internal links are
-    returned for the same checks as parsed ones.
-    """
-    saved = metadata.get("torq_nb") if isinstance(metadata, dict) else None
-    if not isinstance(saved, dict) or not isinstance(saved.get(TREE_KEY), str) or saved.get("sha256") != _digest(source):
-        return None
-    try:
-        blocks = json.loads(saved[TREE_KEY])
-    except ValueError:
-        return None
-    anchors: list[Node] = []
-    refs: list[Node] = []
-
-    def nodes(value: Any) -> bool:
-        return isinstance(value, list) and all(node(n) for n in value)
-
-    def cell(value: Any) -> bool:
-        return isinstance(value, str) or nodes(value)
-
-    def node(n: Any) -> bool:
-        fields = _FIELDS.get(str(n.get("t"))) if isinstance(n, dict) else None
-        if fields is None or not all(isinstance(n.get(k), kind) for k, kind in fields.items()):
-            return False
-        kind = n["t"]
-        if (kind == "link" and not n["url"].lower().startswith(_LINK_SCHEMES)) or (kind == "h" and not 1 <= n["level"] <= 6) \
-                or (kind == "list" and n["start"] < 0):
-            return False
-        if kind == "anchor":
-            anchors.append(n)
-        elif kind == "ref":
-            refs.append(n)
-        if kind == "list":
-            return all(nodes(item) for item in n["items"])
-        if kind == "table":
-            ncols = len(n["widths"])
-            return (len(n["align"]) == ncols and len(n["head"]) in (0, ncols) and all(cell(c) for c in n["head"])
-                    and all(isinstance(r, list) and len(r) == ncols and all(cell(c) for c in r) for r in n["rows"])
-                    and all(isinstance(w, str) or (isinstance(w, (int, float)) and w > 0) for w in n["widths"])
-                    and all(isinstance(i, int) and 0 <= i < len(n["rows"]) for i in n["tall"])
-                    and all(a in ("left", "right", "center") for a in n["align"]))
-        return "c" not in fields or nodes(n["c"])
-
-    return (blocks, anchors, refs) if nodes(blocks) else None

@@ -9,11 +9,12 @@ whole columns, so 10,000 rows take milliseconds.
 
 from __future__ import annotations
 
-import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import nbformat
 import polars as pl
@@ -21,7 +22,8 @@ from nbformat.v4 import new_markdown_cell, new_notebook
 
 from torq_nb.export.atomic import write_text
 from torq_nb.export.data import ExportInput, RunData, normalize
-from torq_nb.export.mdtree import TALL_CHARS, TALL_LINES, column_width, tree_metadata
+from torq_nb.export.mdtree import Cell, Node, Tree, table_node
+from torq_nb.export.mdtree import text as text_node
 from torq_nb.export.text import (
     CELL_CHARS,
     SUMMARY_CHARS,
@@ -38,9 +40,41 @@ from torq_nb.export.text import (
 _ANCHOR_PREFIX = "source-"
 #: Only these schemes become links; anything else (javascript:, data:, file:) stays text.
 _LINK_SCHEME = r"^(?i)(https?|ftp)://\S|^(?i)mailto:\S"
-#: Characters percent-encoded in link destinations: they would end the link, split a table row,
-#: or open math; control characters are dropped.
-_URL_ESCAPES = {" ": "%20", "<": "%3C", ">": "%3E", "|": "%7C", "\\": "%5C", '"': "%22", "`": "%60", "$": "%24"}
+#: Characters percent-encoded in link destinations: they would end the link, split a table row or open
+#: math, or a renderer would encode them itself (mistune quotes all but ``:/?#@!$&()*+,;=%`` and letters,
+#: digits, ``-._~``), so that every renderer links to the destination exactly as written; control
+#: characters are dropped.
+_URL_ESCAPES = {" ": "%20", "<": "%3C", ">": "%3E", "|": "%7C", "\\": "%5C", '"': "%22", "`": "%60", "$": "%24",
+                "'": "%27", "^": "%5E", "{": "%7B", "}": "%7D", "[": "%5B", "]": "%5D"}
+#: An address whose host is in brackets (IPv6): a renderer's own encoding of the brackets would break it.
+_BRACKETED_HOST = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*\["
+_PRINTABLE_ASCII = "".join(map(chr, range(0x21, 0x7F)))
+
+
+def _ascii_url(url: str) -> str | None:
+    """A URL with non-ASCII characters in the ASCII form every renderer keeps: the host in IDNA, the rest
+    percent-encoded as UTF-8; None if the host is not a valid international domain name."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced bracket
+        return None
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    host, colon, port = hostport.partition(":")
+    try:
+        host = host.encode("idna").decode("ascii") if host else host
+    except UnicodeError:
+        return None
+    netloc = quote(userinfo + at, safe=_PRINTABLE_ASCII) + host + colon + quote(port, safe=_PRINTABLE_ASCII)
+    return urlunsplit(parts._replace(netloc=netloc, path=quote(parts.path, safe=_PRINTABLE_ASCII),
+                                     query=quote(parts.query, safe=_PRINTABLE_ASCII),
+                                     fragment=quote(parts.fragment, safe=_PRINTABLE_ASCII)))
+
+
+def _ascii_urls(urls: pl.Series) -> pl.Series:
+    """``_ascii_url`` of each URL that is not ASCII (few are: the others are not touched)."""
+    if not urls.str.contains(r"[^\x00-\x7f]").any():
+        return urls
+    return pl.Series([u if u is None or u.isascii() else _ascii_url(u) for u in urls.to_list()], dtype=pl.String)
 
 
 def _one_line(col: pl.Expr) -> pl.Expr:
@@ -60,12 +94,15 @@ def _cell(col: pl.Expr) -> pl.Expr:
 
 
 def _url(col: pl.Expr) -> pl.Expr:
-    """A link destination, percent-encoded where Markdown needs it; null unless http(s), ftp or mailto
-    and at most ``URL_CHARS`` long (a longer URL is shown, clipped, but not linked)."""
+    """A link destination, ASCII and percent-encoded where Markdown or a renderer needs it; null unless
+    http(s), ftp or mailto, not a bracketed (IPv6) host, and at most ``URL_CHARS`` long (a longer URL is
+    shown, clipped, but not linked)."""
     url = col.cast(pl.String).str.strip_chars().str.replace_all(r"[\x00-\x1f\x7f]", "")
+    linkable = url.str.contains(_LINK_SCHEME) & ~url.str.contains(_BRACKETED_HOST) & (url.str.len_chars() <= URL_CHARS)
+    url = url.map_batches(_ascii_urls, return_dtype=pl.String, is_elementwise=True)
     for char, code in _URL_ESCAPES.items():
         url = url.str.replace_all(char, code, literal=True)
-    return pl.when(url.str.contains(_LINK_SCHEME) & (url.str.len_chars() <= URL_CHARS)).then(url)
+    return pl.when(linkable & (url.str.len_chars() <= URL_CHARS)).then(url)
 
 
 def _with_target(label: pl.Expr, target: pl.Expr) -> pl.Expr:
@@ -90,12 +127,12 @@ def md_cell(value: Any) -> str:
     return _one(_cell(pl.col("v")), value)
 
 
-def anchor(rank: int) -> str:
+def anchor(rank: int, prefix: str = "") -> str:
     """The id of source ``rank`` in the source list, the target of its ``[n]`` citations."""
-    return f"{_ANCHOR_PREFIX}{rank}"
+    return f"{prefix}{_ANCHOR_PREFIX}{rank}"
 
 
-def md_summary(summary: str, ranks: set[int]) -> str:
+def md_summary(summary: str, ranks: set[int], prefix: str = "") -> str:
     """The plain-text summary (bounded) as escaped Markdown, paragraphs kept, each known ``[n]`` a link to its source."""
     out = []
     for paragraph in summary_paragraphs(clip(summary, SUMMARY_CHARS)):
@@ -104,7 +141,7 @@ def md_summary(summary: str, ranks: set[int]) -> str:
             if isinstance(part, str):
                 pieces.append(md_line(part))
             elif part in ranks:
-                pieces.append(f"[\\[{part}\\]](#{anchor(part)})")
+                pieces.append(f"[\\[{part}\\]](#{anchor(part, prefix)})")
             else:
                 pieces.append(f"\\[{part}\\]")
         out.append(md_block_start("".join(pieces)))
@@ -123,7 +160,7 @@ def title(run: RunData) -> str:
     return f"Research: {clip(run.topic, TITLE_CHARS)}" if run.topic else run.title
 
 
-def _header(run: RunData) -> str:
+def _header(run: RunData, level: int = 1) -> str:
     fields = [
         ("Topic", md_line(clip(run.topic, CELL_CHARS)) if run.topic else ""),
         ("Depth", md_line(clip(run.depth, TITLE_CHARS)) if run.depth else ""),
@@ -133,7 +170,7 @@ def _header(run: RunData) -> str:
         ("Pages", f"{run.df.height} results: {run.count('ok')} fetched, {run.count('error')} failed"),
     ]
     lines = [f"- **{name}:** {value}" for name, value in fields if value]
-    return f"# {md_line(title(run))}\n\n" + "\n".join(lines)
+    return f"{'#' * level} {md_line(title(run))}\n\n" + "\n".join(lines)
 
 
 #: The results table's columns, in order, when the table has them: (column, heading, right-aligned).
@@ -166,11 +203,35 @@ def _label(df: pl.DataFrame, fallback: str) -> pl.Expr:
     return clip_expr(_one_line(pl.coalesce(_col(df, "title"), _col(df, "url"), pl.lit(fallback))), TITLE_CHARS)
 
 
-class _Table:
-    """A table's text, unescaped, one column per shown column plus its link targets.
+#: Python's whitespace but the line break: GFM strips it from both ends of a table cell (mistune uses str.strip).
+_CELL_SPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace() and c != "\n")
 
-    The Markdown escapes it; the PDF's tree (``mdtree`` nodes) takes it as it is. Every cell is bounded
-    here (``CELL_CHARS``; the link column's own expression bounds it), so no document lays out more.
+
+def _text_nodes(value: str) -> list[Node]:
+    """Plain text as inline nodes: text runs and a ``br`` for each line break (what ``<br>`` parses to)."""
+    nodes: list[Node] = []
+    for i, line in enumerate(value.split("\n")):
+        if i:
+            nodes.append({"t": "br"})
+        if line:
+            nodes.append(text_node(line))
+    return nodes
+
+
+def _cell_node(value: str) -> Cell:
+    """A table cell's PDF form: the bare string when it is one line (far less work for Typst), else nodes."""
+    return value if "\n" not in value else _text_nodes(value)
+
+
+class Table:
+    """A table of the report, the one builder of both its forms.
+
+    The model is each shown column's text, plain and bounded (``CELL_CHARS``; the link column's expression
+    bounds itself), plus the link column's targets. ``markdown()`` writes it as a GFM pipe table, escaped
+    (the .md, .html and .ipynb, and the PDF that nbconvert makes of the saved notebook); ``node()`` gives the
+    PDF's table node directly, from the same model, through ``mdtree.table_node``, which holds the
+    column-width and tall-row rule for every table. Parsing the Markdown gives exactly ``node()``
+    (tests/test_export_parity.py).
     """
 
     def __init__(self, df: pl.DataFrame, columns: list[tuple[pl.Expr, str, bool]], link_column: int, url: pl.Expr) -> None:
@@ -178,9 +239,11 @@ class _Table:
         self.right = [right for *_, right in columns]
         self.link_column = link_column
         cells = (expr if i == link_column else clip_expr(expr, CELL_CHARS) for i, (expr, _, _) in enumerate(columns))
-        self.frame = df.select(*(expr.alias(f"c{i}") for i, expr in enumerate(cells)), _url(url).alias("target"))
+        self.frame = df.select(*(expr.fill_null("").str.strip_chars(_CELL_SPACE).alias(f"c{i}") for i, expr in enumerate(cells)),
+                               _url(url).alias("target"))
 
     def markdown(self) -> str:
+        """The table as a GFM pipe table: every cell escaped (``md_expr``), line breaks as ``<br>``."""
         cells = [_text(pl.col(f"c{i}")) if i == self.link_column else _cell(pl.col(f"c{i}")) for i in range(len(self.heads))]
         if self.link_column >= 0:
             cells[self.link_column] = _with_target(cells[self.link_column], pl.col("target"))
@@ -188,38 +251,19 @@ class _Table:
         row = pl.concat_str([pl.lit("| "), pl.concat_str(cells, separator=" | "), pl.lit(" |")])
         return head + _lines(self.frame, row)
 
-    def tree(self) -> str:
-        """The table node as JSON text (see ``mdtree.table_node``), built column-wise."""
-        ncols = len(self.heads)
-        texts = [pl.col(f"c{i}") for i in range(ncols)]
-        cells = [_linked(c, pl.col("target")) if i == self.link_column else _json(c) for i, c in enumerate(texts)]
-        rows = self.frame.select(pl.concat_str([pl.lit("["), pl.concat_str(cells, separator=","), pl.lit("]")]))
-        sample = self.frame.head(500).select(c.sort_by(c.str.len_chars(), descending=True).first() for c in texts).row(0)
-        longest = [max(h, s or "", key=len) for h, s in zip(self.heads, sample, strict=True)]
-        tall = self.frame.select(pl.arg_where(pl.any_horizontal(
-            (c.str.len_chars() > TALL_CHARS) | (c.str.count_matches("\n", literal=True) > TALL_LINES) for c in texts)))
-        node = {"t": "table", "head": self.heads, "widths": [column_width(s) for s in longest],
-                "align": ["right" if r else "left" for r in self.right], "tall": tall.to_series().to_list()}
-        return json.dumps(node, ensure_ascii=False)[:-1] + ', "rows": [' + ",".join(rows.to_series().to_list()) + "]}"
+    def node(self) -> Node:
+        """The table as the PDF's table node (``mdtree.table_node``): what the parser makes of ``markdown()``."""
+        link = self.link_column
+        rows: list[list[Cell]] = []
+        for *values, target in self.frame.iter_rows():
+            row = [_cell_node(v) for v in values]
+            if link >= 0 and target is not None:
+                row[link] = [{"t": "link", "url": target, "c": _text_nodes(values[link])}]
+            rows.append(row)
+        return table_node(self.heads, rows, ["right" if r else "left" for r in self.right])
 
 
-def _json(col: pl.Expr) -> pl.Expr:
-    """Each value as a JSON string literal (null as null), so trees are built as JSON text column-wise."""
-    return pl.struct(col.alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}")
-
-
-def _link_node(label: pl.Expr, target: pl.Expr) -> pl.Expr:
-    """A node (JSON text): a link with the label where there is a target, else the label as text."""
-    text = pl.concat_str([pl.lit('{"t":"text","v":'), _json(label), pl.lit("}")])
-    return pl.when(target.is_not_null()).then(pl.concat_str([pl.lit('{"t":"link","url":'), _json(target), pl.lit(',"c":['), text, pl.lit("]}")])).otherwise(text)
-
-
-def _linked(label: pl.Expr, target: pl.Expr) -> pl.Expr:
-    """A table cell (JSON text): the link node where there is a target, else the bare label."""
-    return pl.when(target.is_not_null()).then(pl.lit("[") + _link_node(label, target) + pl.lit("]")).otherwise(_json(label))
-
-
-def _results(df: pl.DataFrame) -> _Table:
+def _results(df: pl.DataFrame) -> Table:
     shown = [c for c in _RESULT_COLUMNS if c[0] in df.columns] or [(name, name, False) for name in df.columns]
     columns = []
     for name, head, right in shown:
@@ -232,17 +276,18 @@ def _results(df: pl.DataFrame) -> _Table:
         else:
             expr = _plain(pl.col(name))
         columns.append((expr, head, right))
-    return _Table(df, columns, next((i for i, c in enumerate(shown) if c[0] == "title"), -1), _col(df, "url"))
+    return Table(df, columns, next((i for i, c in enumerate(shown) if c[0] == "title"), -1), _col(df, "url"))
 
 
-def _failures(df: pl.DataFrame) -> _Table:
+def _failures(df: pl.DataFrame) -> Table:
     url = _col(df, "url")
-    return _Table(df, [(_rank(df).cast(pl.String), "#", True), (clip_expr(_one_line(url), URL_CHARS).fill_null(""), "URL", False),
-                       (_plain(_col(df, "http_status")), "HTTP", True), (_plain(_col(df, "error")), "Reason", False)], 1, url)
+    return Table(df, [(_rank(df).cast(pl.String), "#", True), (clip_expr(_one_line(url), URL_CHARS).fill_null(""), "URL", False),
+                      (_plain(_col(df, "http_status")), "HTTP", True), (_plain(_col(df, "error")), "Reason", False)], 1, url)
 
 
-def _sources(df: pl.DataFrame) -> tuple[str, str]:
-    """The numbered source list, each item the target of its citations: Markdown and tree."""
+def _sources(df: pl.DataFrame, prefix: str) -> tuple[str, list[Node], list[Node]]:
+    """The numbered source list, each item the target of its citations: its Markdown, and the same list as
+    PDF nodes (what the parser makes of the Markdown) with its anchor nodes."""
     url = _col(df, "url")
     frame = df.select(_rank(df).cast(pl.String).alias("rank"), _label(df, "untitled").alias("title"),
                       clip_expr(_one_line(_col(df, "domain")), TITLE_CHARS).fill_null("").alias("domain"),
@@ -251,51 +296,85 @@ def _sources(df: pl.DataFrame) -> tuple[str, str]:
     rank = pl.col("rank")
     domain = pl.when(pl.col("domain") != "").then(pl.lit(" — ") + _text(pl.col("domain"))).otherwise(pl.lit(""))
     link = pl.when(pl.col("url").is_not_null()).then(pl.lit(" <br>") + _with_target(_text(pl.col("url")), pl.col("target"))).otherwise(pl.lit(""))
-    line = pl.concat_str([pl.lit(f'- <a id="{_ANCHOR_PREFIX}'), rank, pl.lit('"></a>**\\['), rank, pl.lit("\\]** "),
+    line = pl.concat_str([pl.lit(f'- <a id="{prefix}{_ANCHOR_PREFIX}'), rank, pl.lit('"></a>**\\['), rank, pl.lit("\\]** "),
                           _text(pl.col("title")), domain, link])
-    address = pl.col("url").is_not_null()
-    words = pl.concat_str([pl.lit(" "), pl.col("title"), pl.when(pl.col("domain") != "").then(pl.lit(" — ") + pl.col("domain")).otherwise(pl.lit("")),
-                           pl.when(address).then(pl.lit(" ")).otherwise(pl.lit(""))])
-    url_part = pl.when(address).then(pl.lit(',{"t":"br"},') + _link_node(pl.col("url"), pl.col("target")))
-    item = pl.concat_str([pl.lit(f'[{{"t":"span","c":[{{"t":"anchor","id":"{_ANCHOR_PREFIX}'), rank, pl.lit('"},{"t":"strong","c":[{"t":"text","v":"['),
-                          rank, pl.lit(']"}]},{"t":"text","v":'), _json(words), pl.lit("}"), url_part.fill_null(""), pl.lit("]}]")])
-    items = ",".join(frame.select(item).to_series().to_list())
-    tree = '{"t":"list","ordered":false,"start":1,"tight":true,"items":[' + items + "]}"
-    return _lines(frame, line), tree
+    items: list[list[Node]] = []
+    anchors: list[Node] = []
+    for number, label, where, address, target in frame.iter_rows():
+        anchors.append({"t": "anchor", "id": anchor(int(number), prefix)})
+        words = f" {label}" + (f" — {where}" if where else "") + (" " if address is not None else "")
+        parts = [anchors[-1], {"t": "strong", "c": [text_node(f"[{number}]")]}, text_node(words)]
+        if address is not None:
+            parts += [{"t": "br"}, {"t": "link", "url": target, "c": _text_nodes(address)}] if target is not None \
+                else [{"t": "br"}, *_text_nodes(address)]
+        items.append([{"t": "span", "c": parts}])
+    return _lines(frame, line), [{"t": "list", "ordered": False, "start": 1, "tight": True, "items": items}], anchors
 
 
-def _cell_with_tree(heading: str, body: str, node_json: str) -> nbformat.NotebookNode:
-    """A Markdown cell of a heading and a body, carrying its tree so that the PDF need not parse it."""
-    source = f"## {heading}\n\n{body}"
-    tree = "[" + json.dumps({"t": "h", "level": 2, "c": [{"t": "text", "v": heading}]}) + "," + node_json + "]"
-    cell: nbformat.NotebookNode = new_markdown_cell(source, metadata={"torq_nb": tree_metadata(source, tree)})
-    return cell
+@dataclass(frozen=True)
+class Section:
+    """One Markdown cell of a report; ``tree``, where given, spares the PDF parsing ``markdown`` back."""
+
+    markdown: str
+    tree: Tree | None = None
+
+
+def _section(level: int, heading: str, body: str, nodes: list[Node], anchors: list[Node] | None = None) -> Section:
+    """A heading and a body whose PDF nodes are known."""
+    head: Node = {"t": "h", "level": level, "c": [text_node(heading)]}
+    return Section(f"{'#' * level} {heading}\n\n{body}", ([head, *nodes], anchors or [], []))
+
+
+def table_section(level: int, heading: str, table: Table) -> Section:
+    """A heading and a table, in both forms."""
+    return _section(level, heading, table.markdown(), [table.node()])
+
+
+def report_sections(results: ExportInput | RunData, *, level: int = 2, prefix: str = "") -> list[Section]:
+    """The report of a run, cell by cell: title and metadata, summary, results table, sources, failures.
+    Sections are headed at ``level`` (the title one above); ``prefix`` goes before every source anchor, so
+    that several reports can share one document (a batch's)."""
+    run = normalize(results)
+    df = run.df
+    ranks = set(df.select(_rank(df)).to_series().to_list()) if df.height else set()
+    heading = "#" * level
+    sections = [Section(_header(run, level - 1))]
+    if run.summary.strip():
+        sections.append(Section(f"{heading} Summary\n\n" + md_summary(run.summary, ranks, prefix)))
+    if df.height:
+        sections.append(table_section(level, "Results", _results(df)))
+        sections.append(_section(level, "Sources", *_sources(df, prefix)))
+    else:
+        sections.append(Section(f"{heading} Results\n\nThere were no results."))
+    failed = df.with_columns(_rank(df).alias("rank")).filter(pl.col("status") == "error") if "status" in df.columns else df.clear()
+    if failed.height:
+        sections.append(table_section(level, "Appendix: failed pages", _failures(failed)))
+    return sections
+
+
+def notebook(sections: list[Section], title: str, metadata: dict[str, Any]) -> nbformat.NotebookNode:
+    """The report notebook of ``sections`` (one Markdown cell each)."""
+    nb: nbformat.NotebookNode = new_notebook()
+    nb.cells = [new_markdown_cell(section.markdown) for section in sections]
+    nb.metadata["title"] = title
+    nb.metadata["torq_nb"] = metadata
+    return nb
+
+
+def trees(sections: list[Section]) -> dict[int, Tree]:
+    """The known PDF nodes of ``sections``, by cell number (what ``typst_pdf.render_pdf`` takes)."""
+    return {i: section.tree for i, section in enumerate(sections) if section.tree is not None}
+
+
+def report_notebook(run: RunData, sections: list[Section]) -> nbformat.NotebookNode:
+    """The notebook of a run's ``report_sections``."""
+    return notebook(sections, title(run), {"report": True, "topic": run.topic, "operation_id": run.operation_id})
 
 
 def build_report(results: ExportInput | RunData) -> nbformat.NotebookNode:
     """The report notebook of a run: title and metadata, summary, results table, sources, failures."""
     run = normalize(results)
-    df = run.df
-    ranks = set(df.select(_rank(df)).to_series().to_list()) if df.height else set()
-
-    nb: nbformat.NotebookNode = new_notebook()
-    nb.cells = [new_markdown_cell(_header(run))]
-    if run.summary.strip():
-        nb.cells.append(new_markdown_cell("## Summary\n\n" + md_summary(run.summary, ranks)))
-    if df.height:
-        table = _results(df)
-        nb.cells.append(_cell_with_tree("Results", table.markdown(), table.tree()))
-        nb.cells.append(_cell_with_tree("Sources", *_sources(df)))
-    else:
-        nb.cells.append(new_markdown_cell("## Results\n\nThere were no results."))
-    failed = df.with_columns(_rank(df).alias("rank")).filter(pl.col("status") == "error") if "status" in df.columns else df.clear()
-    if failed.height:
-        table = _failures(failed)
-        nb.cells.append(_cell_with_tree("Appendix: failed pages", table.markdown(), table.tree()))
-
-    nb.metadata["title"] = title(run)
-    nb.metadata["torq_nb"] = {"report": True, "topic": run.topic, "operation_id": run.operation_id}
-    return nb
+    return report_notebook(run, report_sections(run))
 
 
 def save_notebook(results: ExportInput | RunData, path: str | os.PathLike[str]) -> Path:

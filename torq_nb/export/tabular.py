@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -82,6 +83,15 @@ def parquet_into(fh: IO[bytes], results: ExportInput | RunData) -> None:
     run.df.write_parquet(fh, metadata={"torq_nb": json.dumps(run.info(), ensure_ascii=False, default=_default)})
 
 
+def write_file(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
+    """Run ``write`` on a fresh file that replaces ``path`` only once it is complete (``atomic_path``); return
+    the path written, ``~`` expanded: the one path rule of every export writer."""
+    target = Path(path).expanduser()
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        write(fh)
+    return target
+
+
 def write_csv(results: ExportInput | RunData, path: str | os.PathLike[str], *, bom: bool = False,
               neutralize: bool = True, metadata_comments: bool = False) -> Path:
     """Write the rows as UTF-8 CSV, atomically.
@@ -91,27 +101,20 @@ def write_csv(results: ExportInput | RunData, path: str | os.PathLike[str], *, b
     writes the run's metadata first as ``# key: value`` lines (read them back with
     ``pl.read_csv(path, comment_prefix="#")``).
     """
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        csv_into(fh, results, bom=bom, neutralize=neutralize, metadata_comments=metadata_comments)
-    return Path(path)
+    return write_file(path, lambda fh: csv_into(fh, results, bom=bom, neutralize=neutralize,
+                                                metadata_comments=metadata_comments))
 
 
 def write_json(results: ExportInput | RunData, path: str | os.PathLike[str]) -> Path:
     """Write the run's metadata and rows as one JSON object, atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        json_into(fh, results)
-    return Path(path)
+    return write_file(path, lambda fh: json_into(fh, results))
 
 
 def write_ndjson(results: ExportInput | RunData, path: str | os.PathLike[str]) -> Path:
     """Write the rows as newline-delimited JSON, atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        ndjson_into(fh, results)
-    return Path(path)
+    return write_file(path, lambda fh: ndjson_into(fh, results))
 
 
 def write_parquet(results: ExportInput | RunData, path: str | os.PathLike[str]) -> Path:
     """Write the rows as Parquet (run metadata in the file's ``torq_nb`` key), atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        parquet_into(fh, results)
-    return Path(path)
+    return write_file(path, lambda fh: parquet_into(fh, results))

@@ -16,6 +16,7 @@ import re
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,7 +26,7 @@ from nbconvert.filters import strip_ansi
 from nbformat import NotebookNode
 from traitlets import List, Unicode, default
 
-from torq_nb.export.mdtree import Node, html_tables, markdown_tree, saved_tree
+from torq_nb.export.mdtree import Node, Tree, html_tables, markdown_tree
 from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, URL_CHARS, clip
 
 TEMPLATE = Path(__file__).parent / "templates" / "typst" / "notebook.typ"
@@ -191,17 +192,19 @@ def _unlink(node: Node) -> None:
 
 
 def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: str = "a4",
-                      fonts: typst.Fonts | None = None) -> dict[str, Any]:
-    """The JSON tree the template renders: title, metadata lines, and one node per cell part."""
+                      fonts: typst.Fonts | None = None, trees: Mapping[int, Tree] | None = None) -> dict[str, Any]:
+    """The JSON tree the template renders: title, metadata lines, and one node per cell part. ``trees``
+    gives some Markdown cells' nodes by cell number (blocks, anchors, refs, as ``markdown_tree`` returns
+    them), built by the caller from the data the cell's Markdown was written from; the others are parsed."""
     images = _Images(root)
     lang = (nb.metadata.get("language_info") or {}).get("name") or (nb.metadata.get("kernelspec") or {}).get("language") or ""
     blocks: list[Node] = []
     anchors: list[Node] = []
     refs: list[Node] = []
-    for cell in nb.cells:
+    for number, cell in enumerate(nb.cells):
         source = _source(cell.get("source"))
         if cell.cell_type == "markdown":
-            parsed, cell_anchors, cell_refs = saved_tree(cell.get("metadata"), source) or \
+            parsed, cell_anchors, cell_refs = (trees or {}).get(number) or \
                 markdown_tree(source, images=_attachments(cell, images))
             blocks.extend(parsed)
             anchors += cell_anchors
@@ -238,12 +241,12 @@ def _running_title(title: str) -> str:
 
 
 def render_pdf(nb: NotebookNode, *, title: str = "", paper: str = "a4", font_paths: tuple[str, ...] = (),
-               template: Path = TEMPLATE) -> bytes:
-    """Compile ``nb`` to PDF bytes with the Typst template."""
+               template: Path = TEMPLATE, trees: Mapping[int, Tree] | None = None) -> bytes:
+    """Compile ``nb`` to PDF bytes with the Typst template (``trees``: see ``notebook_document``)."""
     fonts = _fonts(tuple(font_paths))
     with tempfile.TemporaryDirectory(prefix="torq-typst-") as tmp:
         root = Path(tmp)
-        doc = notebook_document(nb, root, title=title, paper=paper, fonts=fonts)
+        doc = notebook_document(nb, root, title=title, paper=paper, fonts=fonts, trees=trees)
         compiler = typst.Compiler(root=str(root), font_paths=fonts)
         try:
             pdf = compiler.compile(input=template.read_bytes(), format="pdf", sys_inputs={"doc": json.dumps(doc)})

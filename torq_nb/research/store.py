@@ -629,11 +629,6 @@ class StoreSession:
         self._broken: StoreError | None = None
         self._warned = False
 
-    @property
-    def active(self) -> bool:
-        """True while there is a store and it has not failed."""
-        return self.store is not None and self._broken is None
-
     async def _use(self, function: Callable[..., T], *args: Any) -> T | None:
         if self.store is None or self._broken is not None:
             return None
