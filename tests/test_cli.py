@@ -112,6 +112,50 @@ def test_help_explains_both_commands_and_env_twins():
         assert variable in detail
 
 
+def help_of(*args: str, env: dict[str, str] | None = None) -> str:
+    return subprocess.run([*CLI, *args, "--help"], capture_output=True, text=True, check=True,
+                          env={**os.environ, **(env or {})}).stdout
+
+
+def test_each_source_brings_its_own_flags():
+    default = help_of("research")  # wikipedia: its constructor's parameters, its location twice
+    assert "--endpoint URL, --wikipedia-url URL" in default and "--maxlag-wait" in default and "--path" not in default
+    local = help_of("research", "--source", "local")
+    assert "--path DIR, --local-path DIR" in local and "[env: TORQ_NB_LOCAL_PATH]" in local
+    assert "--endpoint" not in local
+    assert "--base-url URL, --searxng-url URL" in help_of("research-many", "--source", "searxng")
+
+
+def plugin_env(tmp_path) -> dict[str, str]:
+    """The echo plug-in of test_sources installed as a distribution (a .dist-info on PYTHONPATH): the command
+    finds it through its entry point, as it would after pip install."""
+    from test_sources import write_plugin
+
+    folder = write_plugin(tmp_path, "torq_echo_cli", {"echo": "EchoSource"})
+    path = os.pathsep.join(filter(None, [str(folder), os.getcwd(), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "TORQ_NB_STORE": "off", "TORQ_NB_SOURCE": "", "TORQ_NB_ECHO_PREFIX": ""}
+
+
+async def test_a_plugin_source_gets_flags_from_its_constructor(tmp_path):
+    env = plugin_env(tmp_path)
+    shown = help_of("research", "--source", "echo", env=env)
+    assert "--prefix TEXT, --echo-prefix TEXT" in shown and "[env: TORQ_NB_ECHO_PREFIX]" in shown
+    assert "--times TIMES" in shown and "--shout, --no-shout" in shown and "Echoes the query" in shown
+
+    code, _, err = await run_cli("research", "bees", "--source", "echo", "--prefix", "heard", "--times", "2", "--shout",
+                                 "--depth", "quick", "--quiet", "--export", str(tmp_path / "echo.csv"), env=env)
+    assert code == 0, err
+    assert pl.read_csv(tmp_path / "echo.csv")["title"].to_list() == ["HEARD: BEES", "HEARD: BEES"]
+
+    code, _, err = await run_cli("research", "bees", "--source", "echo", "--depth", "quick", "--quiet",
+                                 "--export", str(tmp_path / "env.csv"), env={**env, "TORQ_NB_ECHO_PREFIX": "from env"})
+    assert code == 0, err
+    assert pl.read_csv(tmp_path / "env.csv")["title"].to_list() == ["from env: bees"]
+
+    code, _, err = await run_cli("research", "bees", "--source", "echo", "--tims", "2", env=env)
+    assert code == 2 and "did you mean --times?" in err and "the echo source's flags: --prefix" in err, err
+
+
 async def test_on_a_terminal_the_progress_is_one_live_line():
     async with SearchServer(load_pages()) as server:
         leader, follower = pty.openpty()

@@ -703,15 +703,20 @@ NotASource = object
 """
 
 
-def install_plugin(folder: Path, monkeypatch: pytest.MonkeyPatch, module: str, entries: dict[str, str]) -> None:
-    """A real installed distribution (a .dist-info with entry_points.txt) on sys.path, as pip would leave it."""
+def write_plugin(folder: Path, module: str, entries: dict[str, str]) -> Path:
+    """A real installed distribution (a .dist-info with entry_points.txt) in `folder`, as pip would leave it in
+    site-packages: on sys.path (or PYTHONPATH), importlib.metadata finds its entry points."""
     (folder / f"{module}.py").write_text(textwrap.dedent(PLUGIN), "utf-8")
     info = folder / f"{module}-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n", "utf-8")
     lines = "".join(f"{name} = {module}:{target}\n" for name, target in entries.items())
     (info / "entry_points.txt").write_text(f"[torq_nb.sources]\n{lines}", "utf-8")
-    monkeypatch.syspath_prepend(str(folder))
+    return folder
+
+
+def install_plugin(folder: Path, monkeypatch: pytest.MonkeyPatch, module: str, entries: dict[str, str]) -> None:
+    monkeypatch.syspath_prepend(str(write_plugin(folder, module, entries)))
 
 
 async def test_plugins_are_found_through_entry_points(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:

@@ -12,29 +12,29 @@ Ctrl-C handling: ``--help`` answers at once, and a Ctrl-C during the imports is 
 from __future__ import annotations
 
 import argparse
+import difflib
+import inspect
 import os
 import shutil
 import sys
 import textwrap
+import typing
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from torq_nb.api import DepthName
 
 if TYPE_CHECKING:
     from torq_nb.research.results import ResearchResults
+    from torq_nb.research.sources import Source
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-#: The option each built-in source takes its endpoint from, with the flag and environment variable twins.
-_ENDPOINTS = {
-    "wikipedia": ("endpoint", "--wikipedia-url", "TORQ_NB_WIKIPEDIA_URL"),
-    "searxng": ("base_url", "--searxng-url", "TORQ_NB_SEARXNG_URL"),
-    "duckduckgo": ("endpoint", "--duckduckgo-url", "TORQ_NB_DUCKDUCKGO_URL"),
-    "local": ("path", "--local-path", "TORQ_NB_LOCAL_PATH"),
-}
+#: The commands that search a source, and so take ``--source NAME`` and that source's own flags.
+_SEARCHING = ("research", "research-many")
+#: Where the parsed arguments keep the chosen source's options (their flags' values), by option name.
+_OPTION = "source option "
 
 
 class _UsageError(Exception):
@@ -45,13 +45,92 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _source_names() -> list[str]:
-    """The sources installed under the ``torq_nb.sources`` entry points (the built-in ones among them),
-    for the help text; choosing one by name still goes through resolve_source."""
-    return sorted({point.name for point in entry_points(group="torq_nb.sources")})
+def _chosen_source(argv: Sequence[str] | None) -> tuple[type[Source] | None, str | None]:
+    """The class of the source the command line chooses (``--source``, else $TORQ_NB_SOURCE, else wikipedia),
+    read before the full parse so that its own flags can be added; or None and why it cannot be had."""
+    from torq_nb.research.sources import DEFAULT_SOURCE, source_class
+
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--source", default=os.environ.get("TORQ_NB_SOURCE") or DEFAULT_SOURCE)
+    name = early.parse_known_args(argv)[0].source
+    try:
+        return source_class(name), None
+    except (ValueError, TypeError) as error:
+        return None, str(error)
+    except Exception as error:  # a plug-in that does not import
+        return None, f"the source {name!r} cannot be loaded: {type(error).__name__}: {error}"
 
 
-def _parser() -> argparse.ArgumentParser:
+def _sources_help() -> str:
+    """The --source help: every installed source, and the variables that say where each searches (a plug-in
+    that does not load is still named)."""
+    from torq_nb.research.sources import available_sources, source_class
+
+    names, variables = available_sources(), []
+    for name in names:
+        try:
+            where = source_class(name).location
+        except Exception:  # a plug-in that does not import: its name alone
+            where = None
+        if where is not None:
+            variables.append(where.env)
+    return (f"where to search: {', '.join(names)} (default: wikipedia) [env: TORQ_NB_SOURCE]. Each source has flags "
+            f"of its own, listed by --source NAME --help; where it searches can also be set by {', '.join(variables)}")
+
+
+def _flag_type(hint: object, default: object) -> Any:
+    """What a source option's flag text becomes: str, Path, bool, float or int, by its annotation, else its
+    default (an option that also takes text gets the text)."""
+    kinds = {hint, *typing.get_args(hint)}
+    for kind in (str, Path, bool, float, int):
+        if kind in kinds:
+            return kind
+    return type(default) if isinstance(default, (bool, int, float)) else str
+
+
+def _add_source_flags(command: argparse.ArgumentParser, source: type[Source]) -> list[str]:
+    """The chosen source's options as ``command``'s flags, one per constructor parameter: ``--max-wait`` for
+    ``max_wait``, the location also as its variable's twin (TORQ_NB_SEARXNG_URL: ``--searxng-url``); an option
+    named as one of the command's own flags is ``--SOURCE-OPTION``. Returns the flags."""
+    group = command.add_argument_group(
+        f"options of the {source.name} source (--source NAME --help shows another source's)",
+        " ".join((inspect.getdoc(source) or "").split()),
+    )
+    try:
+        hints = typing.get_type_hints(source.__init__)
+    except Exception:  # an annotation that does not evaluate: the flag takes text
+        hints = {}
+    where, flags = source.location, list[str]()
+    for name, parameter in source.options().items():
+        default = None if parameter.default is inspect.Parameter.empty else parameter.default
+        kind = _flag_type(hints.get(name), default)
+        spelt = [f"--{name.replace('_', '-')}"]
+        if where is not None and name == where.option:
+            if where.env.startswith("TORQ_NB_"):
+                spelt.append("--" + where.env.removeprefix("TORQ_NB_").lower().replace("_", "-"))
+            help_text, metavar = f"{where.help} [env: {where.env}]", where.metavar
+        else:
+            shown = f", default {default!r}" if default is not None else ""
+            help_text, metavar = f"{source.__name__}({name}=...){shown}", name.upper()
+        settings: dict[str, Any] = {"dest": _OPTION + name, "default": argparse.SUPPRESS, "help": help_text}
+        if kind is bool:
+            settings["action"] = argparse.BooleanOptionalAction
+        else:
+            settings.update(type=kind, metavar=metavar)
+        try:
+            action = group.add_argument(*spelt, **settings)
+        except argparse.ArgumentError:  # one of the command's own flags (--depth, --export, ...)
+            action = group.add_argument(f"--{source.name}-{name.replace('_', '-')}", **settings)
+        flags.extend(action.option_strings)
+    return flags
+
+
+def _source_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given to the chosen source on the command line (the others keep its defaults)."""
+    return {key[len(_OPTION):]: value for key, value in vars(args).items() if key.startswith(_OPTION)}
+
+
+def _parser(source: type[Source] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torq-nb",
         description="Research a topic (search, fetch, extract, cited summary) or re-export a saved run.",
@@ -69,11 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--depth", choices=list(get_args(DepthName)), default=os.environ.get("TORQ_NB_DEPTH", "standard"),
                      help="quick: top 5 snippets, no fetching; standard: top 10 pages read; deep: three query "
                           "variants, up to 50 pages read (default: standard) [env: TORQ_NB_DEPTH]")
-    run.add_argument("--source", default=os.environ.get("TORQ_NB_SOURCE") or "wikipedia",
-                     help=f"where to search: {', '.join(_source_names())} (default: wikipedia) [env: TORQ_NB_SOURCE]")
-    for option, flag, variable in _ENDPOINTS.values():
-        run.add_argument(flag, dest=flag[2:].replace("-", "_"), default=None, metavar="URL" if option != "path" else "DIR",
-                         help=f"the {flag[2:].split('-')[0]} source's {'folder' if option == 'path' else 'endpoint'} [env: {variable}]")
+    run.add_argument("--source", default=os.environ.get("TORQ_NB_SOURCE") or "wikipedia", metavar="NAME",
+                     help=_sources_help())
     run.add_argument("--allow-private-networks", action="store_true", default=_env_flag("TORQ_NB_ALLOW_PRIVATE_NETWORKS"),
                      help="also fetch pages on loopback and private addresses (refused by default) "
                           "[env: TORQ_NB_ALLOW_PRIVATE_NETWORKS=1]")
@@ -104,6 +180,9 @@ def _parser() -> argparse.ArgumentParser:
     for action in run._actions:  # the research command's options, shared as they are
         if action.dest not in ("help", "topic"):
             many._add_action(action)
+    if source is not None:  # after each command's own flags, which a source's option never shadows
+        for command in (run, many):
+            _add_source_flags(command, source)
     return parser
 
 
@@ -139,12 +218,7 @@ def _research(args: argparse.Namespace) -> int:
     from torq_nb.progress.terminal import TerminalProgress
     from torq_nb.research.pipeline import ResearchCancelled
 
-    options = {}
-    if args.source in _ENDPOINTS:
-        option, flag, _ = _ENDPOINTS[args.source]
-        value = getattr(args, flag[2:].replace("-", "_"))
-        if value:
-            options[option] = value
+    options = _source_options(args)
     callback = None if args.quiet else TerminalProgress(sys.stderr)
     try:
         results = research(args.topic, args.depth, args.source, display=False, progress_callback=callback,
@@ -199,11 +273,7 @@ def _research_many(args: argparse.Namespace) -> int:
     from torq_nb.progress.batch_terminal import BatchTerminalProgress
     from torq_nb.research.batch import BatchCancelled, BatchResults, research_many
 
-    options = {}
-    if args.source in _ENDPOINTS:
-        option, flag, _ = _ENDPOINTS[args.source]
-        if value := getattr(args, flag[2:].replace("-", "_")):
-            options[option] = value
+    options = _source_options(args)
 
     def write(results: BatchResults) -> None:
         for path in args.export:
@@ -229,11 +299,29 @@ def _research_many(args: argparse.Namespace) -> int:
     return EXIT_OK if (results.summaries.get_column("status") == "complete").any() else EXIT_FAILED
 
 
+def _unrecognized(unknown: list[str], source: type[Source] | None) -> str:
+    """argparse's complaint about arguments no flag takes; for a searching command, with the source's own flags
+    and the closest of them."""
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    if source is None:
+        return message
+    flags = _add_source_flags(argparse.ArgumentParser(add_help=False), source)
+    given = next((word.split("=", 1)[0] for word in unknown if word.startswith("--")), "")
+    close = difflib.get_close_matches(given, flags, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"{message}{hint} (the {source.name} source's flags: {', '.join(flags) or 'none'})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     try:
-        parser = _parser()
-        args = parser.parse_args(argv)
+        source, unavailable = _chosen_source(argv)
+        parser = _parser(source)
+        args, unknown = parser.parse_known_args(argv)
+        if unavailable and args.command in _SEARCHING:
+            parser.error(unavailable)
+        if unknown:
+            parser.error(_unrecognized(unknown, source if args.command in _SEARCHING else None))
         try:
             return {"research": _research, "research-many": _research_many, "export": _export}[args.command](args)
         except _UsageError as error:
