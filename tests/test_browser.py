@@ -245,8 +245,8 @@ def test_elapsed_and_eta_follow_the_wall_clock_in_jupyterlab(clock_lab: JupyterL
     wall clock the page reads with Date.now()), so at any instant the true elapsed time is the tracker's duration
     at that instant. Every poll reads the text and Date.now() in one evaluate, and the recorder notes each text
     the moment the page shows it. The display is whole seconds (floored), so a correct clock shows s with the
-    true time in [s, s + 1): the test asks that s + 0.5 lie within 1 s of the truth, which leaves half a second
-    for a late tick or message on a loaded machine; the bug was off by the whole elapsed time.
+    true time in [s, s + 1): the test asks that it never run more than 1 s ahead of the truth, nor more than
+    2 s behind (the floor, plus a tick or message late on a loaded machine); the bug ran twice as fast.
     """
     polls: list[dict[str, Any]] = []
     with sync_playwright() as playwright:
@@ -301,7 +301,9 @@ def assert_clock_follows_the_wall(entries: list[dict[str, Any]], started_at: str
     assert len(shown) >= 10, entries
     for entry in shown:
         truth = (entry["at"] - began) / 1000
-        assert abs(seconds(entry["elapsed"]) + 0.5 - truth) <= 1.0, (truth, entry)
+        # Never ahead by more than 1 s (the bug: twice the time); behind by at most the whole-second display
+        # (it floors) plus 1 s for a tick or message late on a loaded machine.
+        assert truth - 2.0 <= seconds(entry["elapsed"]) <= truth + 1.0, (truth, entry)
     # At the end the page shows the kernel's final duration.
     assert seconds(final) == int(duration), (final, duration)
 
@@ -315,7 +317,7 @@ def assert_clock_follows_the_wall(entries: list[dict[str, Any]], started_at: str
     for at, eta in etas:
         remaining = (ends - at) / 1000
         assert eta > 0 or remaining < 2, (remaining, eta, etas)
-        assert abs(eta + 0.5 - remaining) <= 2.5, (remaining, eta, etas)
+        assert abs(eta + 0.5 - remaining) <= 3.0, (remaining, eta, etas)
 
 
 # ----------------------------------------------------------------------------- the same clock in marimo
