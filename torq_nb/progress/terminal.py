@@ -25,8 +25,10 @@ ETA_AFTER_SECONDS = 1.0
 
 def _rate_settled(status: dict[str, Any]) -> bool:
     done, rate = status.get("done") or 0, status.get("rate")
+    if not rate:
+        return False
     # rate = done / seconds counted, so done / rate is how long the count has run.
-    return bool(rate) and done >= ETA_AFTER_ITEMS and done / rate >= ETA_AFTER_SECONDS
+    return bool(done >= ETA_AFTER_ITEMS and done / rate >= ETA_AFTER_SECONDS)
 
 
 class TerminalProgress:

@@ -213,14 +213,15 @@ if "forkserver" in multiprocessing.get_all_start_methods():
             buf = io.BytesIO()
             mp_context.set_spawning_popen(self)
             try:
-                mp_context.reduction.dump(prep_data, buf)
-                mp_context.reduction.dump(process_obj, buf)
+                mp_context.reduction.dump(prep_data, buf)  # type: ignore[attr-defined]
+                mp_context.reduction.dump(process_obj, buf)  # type: ignore[attr-defined]
             finally:
                 mp_context.set_spawning_popen(None)
-            self.sentinel, w = forkserver.connect_to_new_process(self._fds)
+            self.sentinel, w = forkserver.connect_to_new_process(self._fds)  # type: ignore[attr-defined]
             # The child's parent_process().sentinel reads end-of-file once no copy of this pipe's write end is open.
             _parent_w = os.dup(w)
-            self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
+            close = util.close_fds  # type: ignore[attr-defined]
+            self.finalizer = util.Finalize(self, close, (_parent_w, self.sentinel))
             with open(w, "wb", closefd=True) as f:
                 f.write(buf.getbuffer())
             self.pid = forkserver.read_signed(self.sentinel)
