@@ -322,6 +322,17 @@ async def test_runs_lists_past_runs_and_load_run_gives_them_back(tmp_path):
         load_run("0123abcd", store=store)
 
 
+def test_the_command_line_exports_a_stored_run_by_its_id(tmp_path, monkeypatch):
+    from torq_nb.cli import main
+
+    monkeypatch.setenv("TORQ_NB_STORE", str(tmp_path / "store.sqlite"))
+    with serve_in_thread(SearchServer(PAGES)) as server:
+        results = torq_nb.research("solar power water", source="searxng", base_url=server.searxng_url,
+                                   allow_private_networks=True, display=False)
+    assert main(["export", results.operation_id, str(tmp_path / "again.md")]) == 0
+    assert "# Research: solar power water" in (tmp_path / "again.md").read_text(encoding="utf-8")
+
+
 async def test_store_none_keeps_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("TORQ_NB_STORE", str(tmp_path / "default.sqlite"))
     async with SearchServer(PAGES) as server:

@@ -142,9 +142,9 @@ def _cast(col: pl.Expr, have: pl.DataType, wanted: pl.DataType) -> pl.Expr:
 def load_run(run: str | os.PathLike[str], *, store: StoreArgument = DEFAULT_STORE) -> ResearchResults:
     """A past run as ResearchResults, to look at or export again. ``run`` is a run id from ``torq_nb.runs()``
     (read from ``store``: by default ``$TORQ_NB_STORE`` or the user's cache folder), or the path of a run saved
-    as JSON (``results.export("run.json")``): a path object, or a string naming a file or ending in ``.json``."""
+    as JSON (``results.export("run.json")``): one that names a file or ends in ``.json``."""
     text = os.fspath(run)
-    if isinstance(run, os.PathLike) or text.lower().endswith(".json") or os.path.isfile(text):
+    if text.lower().endswith(".json") or os.path.isfile(text):
         return _results(_read_json_run(text))
     found = resolve_store(store)
     try:
