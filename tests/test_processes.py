@@ -54,7 +54,8 @@ async def test_a_script_without_a_main_guard_runs_once_and_as_quietly_as_a_guard
     async with SearchServer(load_pages()) as server:
         for name in ("unguarded", "guarded"):
             marks = tmp_path / f"{name}.marks"
-            env = {**search_environment(server), "MARKS": str(marks), "PYTHONPATH": repository_path()}
+            env = {**search_environment(server), "MARKS": str(marks), "PYTHONPATH": repository_path(),
+                   "TORQ_NB_STORE": str(tmp_path / f"{name}.sqlite")}  # each run fetches and extracts afresh
             args = (f"{name}.py",) if how == "path" else ("-m", name)
             code, out, err = await run_script(tmp_path / f"{name}.py", *args, env=env, cwd=tmp_path)
             assert code == 0, err
