@@ -316,3 +316,27 @@ def test_cli_research_many_end_to_end(server: BatchServer, tmp_path: Path) -> No
     assert "3 topics" in done.stderr and "1 failed" in done.stderr
     assert "sourdough refuseme" in done.stdout and "403" in done.stdout  # the per-topic outcome table
     assert "## marathon training" in (tmp_path / "all.md").read_text("utf-8")
+
+
+def test_cli_ctrl_c_exits_130_and_exports_the_topics_reached(server: BatchServer, tmp_path: Path) -> None:
+    import signal
+
+    listing = tmp_path / "topics.txt"
+    listing.write_text("\n".join([f"sourdough {REFUSED}", *(f"{WORDS[i % len(WORDS)]} {i:02d}" for i in range(20))]), "utf-8")
+    server.delay = 1.0  # pages stay in flight after the interrupt, even on a loaded machine
+    env = {**os.environ, "TORQ_NB_ALLOW_PRIVATE_NETWORKS": "1", "TORQ_NB_STORE": "off"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "torq_nb.cli", "research-many", str(listing), "--source", "searxng", "--concurrency", "2",
+         "--searxng-url", server.searxng_url, "--export", str(tmp_path / "partial.csv")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    deadline = time.monotonic() + 120
+    while not any(r.path.startswith("/pages/") for r in list(server.requests)):  # a topic is reading its pages
+        assert process.poll() is None and time.monotonic() < deadline, "the CLI ended before reading a page"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted: exporting the partial results" in err and "Traceback" not in err
+    rows = pl.read_csv(tmp_path / "partial.csv")
+    assert rows.columns[0] == "topic" and "cancelled" in set(rows.get_column("status"))

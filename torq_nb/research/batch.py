@@ -644,6 +644,8 @@ def start_research_many(
     Displayed, the job is the batch widget with a Cancel button; ``job.cancel()``, ``job.result()`` and
     ``job.partial_results`` work from any cell.
     """
+    if progress_callback is not None and not callable(progress_callback):
+        raise TypeError(f"progress_callback must be a function taking a status dict, not {progress_callback!r}")
     plan = _plan(topics, depth, source, query=query, concurrency=concurrency, executor=executor, store=store,
                  max_age=max_age, refresh=refresh, policy=policy, allow_private_networks=allow_private_networks, synthesizer=synthesizer,
                  source_options=source_options)
