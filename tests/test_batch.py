@@ -335,7 +335,7 @@ def test_cli_ctrl_c_exits_130_and_exports_the_topics_reached(server: BatchServer
         assert process.poll() is None and time.monotonic() < deadline, "the CLI ended before reading a page"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "interrupted: exporting the partial results" in err and "Traceback" not in err
     rows = pl.read_csv(tmp_path / "partial.csv")
