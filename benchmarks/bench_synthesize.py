@@ -154,7 +154,7 @@ def self_contained(
                 previous
                 and previous[1][0] == ranks[0]
                 and position > 0
-                and _norm(previous[0]) == norms[position - 1]
+                and norms[position - 1].endswith(_norm(previous[0]))
             )
         verdicts.append(ok)
     return verdicts
@@ -201,7 +201,8 @@ async def gather_sources(topics: list[str], corpus: Path, depth: str) -> tuple[l
     recorder = Recorder()
     policy = FetchPolicy(allow_private_networks=True, per_host=16)
     async with SearchServer(load_pages(corpus)) as server:
-        provider = WebSearchProvider(SearXNG(server.searxng_url), policy=policy, synthesizer=recorder)
+        # No run store: every topic is searched and its pages fetched afresh, and no stored summary stands in.
+        provider = WebSearchProvider(SearXNG(server.searxng_url), policy=policy, synthesizer=recorder, store=None)
         found = []
         for topic in topics:
             await provider.research_topic_with_progress(topic, depth=depth)
