@@ -307,6 +307,9 @@ def _check_client(executor: Any) -> None:
         raise TypeError("executor= takes a dask.distributed.Client; install it with pip install 'torq_nb[dask]'") from None
     if not isinstance(executor, Client):
         raise TypeError(f"executor must be a dask.distributed.Client or None, not {type(executor).__name__}")
+    if executor.asynchronous:
+        raise TypeError("executor must be a synchronous Client (Client(...), not Client(asynchronous=True)); "
+                        "the batch waits for it from a thread of its own")
 
 
 # --------------------------------------------------------------------- running topics (locally or on a worker)
