@@ -11,7 +11,11 @@ table shows the default policy (4 per host, 16 in all) and a raised one (``--per
 Lower bound of the batch: requests × latency ÷ the requests one host may have open (the per-host limit);
 requests are counted at the server.
 
-    python benchmarks/bench_batch.py [--topics 200] [--latency-ms 50] [--concurrency 16] [--per-host 16]
+With ``--dask`` the batch also runs on a ``LocalCluster`` of two worker processes (one thread each) on
+loopback: each worker thread researches its chunks of topics over a Fetcher of its own, so a host may see up
+to per_host requests from each worker thread.
+
+    python benchmarks/bench_batch.py [--topics 200] [--latency-ms 50] [--concurrency 16] [--per-host 16] [--dask]
 """
 
 from __future__ import annotations
@@ -41,7 +45,13 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--concurrency", type=int, default=16, help="topics at once in the batch")
     parser.add_argument("--per-host", type=int, default=16, help="the raised per-host limit of the second policy")
+    parser.add_argument("--dask", action="store_true", help="also run the batch on a LocalCluster of 2 workers")
     args = parser.parse_args()
+    client = None
+    if args.dask:
+        from distributed import Client, LocalCluster
+
+        client = Client(LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None))
     names = topics(args.topics)
     rows = []
     with serve_in_thread(SearchServer(load_pages(FIXTURE_PAGES))) as server:
@@ -63,14 +73,26 @@ def main() -> None:
             assert len(server.requests) == requests, (len(server.requests), requests)
             pages = int(batch.summaries.get_column("pages_read").sum())
             bound = requests * server.delay / policy.per_host
-            rows.append((policy, requests, pages, loop, many, bound))
+            on_dask = None
+            if client is not None:
+                started = time.perf_counter()
+                remote = torq_nb.research_many(names, policy=policy, concurrency=args.concurrency, executor=client, **common)
+                on_dask = time.perf_counter() - started
+                assert remote.summaries.equals(batch.summaries)
+            rows.append((policy, requests, pages, loop, many, bound, on_dask))
+    if client is not None:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
     print(f"{args.topics} topics, standard depth, server latency {args.latency_ms:g} ms, batch concurrency "
           f"{args.concurrency} topics\n")
-    print("| policy | requests | pages read | loop of research() | research_many | loop ÷ batch | batch lower bound | batch ÷ bound |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for policy, requests, pages, loop, many, bound in rows:
+    dask_head = " research_many on Dask (2 workers) |" if client is not None else ""
+    print(f"| policy | requests | pages read | loop of research() | research_many | loop ÷ batch | batch lower bound | batch ÷ bound |{dask_head}")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if client is not None else ""))
+    for policy, requests, pages, loop, many, bound, on_dask in rows:
+        dask_cell = f" {on_dask:.1f} s |" if on_dask is not None else ""
         print(f"| per_host={policy.per_host}, concurrency={policy.concurrency} | {requests:,} | {pages:,} | {loop:.1f} s | "
-              f"{many:.1f} s | {loop / many:.1f}× | {bound:.1f} s | {many / bound:.2f}× |")
+              f"{many:.1f} s | {loop / many:.1f}× | {bound:.1f} s | {many / bound:.2f}× |{dask_cell}")
 
 
 if __name__ == "__main__":
