@@ -1,9 +1,9 @@
 """Research many topics at once: ``research_many``, ``start_research_many`` and ``BatchResults``.
 
 A batch runs its topics concurrently (at most ``concurrency`` at a time) over ONE fetch budget: one
-Fetcher, so the policy's total concurrency, per-host limits and Retry-After waits hold across all topics
-together, and a search engine or site shared by many topics sees no more requests than one run would
-send it. A topic that fails (its search refused, its source down) is that topic's status, with the
+Fetcher, so the policy's total concurrency, per-host limits and robots.txt cache hold across all topics
+together, and a search engine or site shared by many topics sees no more requests at once than one run
+would send it (a Retry-After delays the request it answered, as in one run). A topic that fails (its search refused, its source down) is that topic's status, with the
 reason; the batch goes on. One BatchTracker reports the batch (one widget, one terminal line).
 
 With ``executor=`` a ``dask.distributed.Client``, the topics run on the cluster's workers in chunks: each
