@@ -233,8 +233,8 @@ async def run_research(
 
     A failed search fails the run (the SourceError propagates, the tracker records it); a failed page is
     a row. On cancellation the tracker is marked cancelled and ResearchCancelled carries the partial results.
-    ``fetcher``: an open Fetcher shared with other runs (a batch: one fetch budget, so per-host limits and
-    Retry-After hold across its topics); the run uses it and leaves it open. Without one the run opens its own
+    ``fetcher``: an open Fetcher shared with other runs (a batch: one fetch budget, so its concurrency and
+    per-host limits hold across its topics); the run uses it and leaves it open. Without one the run opens its own
     under ``policy``.
     ``store``: where searches, pages and extracted texts are looked up and kept, and the finished run saved
     (a shared ``fetcher`` must have been made with the same StoreSession to read pages from it).
