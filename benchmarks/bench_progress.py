@@ -3,7 +3,8 @@
 One run starts an ipykernel with jupyter_client, runs every case as its own cell and reads the kernel's
 IOPub channel. Each case drives one progress display through ``--updates`` updates (200,000 by default):
 
-* ``advance()`` / ``track()`` of a ProgressTracker, bare and with the widget displayed (``display(tracker)``);
+* ``advance()`` / ``track()`` of a ProgressTracker, bare and with the widget displayed (``display(tracker)``),
+  and ``update(i, total=N)`` with the widget (a total passed on every call waits for the throttle too);
 * ``tqdm.std`` and ``tqdm.notebook``: ``update(1)`` and iteration, on the same loop;
 * a plain loop, for the loop's own cost.
 
@@ -88,6 +89,13 @@ CASES: list[tuple[str, int, str, str, str]] = [
         2,
         "t = ProgressTracker('bench'); display(t); t.progress('searching')",
         "for _ in t.track(range(N)):\n    PACE",
+        "t.complete()",
+    ),
+    (
+        "ProgressTracker.update(i, total=N), widget displayed",
+        2,
+        "t = ProgressTracker('bench'); display(t); t.progress('searching')",
+        "for i in range(N):\n    t.update(i + 1, total=N)\n    PACE",
         "t.complete()",
     ),
 ]

@@ -500,7 +500,10 @@ class ProgressTracker(_StatusTraits):  # type: ignore[misc]  # a base made from 
         return True
 
     def progress(self, stage: str, message: str | None = None, **metadata: Any) -> None:
-        """Enter ``stage`` (or stay in it), with an optional message and metadata to record."""
+        """Enter ``stage`` (or stay in it), with an optional message and metadata to record.
+
+        Entering a stage is published at once; staying in it (a new message) waits for the throttle.
+        """
         _text(message, "progress()", "message")
         with self._lock:
             if self._refuse_if_finished(f"progress({stage!r})"):
@@ -512,13 +515,17 @@ class ProgressTracker(_StatusTraits):  # type: ignore[misc]  # a base made from 
                 current = self._stage_spec[self._current][0]
                 raise ValueError(f"cannot move back from stage {current!r} to earlier stage {stage!r}")
             self._begin()
-            if index != self._current:
+            entered = index != self._current
+            if entered:
                 now = self._clock()
                 self._enter(index, now)
                 self._restart_count(None, now)
             self._message = message
             self._metadata.update(metadata)
-            self._publish()
+            if entered or self._clock() >= self._next_publish:  # a new message in the same stage is throttled
+                self._publish()
+            else:
+                self._publish_later()
 
     def update(self, done: int, total: int | None = None, message: str | None = None) -> None:
         """Set the count of items done in the current stage (and the total, and a message, if given).
@@ -640,12 +647,16 @@ class ProgressTracker(_StatusTraits):  # type: ignore[misc]  # a base made from 
             return counter
 
     def _end_track(self, counter: _Counter) -> None:
-        """Fold a finished loop's count into the offset and publish the final count of the loop."""
+        """Fold a finished loop's count into the offset; its final count is published (now, or when the
+        interval ends: many short loops in a row stay within the throttle)."""
         with self._lock:
             if self._counters.pop(counter, None) is counter:
                 self._offset += counter.count
                 if self._state == "running":
-                    self._publish()
+                    if self._clock() >= self._next_publish:
+                        self._publish()
+                    else:
+                        self._publish_later()
 
     def _track_sync(self, iterable: Iterable[T], counter: _Counter) -> Iterator[T]:
         count, check_at = 0, counter.check_at  # locals: the cheapest per-item work
