@@ -732,5 +732,5 @@ async def test_plugins_are_found_through_entry_points(tmp_path: Path, clean_env:
     assert resolve_source().prefix == "from the environment"  # type: ignore[attr-defined]
     with pytest.raises(TypeError, match=r"Source 'echo' takes \(prefix, times, shout\).*Did you mean times=\?"):
         resolve_source(tims=2)
-    with pytest.raises(TypeError, match="'broken'.*not a subclass"):
+    with pytest.raises(TypeError, match=r"'broken'.*not a subclass"):
         resolve_source("broken")

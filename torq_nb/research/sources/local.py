@@ -142,7 +142,7 @@ class LocalFiles(Source):
             return []
         results = index.retriever.retrieve(query_tokens, k=min(limit, len(index.docs)), show_progress=False)
         hits = []
-        for position, score in zip(results.documents[0], results.scores[0]):
+        for position, score in zip(results.documents[0], results.scores[0], strict=True):
             if score <= 0:
                 break
             doc = index.docs[int(position)]
