@@ -156,6 +156,24 @@ async def test_a_plugin_source_gets_flags_from_its_constructor(tmp_path):
     assert code == 2 and "did you mean --times?" in err and "the echo source's flags: --prefix" in err, err
 
 
+def test_a_source_option_named_like_a_command_flag_gets_the_source_name_in_front():
+    from torq_nb.cli import _parser, _source_options
+    from torq_nb.research.sources import Source
+
+    class Deep(Source):
+        name = "deep"
+
+        def __init__(self, depth: int = 1, export: bool = False) -> None:
+            pass
+
+        async def search(self, query, limit, fetcher):
+            return []
+
+    for command in ("research", "research-many"):
+        args = _parser(Deep).parse_args([command, "x", "--depth", "quick", "--deep-depth", "3", "--deep-export"])
+        assert args.depth == "quick" and _source_options(args) == {"depth": 3, "export": True}
+
+
 async def test_on_a_terminal_the_progress_is_one_live_line():
     async with SearchServer(load_pages()) as server:
         leader, follower = pty.openpty()
