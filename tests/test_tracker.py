@@ -965,13 +965,14 @@ def test_the_throttle_follows_the_injected_clock_without_sleeping() -> None:
     seen: list[ProgressStatus] = []
     tracker.subscribe(seen.append)
     tracker.progress("searching")  # a stage change: published at once
-    for done in range(1, 8):
+    tracker.update(1, total=10)  # a new total: at once
+    for done in range(2, 8):
         clock.advance(0.1)
-        tracker.update(done, total=10)  # inside the interval: held back, a total too (a loop may pass one each time)
-    assert [s.done for s in seen] == [0, 0]
-    clock.advance(0.4)  # 1.1 s after the last publish
+        tracker.update(done, total=10)  # inside the interval: held back, the same total too (a loop may pass it)
+    assert [(s.done, s.total) for s in seen] == [(0, None), (0, None), (1, 10)]
+    clock.advance(0.5)  # 1.1 s after the last publish
     tracker.update(8)
-    assert [(s.done, s.total) for s in seen] == [(0, None), (0, None), (8, 10)]
+    assert [s.done for s in seen] == [0, 0, 1, 8]
     for _ in range(500):
         tracker.advance()  # the fast path reads the clock too, and it has not moved
     assert seen[-1].done == 8 and tracker.status().done == 508

@@ -198,6 +198,7 @@ def test_stage_changes_and_terminal_states_go_out_at_once(kernel: Kernel) -> Non
     # Held back meanwhile: the count 3/10 never went out on its own, only the stage and terminal flushes did.
     assert [(u["stage"], u["done"]) for u in widget_updates(messages, values["model_id"])] == [
         ("initializing", 0),
+        ("initializing", 3),  # a new total goes out at once
         ("searching", 0),
         ("complete", 0),
     ]
@@ -210,8 +211,8 @@ def test_trailing_flush_sends_the_last_state_while_the_kernel_is_busy(kernel: Ke
         widget = ProgressWidget(tracker)
         display(widget)
         tracker.progress("searching")
-        tracker.update(3, total=10)  # inside the interval: held back
-        tracker.update(7)  # and this too
+        tracker.update(3, total=10)  # a new total: published at once
+        tracker.update(7)  # inside the interval: held back
         held_back = widget.status["done"]
         deadline = time.monotonic() + 30  # the cell stays busy until the trailing publish went out
         while widget.status["done"] != 7 and time.monotonic() < deadline:
@@ -221,7 +222,7 @@ def test_trailing_flush_sends_the_last_state_while_the_kernel_is_busy(kernel: Ke
         model_id="widget.model_id",
         held_back="held_back",
     )
-    assert values["held_back"] == 0
+    assert values["held_back"] == 3
     trailing = position(messages, is_update_with(done=7, total=10, percent=42.5))
     assert trailing < position(messages, is_marker("still busy"))
 

@@ -543,11 +543,14 @@ class ProgressTracker(_StatusTraits):  # type: ignore[misc]  # a base made from 
                 return
             started = self._start_if_pending()
             self._offset += done - self._done_now()
+            new_total = total is not None and total != self._total
             if total is not None:
                 self._total = total
             if message is not None:
                 self._message = message
-            if started or self._clock() >= self._next_publish:  # a new total waits too: update(i, total=n) in a loop
+            # A new total (the bar's scale) goes out at once; the same total again (update(i, total=n) in a
+            # loop) waits for the throttle like any count.
+            if started or new_total or self._clock() >= self._next_publish:
                 self._publish()
             else:
                 self._publish_later()
