@@ -143,6 +143,50 @@ async def test_retry_after_is_capped(server: FaultServer) -> None:
     assert page.status == "ok" and server.hits["/retry-after"] == 2
 
 
+async def test_retry_after_pauses_the_host_for_every_request(server: FaultServer) -> None:
+    """One topic's 429 (Retry-After: 1) holds back the other topics' requests to that host, made meanwhile, until
+    the second has passed; a request to another host goes at once. One Fetcher, as a batch shares it; per_host=1
+    queues the other requests behind the first, so they are made while its 429 is outstanding."""
+    policy = FetchPolicy(allow_private_networks=True, per_host=1, backoff=0.01)
+    async with Fetcher(policy) as fetcher:
+        first = asyncio.ensure_future(fetcher.fetch(server.url("/retry-after?fail=1&after=1")))
+        others = [asyncio.ensure_future(fetcher.fetch(server.url(f"/page?ms=0&n={i}"))) for i in range(3)]
+        while not server.hits["/retry-after"]:
+            await asyncio.sleep(0.01)
+        elsewhere = await fetcher.fetch(f"http://localhost:{server.port}/ok")
+        pages = await asyncio.gather(first, *others)
+    assert elsewhere.status == "ok" and all(page.status == "ok" for page in pages)
+    refused, retried = server.arrivals["/retry-after"]
+    assert len(server.arrivals["/page"]) == 3
+    assert all(arrival - refused >= 0.9 for arrival in server.arrivals["/page"])
+    assert retried - refused >= 0.9
+    assert server.arrivals["/ok"][0] < min(server.arrivals["/page"])  # the other host was not paused
+
+
+async def test_a_request_made_after_the_429_waits_for_the_host(server: FaultServer) -> None:
+    """With no retries the 429 ends its own fetch at once; a later fetch to the host still waits out the pause."""
+    policy = FetchPolicy(allow_private_networks=True, retries=0)
+    async with Fetcher(policy) as fetcher:
+        refused = await fetcher.fetch(server.url("/retry-after?fail=1&after=1"))
+        later = await fetcher.fetch(server.url("/ok"))
+    assert refused.status == "error" and refused.http_status == 429 and later.status == "ok"
+    assert server.arrivals["/ok"][0] - server.arrivals["/retry-after"][0] >= 0.9
+
+
+async def test_the_host_pause_is_capped_and_bounded_by_the_deadline(server: FaultServer) -> None:
+    capped = FetchPolicy(allow_private_networks=True, retries=0, max_retry_after=0.3)
+    async with Fetcher(capped) as fetcher:
+        await fetcher.fetch(server.url("/retry-after?fail=1&after=3600"))
+        later = await fetcher.fetch(server.url("/ok"))
+    assert later.status == "ok" and server.arrivals["/ok"][0] - server.arrivals["/retry-after"][0] >= 0.25
+    short = FetchPolicy(allow_private_networks=True, retries=0, deadline=1)
+    async with Fetcher(short) as fetcher:
+        await fetcher.fetch(server.url("/retry-after?fail=2&after=20"))
+        late = await fetcher.fetch(server.url("/page?ms=0"))
+    assert late.status == "error" and late.error == "deadline exceeded while 127.0.0.1 asked to wait (Retry-After)"
+    assert server.hits["/page"] == 0
+
+
 @pytest.mark.parametrize("status", [502, 503, 504])
 async def test_transient_5xx_is_retried_until_success(server: FaultServer, status: int) -> None:
     page = await fetch_one(server.url(f"/flaky?status={status}&fail=2"))

@@ -195,6 +195,26 @@ class _Transient(_Failure):
         self.retry_after = retry_after
 
 
+class _Host:
+    """One host's share of the fetch budget: its per-host slots, and the time before which no request may go to it.
+
+    A 429, 502, 503 or 504 with Retry-After pauses the host, not only the request it answered: every request to that
+    host, from any topic of a batch sharing the Fetcher, waits until then (the wait capped by
+    ``max_retry_after``; a later Retry-After only ever extends the pause).
+    """
+
+    def __init__(self, per_host: int) -> None:
+        self.slots = asyncio.Semaphore(per_host)
+        self.not_before = 0.0  # time.monotonic() before which nothing is sent to this host
+
+    def pause(self, seconds: float) -> None:
+        self.not_before = max(self.not_before, time.monotonic() + seconds)
+
+    def wait(self) -> float:
+        """Seconds left before this host may be asked again (0 when it may be asked now)."""
+        return max(0.0, self.not_before - time.monotonic())
+
+
 @dataclass
 class _Trip:
     """What one fetch went through: the URLs it visited, and when its first request got a slot."""
@@ -233,7 +253,7 @@ class Fetcher:
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
         self._slots = asyncio.Semaphore(self.policy.concurrency)
-        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._hosts: dict[str, _Host] = {}
         self._robots: dict[str, tuple[RobotFileParser, str]] = {}
         self._robots_locks: dict[str, asyncio.Lock] = {}
         self._deadline_at: float | None = None
@@ -401,47 +421,66 @@ class Fetcher:
     async def _attempt(
         self, url: URL, trip: _Trip, *, trusted: bool, headers: Mapping[str, str] | None, types: tuple[str, ...] | None
     ) -> _Answer:
-        """One HTTP request, inside the concurrency slots and (for untrusted URLs) the address guard."""
+        """One HTTP request, inside the concurrency slots, after its host's pause (if a Retry-After set one)."""
+        # Per-host slot first, then the host's Retry-After pause, then a global slot: waiting on one busy or
+        # paused host never ties up global slots.
+        key = url.raw_host or ""
+        host = self._hosts.get(key) or self._hosts.setdefault(key, _Host(self.policy.per_host))
+        async with host.slots:
+            while (pause := host.wait()) > 0:
+                remaining = self._remaining()
+                if remaining is not None and pause >= remaining:
+                    raise _DeadlineExceeded(f"deadline exceeded while {url.host} asked to wait (Retry-After)")
+                await asyncio.sleep(pause)
+            async with self._slots:
+                try:
+                    return await self._request(url, trip, trusted=trusted, headers=headers, types=types)
+                except _Transient as problem:
+                    if problem.retry_after is not None:
+                        host.pause(problem.retry_after)
+                    raise
+
+    async def _request(
+        self, url: URL, trip: _Trip, *, trusted: bool, headers: Mapping[str, str] | None, types: tuple[str, ...] | None
+    ) -> _Answer:
+        """The request itself, once it holds its slots; untrusted URLs inside the address guard."""
         assert self._session is not None and self._resolver is not None
-        # Per-host slot first, then a global one: waiting on one busy host never ties up global slots.
-        host_slots = self._host_slots.setdefault(url.raw_host or "", asyncio.Semaphore(self.policy.per_host))
-        async with host_slots, self._slots:
-            if trip.started is None:
-                trip.started = time.monotonic()
-            remaining = self._remaining()
-            if remaining is not None and remaining <= 0:
-                raise _DeadlineExceeded("deadline exceeded")
-            total = self.policy.total_timeout if remaining is None else min(self.policy.total_timeout, remaining)
-            timeout = aiohttp.ClientTimeout(
-                total=total, sock_connect=self.policy.connect_timeout, sock_read=self.policy.read_timeout
+        if trip.started is None:
+            trip.started = time.monotonic()
+        remaining = self._remaining()
+        if remaining is not None and remaining <= 0:
+            raise _DeadlineExceeded("deadline exceeded")
+        total = self.policy.total_timeout if remaining is None else min(self.policy.total_timeout, remaining)
+        timeout = aiohttp.ClientTimeout(
+            total=total, sock_connect=self.policy.connect_timeout, sock_read=self.policy.read_timeout
+        )
+        try:
+            guard: AbstractContextManager[None] = (
+                nullcontext() if trusted else untrusted_request(allow_private=self.policy.allow_private_networks)
             )
-            try:
-                guard: AbstractContextManager[None] = (
-                    nullcontext() if trusted else untrusted_request(allow_private=self.policy.allow_private_networks)
-                )
-                with guard:
-                    if not trusted:
-                        await self._vet(url)
-                    async with self._session.get(url, headers=headers, allow_redirects=False, timeout=timeout) as resp:
-                        return await self._answer(resp, types)
-            except UnsafeURLError as refused:
-                raise _Refused(str(refused)) from None
-            except aiohttp.ConnectionTimeoutError:
-                raise _Failure(f"timed out connecting to {url.host} (after {self.policy.connect_timeout:g} s)") from None
-            except aiohttp.SocketTimeoutError:
-                raise _Failure(f"timed out: no data for {self.policy.read_timeout:g} s") from None
-            except asyncio.TimeoutError:
-                if total < self.policy.total_timeout:
-                    raise _DeadlineExceeded("deadline exceeded") from None
-                raise _Failure(f"timed out after {total:g} s") from None
-            except aiohttp.ClientConnectorDNSError as dns:
-                raise _Failure(f"could not resolve host {url.host}: {_cause(dns)}") from None
-            except aiohttp.ClientPayloadError as broken:
-                raise _Transient(f"connection broke while reading the body: {_cause(broken)}") from None
-            except aiohttp.ClientConnectionError as lost:
-                raise _Transient(f"connection error: {_cause(lost)}") from None
-            except aiohttp.ClientError as other:
-                raise _Failure(f"request failed: {_cause(other)}") from None
+            with guard:
+                if not trusted:
+                    await self._vet(url)
+                async with self._session.get(url, headers=headers, allow_redirects=False, timeout=timeout) as resp:
+                    return await self._answer(resp, types)
+        except UnsafeURLError as refused:
+            raise _Refused(str(refused)) from None
+        except aiohttp.ConnectionTimeoutError:
+            raise _Failure(f"timed out connecting to {url.host} (after {self.policy.connect_timeout:g} s)") from None
+        except aiohttp.SocketTimeoutError:
+            raise _Failure(f"timed out: no data for {self.policy.read_timeout:g} s") from None
+        except asyncio.TimeoutError:
+            if total < self.policy.total_timeout:
+                raise _DeadlineExceeded("deadline exceeded") from None
+            raise _Failure(f"timed out after {total:g} s") from None
+        except aiohttp.ClientConnectorDNSError as dns:
+            raise _Failure(f"could not resolve host {url.host}: {_cause(dns)}") from None
+        except aiohttp.ClientPayloadError as broken:
+            raise _Transient(f"connection broke while reading the body: {_cause(broken)}") from None
+        except aiohttp.ClientConnectionError as lost:
+            raise _Transient(f"connection error: {_cause(lost)}") from None
+        except aiohttp.ClientError as other:
+            raise _Failure(f"request failed: {_cause(other)}") from None
 
     async def _vet(self, url: URL) -> None:
         """Resolve and check an untrusted URL (the answer is pinned for the connection), within connect_timeout."""
