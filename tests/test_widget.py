@@ -310,7 +310,8 @@ def test_executed_notebook_keeps_the_final_state(tmp_path: Path, store_widget_st
 
 FAKE_JOB = """
 import threading
-from torq_nb.progress.widget import show, view_state
+from torq_nb.display import show
+from torq_nb.progress.widget import view_state
 import torq_nb.progress.widget as view
 
 class FakeJob:  # what show() needs of a research job

@@ -16,6 +16,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
+from torq_nb import display as _display
 from torq_nb._lazy import lazy_names
 from torq_nb.api import aresearch, export, research, start_research
 
@@ -137,3 +138,4 @@ __all__ = [
 
 
 __getattr__, __dir__ = lazy_names(__name__, _WHERE)
+_display.register()

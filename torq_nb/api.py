@@ -102,13 +102,14 @@ def research(*args: Any, **kwargs: Any) -> ResearchResults:
     lists past runs. A store that cannot be used is a StoreWarning: the run goes on and returns its results.
 
     In a notebook the live progress widget appears (``display=False`` turns it off); ``progress_callback``
-    receives every published status as a dict. An interrupt (Ctrl-C, or the kernel's stop button) cancels
-    the run and raises ResearchCancelled, whose ``.results`` are the partial results.
+    receives every published status as a dict. Its Cancel button (where the kernel can take a click while
+    the cell is busy: ipykernel 7), an interrupt (Ctrl-C, the kernel's stop button) or Ctrl-C in a script
+    cancel the run and raise ResearchCancelled, whose ``.results`` are the partial results.
     """
     from torq_nb.research.sources import SourceError
 
     provider, run = _request(*args, **kwargs)
-    job = provider.start(**run)
+    job = provider.start(**run, blocking=True)
     try:
         return job.wait_interruptibly()
     except SourceError as expected:  # says what happened and what to try: the library's frames add nothing
@@ -130,8 +131,7 @@ def start_research(*args: Any, **kwargs: Any) -> ResearchJob:
     """Start a run in the background, with the same parameters as ``research``; return its job at once.
 
     Displayed, the job is the live widget with a Cancel button; ``job.cancel()``, ``job.result()`` and
-    ``job.partial_results`` work from any cell. The button works because the cell is not busy: a kernel
-    handles no click while a cell runs.
+    ``job.partial_results`` work from any cell, and later cells run while it works.
     """
     provider, run = _request(*args, **kwargs)
     return provider.start(**run)

@@ -265,11 +265,6 @@ class BatchTracker:
     def __repr__(self) -> str:
         return f"<BatchTracker {batch_line(self.status())}>"
 
-    def _ipython_display_(self) -> None:
-        from torq_nb.progress.batch_widget import BatchWidget
-
-        BatchWidget(self)._ipython_display_()
-
 
 # --------------------------------------------------------------------- static views
 

@@ -1,5 +1,5 @@
-"""ProgressWidget: the live notebook view of a ProgressTracker (an anywidget, no build step), and the display
-of trackers and research jobs.
+"""ProgressWidget: the live notebook view of a ProgressTracker (an anywidget, no build step). Which objects the
+hosts show with it is registered at the top of the package (torq_nb/display.py).
 
 The widget subscribes to its tracker and syncs each status it is handed as ONE value (the ``status`` dict:
 ProgressStatus's fields, less the kernel-only ones), so each publish is one comm message and the tracker's
@@ -30,7 +30,7 @@ from torq_nb.progress.models import ProgressStatus
 from torq_nb.progress.snapshot import status_html, status_line
 from torq_nb.progress.tracker import ProgressTracker
 
-__all__ = ["ProgressWidget", "asset_dir", "register_display", "show"]
+__all__ = ["ProgressWidget", "asset_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -221,56 +221,3 @@ class ProgressWidget(anywidget.AnyWidget):
             if "_unsubscribe" in self.__dict__:
                 self._unsubscribe()  # outside the widget's lock: it takes the tracker's
         super().close()
-
-
-# ----------------------------------------------------------------------------- display registration
-
-
-class _Job(Protocol):
-    """What the display needs of a research job (torq_nb.research.jobs.ResearchJob): no import of research."""
-
-    @property
-    def tracker(self) -> ProgressTracker: ...
-
-    def cancel(self) -> bool: ...
-
-    def on_blocking(self, callback: Callable[[bool], object]) -> Callable[[], None]: ...
-
-
-def show(obj: ProgressTracker | _Job) -> None:
-    """IPython's display of a tracker (its live widget) or of a research job (the widget with Cancel).
-
-    IPython hands subclasses of the registered types here too: one with a display of its own (a batch job's
-    batch widget) keeps it.
-    """
-    own_display = getattr(type(obj), "_ipython_display_", None)
-    if own_display is not None:
-        own_display(obj)
-        return
-    if isinstance(obj, ProgressTracker):
-        ProgressWidget(obj)._ipython_display_()
-        return
-    widget = ProgressWidget(obj.tracker, on_cancel=obj.cancel)
-    if not widget.takes_clicks_while_busy:
-        obj.on_blocking(widget.set_blocking)
-    widget._ipython_display_()
-
-
-#: The types ``show`` displays, by module and name, so registering them imports neither.
-DISPLAYED_TYPES: tuple[tuple[str, str], ...] = (
-    ("torq_nb.progress.tracker", "ProgressTracker"),
-    ("torq_nb.research.jobs", "ResearchJob"),
-)
-
-
-def register_display(ip: Any = None) -> None:
-    """Make IPython (``ip``, default the running shell) display trackers and research jobs with ``show``."""
-    if ip is None:
-        from IPython.core.getipython import get_ipython
-
-        ip = get_ipython()
-    if ip is None:
-        return
-    formatter = ip.display_formatter.ipython_display_formatter
-    for module, name in DISPLAYED_TYPES:
-        formatter.for_type_by_name(module, name, show)

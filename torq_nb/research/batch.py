@@ -34,7 +34,7 @@ from torq_nb.research.fetch import Fetcher, FetchPolicy
 from torq_nb.research.jobs import CANCEL_GRACE, ResearchJob
 from torq_nb.research.models import Document, Page
 from torq_nb.research.pipeline import ResearchCancelled, Run, get_depth, run_research
-from torq_nb.research.provider import WebSearchProvider, _in_notebook, _show
+from torq_nb.research.provider import WebSearchProvider
 from torq_nb.research.results import SCHEMA, ResearchResults
 from torq_nb.research.sources import SourceError
 from torq_nb.research.store import DEFAULT_MAX_AGE, DEFAULT_STORE
@@ -500,11 +500,6 @@ class BatchJob(ResearchJob):
     def __repr__(self) -> str:
         return f"<BatchJob {batch_line(self.status)}>"
 
-    def _ipython_display_(self) -> None:
-        from torq_nb.progress.batch_widget import BatchWidget
-
-        BatchWidget(self.tracker, on_cancel=self.cancel)._ipython_display_()
-
 
 # --------------------------------------------------------------------- Dask
 
@@ -653,8 +648,10 @@ def start_research_many(
                  max_age=max_age, refresh=refresh, policy=policy, allow_private_networks=allow_private_networks, synthesizer=synthesizer,
                  source_options=source_options)
     job = BatchJob(_Batch(plan, progress_callback))
-    if display and _in_notebook():
-        _show(job)
+    if display:
+        from torq_nb.display import show
+
+        show(job)
     return job
 
 

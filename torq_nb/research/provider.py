@@ -32,22 +32,6 @@ _OPTIONS = ("policy", "allow_private_networks", "synthesizer", "extractor", "dis
             "store", "max_age", "refresh")
 
 
-def _in_notebook() -> bool:
-    """True inside a Jupyter kernel, where a widget can be shown."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def _show(obj: object) -> None:
-    from IPython.display import display
-
-    display(obj)
-
-
 class WebSearchProvider:
     """Researches topics on one source with one fetch policy.
 
@@ -138,8 +122,10 @@ class WebSearchProvider:
         Cancelling the awaiting task raises ResearchCancelled, whose ``.results`` are the partial results.
         """
         run = self._prepare(topic, depth, progress_callback)
-        if display and _in_notebook():
-            _show(run.tracker)
+        if display:
+            from torq_nb.display import show
+
+            show(run.tracker)
         return await self._execute(run)
 
     def start(
@@ -149,12 +135,16 @@ class WebSearchProvider:
         progress_callback: ProgressCallback | None = None,
         *,
         display: bool = True,
+        blocking: bool = False,
     ) -> ResearchJob:
-        """Start researching ``topic`` in the background and return the job at once."""
+        """Start researching ``topic`` in the background and return the job at once; ``blocking=True`` says
+        the caller will wait on it in the kernel's main thread (research() does), which its view shows."""
         run = self._prepare(topic, depth, progress_callback)
-        job = ResearchJob(run, lambda: self._execute(run))
-        if display and _in_notebook():
-            _show(job)
+        job = ResearchJob(run, lambda: self._execute(run), blocking=blocking)
+        if display:
+            from torq_nb.display import show
+
+            show(job)
         return job
 
     def get_research_progress(self, operation_id: str) -> ProgressStatus | None:
