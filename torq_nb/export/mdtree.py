@@ -1,7 +1,9 @@
 """Markdown (and simple HTML tables) to a small JSON tree that the Typst template renders as text.
 
 The tree holds only strings, numbers and node types; the template never evaluates any of it as
-markup, so nothing a notebook or a web page contains can become Typst code.
+markup, so nothing a notebook or a web page contains can become Typst code. Math is found as
+Jupyter finds it (nbconvert's parsers: ``$``, ``$$``, ``\\(``, ``\\[``, ``\begin{env}``) and kept as TeX in
+``math`` nodes; ``torq_nb.export.texmath`` converts it, and only its checked output is evaluated, as math.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from html.parser import HTMLParser
 from typing import Any, cast
 
 import mistune
+from nbconvert.filters.markdown_mistune import MathBlockParser, MathInlineParser
 
 Node = dict[str, Any]
 #: A table cell: plain text, or inline nodes.
@@ -27,8 +30,9 @@ ImageResolver = Callable[[str], "Node | None"]
 _INLINE_SYNTAX = re.compile(r"[\\`*_\[\]!<&~$\n]|://|www\.|@")
 
 
-class _InlineParser(mistune.InlineParser):
-    """mistune's inline parser, with plain text (most table cells) returned as one token at once."""
+class _InlineParser(MathInlineParser):
+    """nbconvert's inline parser (mistune's, with Jupyter's math), plain text (most table cells) returned
+    as one token at once."""
 
     def __call__(self, s: str, env: Any) -> list[dict[str, Any]]:
         if not _INLINE_SYNTAX.search(s):
@@ -36,15 +40,33 @@ class _InlineParser(mistune.InlineParser):
         return super().__call__(s, env)
 
 
-_parse = mistune.Markdown(renderer=None, inline=_InlineParser(), plugins=[
-    mistune.plugins.import_plugin(name) for name in ("table", "strikethrough", "url", "math")])
+_parse = mistune.Markdown(renderer=None, block=MathBlockParser(), inline=_InlineParser(), plugins=[
+    mistune.plugins.import_plugin(name) for name in ("table", "strikethrough", "url")])
 _ANCHOR = re.compile(r"""<a\s+(?:id|name)\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_IMG = re.compile(r"<img\s", re.IGNORECASE)
 _LINK_SCHEMES = ("http://", "https://", "ftp://", "mailto:")
 
 
 def text(value: str) -> Node:
     return {"t": "text", "v": value}
+
+
+def math(tex: str, block: bool) -> Node:
+    """Math as TeX; ``torq_nb.export.texmath`` adds its Typst form (``v``) when it converts."""
+    return {"t": "math", "tex": tex, "block": block}
+
+
+def _attrs(tag: str) -> dict[str, str]:
+    """The attributes of the first tag in ``tag``, entities decoded."""
+    found: dict[str, str] = {}
+
+    class _Tag(HTMLParser):
+        def handle_starttag(self, name: str, attrs: list[tuple[str, str | None]]) -> None:
+            if not found:
+                found.update({k: v or "" for k, v in attrs})
+    _Tag().feed(tag)
+    return found
 
 
 class _Converter:
@@ -56,7 +78,19 @@ class _Converter:
         self.refs: list[Node] = []
 
     def blocks(self, tokens: list[dict[str, Any]]) -> list[Node]:
-        return [node for token in tokens if (node := self.block(token)) is not None]
+        """Block nodes; an HTML block that opens a ``<div>`` box or ``<details>`` takes the Markdown
+        blocks that follow until the block that closes it (the Markdown inside an HTML box, as Jupyter shows it)."""
+        root: list[Node] = []
+        stack = [root]
+        for token in tokens:
+            if token["type"] == "block_html" and "<table" not in token["raw"].lower():
+                nodes, opened, closed = _HTMLBlocks.convert(token["raw"], self)
+                del stack[max(1, len(stack) - closed):]
+                stack[-1].extend(nodes)
+                stack += [box["c"] for box in opened]
+            elif (node := self.block(token)) is not None:
+                stack[-1].append(node)
+        return root
 
     def inlines(self, tokens: list[dict[str, Any]]) -> list[Node]:
         out: list[Node] = []
@@ -86,8 +120,6 @@ class _Converter:
         if kind == "block_code":
             lang = str(attrs.get("info") or "").split(" ")[0]
             return {"t": "codeblock", "v": tok["raw"].rstrip("\n"), "lang": lang}
-        if kind == "block_math":
-            return {"t": "codeblock", "v": tok["raw"], "lang": ""}
         if kind == "thematic_break":
             return {"t": "hr"}
         if kind == "block_html":
@@ -103,8 +135,13 @@ class _Converter:
         if kind in ("emphasis", "strong", "strikethrough"):
             return [{"t": {"emphasis": "em", "strong": "strong", "strikethrough": "strike"}[kind],
                      "c": self.inlines(tok["children"])}]
-        if kind in ("codespan", "inline_math"):
+        if kind == "codespan":
             return [{"t": "code", "v": tok["raw"]}]
+        if kind in ("inline_math", "block_math"):
+            return [math(tok["raw"], kind == "block_math")]
+        if kind == "latex_environment":
+            name = tok["attrs"]["name"]
+            return [math(f"\\begin{{{name}}}{tok['attrs']['body']}\\end{{{name}}}", True)]
         if kind == "linebreak":
             return [{"t": "br"}]
         if kind == "softbreak":
@@ -129,11 +166,19 @@ class _Converter:
     def image(self, tok: dict[str, Any]) -> list[Node]:
         url = tok["attrs"].get("url", "")
         alt = "".join(n.get("v", "") for n in self.inlines(tok.get("children", [])))
-        found = self.images(url) if self.images else None
+        return [self.picture(url, alt)]
+
+    def picture(self, url: str, alt: str, width: str | None = None) -> Node:
+        """The image the resolver finds for ``url`` (``width``: an ``<img>``'s, in CSS pixels), else its alt
+        text; a remote image is never fetched (an export makes no requests) and its label says so."""
+        found = self.images(url) if self.images and url else None
         if found:
-            return [found]
-        label = text(f"[image: {alt or url}]")
-        return [self.link(url, [label])] if url.lower().startswith(_LINK_SCHEMES) else [label]
+            if width and width.strip().removesuffix("px").replace(".", "", 1).isdigit():
+                found["w"] = float(width.strip().removesuffix("px")) * 0.75
+            return found
+        if url.lower().startswith(("http://", "https://")):
+            return self.link(url, [text(f"[image: {alt or url}] (not fetched)")])
+        return text(f"[image: {alt or url}]")
 
     def html_inline(self, raw: str) -> list[Node]:
         if m := _ANCHOR.match(raw):
@@ -141,6 +186,9 @@ class _Converter:
             return [self.anchors[-1]]
         if _BR.fullmatch(raw.strip()):
             return [{"t": "br"}]
+        if _IMG.match(raw):
+            attrs = _attrs(raw)
+            return [self.picture(attrs.get("src", ""), attrs.get("alt", ""), attrs.get("width"))]
         return []  # other inline tags: their text is in the neighbouring text tokens
 
     def html_block(self, raw: str) -> Node | None:
@@ -236,6 +284,130 @@ class _HTMLText(HTMLParser):
         return " ".join("".join(parser.parts).split())
 
 
+_ALERT = re.compile(r"\balert-(info|warning|danger|success|primary|secondary|note|tip|important|caution)\b")
+_INLINE_TAGS = {"b": "strong", "strong": "strong", "i": "em", "em": "em", "s": "strike", "del": "strike", "strike": "strike"}
+#: Tags whose start or end breaks a paragraph.
+_BLOCK_TAGS = {"p", "div", "ul", "ol", "li", "blockquote", "pre", "hr", "section", "center", "dl", "dt", "dd", "figure"}
+
+
+class _HTMLBlocks(HTMLParser):
+    """An HTML block of a Markdown cell as block nodes: headings, paragraphs (bold, italic, code, links,
+    images, line breaks kept), Bootstrap alert ``<div>`` elements as boxes, ``<details>`` shown open. Every
+    string stays data. A box or ``<details>`` left open here is returned, so that the Markdown blocks
+    that follow go into it; closing tags of boxes opened by earlier blocks are counted."""
+
+    def __init__(self, conv: _Converter) -> None:
+        super().__init__(convert_charrefs=True)
+        self.conv = conv
+        self.root: list[Node] = []
+        self.boxes: list[tuple[str, list[Node], Node | None]] = []  # (tag, blocks list, box node or None)
+        self.inline: list[list[Node]] = [[]]  # the inline list being filled, innermost last
+        self.heading = 0
+        self.closed_outside = 0
+        self.skip = 0
+
+    def _blocks(self) -> list[Node]:
+        return self.boxes[-1][1] if self.boxes else self.root
+
+    def _flush(self) -> None:
+        body = self.inline[0]
+        self.inline = [[]]
+        if any(n["t"] != "text" or n["v"].strip() for n in body):
+            if body and body[0]["t"] == "text":
+                body[0]["v"] = body[0]["v"].lstrip()
+            if self.heading:
+                self._blocks().append({"t": "h", "level": self.heading, "c": body})
+            else:
+                self._blocks().append({"t": "p", "c": body})
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if tag in ("script", "style"):
+            self.skip += 1
+        elif re.fullmatch(r"h[1-6]", tag):
+            self._flush()
+            self.heading = int(tag[1])
+        elif tag == "div" and (kind := _ALERT.search(values.get("class", ""))):
+            self._flush()
+            box: Node = {"t": "alert", "kind": kind.group(1), "c": []}
+            self._blocks().append(box)
+            self.boxes.append(("div", box["c"], box))
+        elif tag == "details":
+            self._flush()
+            box = {"t": "details", "c": []}
+            self._blocks().append(box)
+            self.boxes.append(("details", box["c"], box))
+        elif tag == "summary":
+            self._flush()
+            self.inline[-1].append({"t": "strong", "c": []})
+            self.inline.append(self.inline[-1][-1]["c"])
+        elif tag in _BLOCK_TAGS:
+            self._flush()
+            if tag == "div":
+                self.boxes.append(("div", self._blocks(), None))  # a plain <div>: only its end is tracked
+            elif tag == "li":
+                self.inline[-1].append(text("• "))
+            elif tag == "hr":
+                self._blocks().append({"t": "hr"})
+        elif tag == "br":
+            self.inline[-1].append({"t": "br"})
+        elif tag == "img":
+            self.inline[-1].append(self.conv.picture(values.get("src", ""), values.get("alt", ""), values.get("width")))
+        elif tag in _INLINE_TAGS or tag == "code" or tag == "a":
+            href = values.get("href", "")
+            node: Node = ({"t": "code", "v": "", "c": []} if tag == "code" else self.conv.link(href, []) if tag == "a"
+                          else {"t": _INLINE_TAGS[tag], "c": []})
+            self.inline[-1].append(node)
+            self.inline.append(node["c"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self.skip -= self.skip > 0
+        elif re.fullmatch(r"h[1-6]", tag):
+            self._flush()
+            self.heading = 0
+        elif tag in ("div", "details"):
+            self._flush()
+            if self.boxes and self.boxes[-1][0] == tag:
+                self.boxes.pop()
+            elif not self.boxes:
+                self.closed_outside += 1
+        elif tag == "summary" or tag in _INLINE_TAGS or tag in ("code", "a"):
+            if len(self.inline) > 1:
+                done = self.inline.pop()
+                parent = self.inline[-1][-1]
+                if parent["t"] == "code":
+                    parent["v"] = _plain(done)
+                    parent.pop("c", None)
+            if tag == "summary":
+                self._flush()
+        elif tag in _BLOCK_TAGS:
+            self._flush()
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            target = self.inline[-1]
+            value = " ".join(data.split()) if not data.isspace() else (" " if target else "")
+            if data[:1].isspace() and value and value != " ":
+                value = " " + value
+            if data[-1:].isspace() and value and not value.endswith(" "):
+                value += " "
+            if value:
+                if target and target[-1]["t"] == "text":
+                    target[-1] = text(target[-1]["v"] + value)
+                else:
+                    target.append(text(value))
+
+    @classmethod
+    def convert(cls, raw: str, conv: _Converter) -> tuple[list[Node], list[Node], int]:
+        """Blocks of ``raw``, the boxes it leaves open (outermost first), how many earlier boxes it closes."""
+        parser = cls(conv)
+        parser.feed(raw)
+        parser.close()
+        parser._flush()
+        return parser.root, [box for _, _, box in parser.boxes if box is not None], parser.closed_outside
+
+
 class _HTMLTables(HTMLParser):
     """Collects the cells of every ``<table>`` in an HTML fragment (for example a DataFrame's HTML)."""
 
@@ -286,6 +458,16 @@ def html_tables(raw: str) -> list[Node]:
     parser.close()
     return [table_node(list(head or []), [list(row) for row in body])
             for head, body in parser.tables if head or body]
+
+
+def html_blocks(raw: str, images: ImageResolver | None = None) -> list[Node]:
+    """An HTML fragment (a cell output's text/html) as block nodes (see ``_HTMLBlocks``); its links
+    to anchors become plain spans: an output's in-document target may not exist."""
+    conv = _Converter(images)
+    nodes, _, _ = _HTMLBlocks.convert(raw, conv)
+    for node in conv.refs:
+        node["t"] = "span"
+    return nodes
 
 
 def markdown_tree(source: str, images: ImageResolver | None = None) -> tuple[list[Node], list[Node], list[Node]]:

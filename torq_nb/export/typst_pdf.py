@@ -12,9 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 import tempfile
 import threading
+import urllib.parse
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,11 +24,11 @@ from typing import Any, ClassVar
 
 import typst
 from nbconvert.exporters import Exporter
-from nbconvert.filters import strip_ansi
 from nbformat import NotebookNode
 from traitlets import List, Unicode, default
 
-from torq_nb.export.mdtree import Node, Tree, html_tables, markdown_tree
+from torq_nb.export.mdtree import Node, Tree, html_blocks, html_tables, markdown_tree
+from torq_nb.export.texmath import definitions, math_node, to_typst
 from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, URL_CHARS, clip
 
 TEMPLATE = Path(__file__).parent / "templates" / "typst" / "notebook.typ"
@@ -39,6 +41,8 @@ MONO_FONTS = ("DejaVu Sans Mono", "Noto Sans Mono CJK SC", "Noto Sans CJK SC")
 TEXT_CHARS = 100_000
 #: At most this many characters of one table cell reach Typst: narrow columns make tall rows.
 TABLE_CELL_CHARS = 5 * CELL_CHARS
+#: A Markdown image read from the notebook's folder may have at most this many bytes.
+IMAGE_BYTES = 20_000_000
 #: The page header shows at most this many characters of the title.
 RUNNING_TITLE_CHARS = 90
 
@@ -67,19 +71,43 @@ class _Images:
     def add(self, mime: str, data: Any) -> Node | None:
         """An image node for ``data`` (base64 for raster, text for SVG), or None if it is not a valid image."""
         if mime == "image/svg+xml":
-            raw = ("".join(data) if isinstance(data, list) else str(data)).encode("utf-8")
-            if b"<svg" not in raw[:4096]:
-                return None
-            return self._write(raw, ".svg", None)
-        ext, magic = self._KINDS.get(mime, ("", b""))
+            return self.raw(("".join(data) if isinstance(data, list) else str(data)).encode("utf-8"))
         try:
             raw = base64.b64decode("".join(data) if isinstance(data, list) else data, validate=False)
         except (binascii.Error, ValueError, TypeError):
             return None
-        if not ext or not raw.startswith(magic):
+        return self.raw(raw) if mime in self._KINDS else None
+
+    def raw(self, raw: bytes) -> Node | None:
+        """An image node for the bytes of a PNG, JPEG, GIF or SVG image (told by its content), at its natural
+        width (CSS pixels as 0.75 pt), or None."""
+        for ext, magic in self._KINDS.values():
+            if raw.startswith(magic):
+                return self._write(raw, ext, _pixel_width(raw, ext))
+        if b"<svg" in raw[:4096]:
+            return self._write(_SVG_GENERIC.sub(lambda m: _SVG_FAMILIES[m.group(0)], raw), ".svg", _svg_width(raw))
+        return None
+
+    def url(self, url: str, base: Path | None) -> Node | None:
+        """An image given by a Markdown or ``<img>`` address: a ``data:`` URL, or a file by relative path
+        inside the notebook's folder ``base`` (nothing outside it, no link leading out of it, nothing
+        else than an image, at most ``IMAGE_BYTES``). Remote addresses: None (an export fetches nothing)."""
+        if url.startswith("data:image/") and ";base64," in url[:80]:
+            try:
+                return self.raw(base64.b64decode(url.split(",", 1)[1], validate=False))
+            except (binascii.Error, ValueError):
+                return None
+        path = urllib.parse.unquote(url.split("?", 1)[0].split("#", 1)[0])
+        if base is None or not path or "://" in url or url.startswith(("/", "\\", "data:", "file:")) or ":" in path[:3]:
             return None
-        width = int.from_bytes(raw[16:20], "big") * 0.75 if ext == ".png" and len(raw) > 24 else None
-        return self._write(raw, ext, width)
+        try:
+            folder = base.resolve()
+            target = (folder / path).resolve()
+            if not target.is_relative_to(folder) or not target.is_file() or target.stat().st_size > IMAGE_BYTES:
+                return None
+            return self.raw(target.read_bytes())
+        except OSError:
+            return None
 
     def _write(self, raw: bytes, ext: str, width: float | None) -> Node:
         self.count += 1
@@ -88,42 +116,220 @@ class _Images:
         return {"t": "image", "path": "/" + name, "w": width}
 
 
+def _pixel_width(raw: bytes, ext: str) -> float | None:
+    """A PNG's, GIF's or baseline/progressive JPEG's width in points (a pixel as a CSS pixel, 0.75 pt)."""
+    if ext == ".png" and len(raw) > 24:
+        return int.from_bytes(raw[16:20], "big") * 0.75
+    if ext == ".gif" and len(raw) > 10:
+        return int.from_bytes(raw[6:8], "little") * 0.75
+    if ext == ".jpg":
+        i = 2
+        while i + 9 < len(raw) and raw[i] == 0xFF:
+            marker, size = raw[i + 1], int.from_bytes(raw[i + 2:i + 4], "big")
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                return int.from_bytes(raw[i + 7:i + 9], "big") * 0.75
+            i += 2 + size
+    return None
+
+
+_SVG_TAG = re.compile(rb"<svg\b[^>]*>", re.DOTALL)
+#: Typst's SVG renderer gives the generic families its body font (a serif): name real ones first.
+_SVG_FAMILIES = {b"sans-serif": b"DejaVu Sans, Noto Sans CJK SC, sans-serif", b"monospace": b"DejaVu Sans Mono, monospace"}
+_SVG_GENERIC = re.compile(rb"(?<![\w-])(?:sans-serif|monospace)(?![\w-])")
+_SVG_LENGTH = re.compile(r"^\s*([0-9.]+)\s*(px|pt|in|cm|mm|)\s*$")
+_UNIT_PT = {"": 0.75, "px": 0.75, "pt": 1.0, "in": 72.0, "cm": 72 / 2.54, "mm": 72 / 25.4}
+
+
+def _svg_width(raw: bytes) -> float | None:
+    """An SVG's width in points from its ``width`` (or its ``viewBox``, in CSS pixels); None if relative."""
+    tag = _SVG_TAG.search(raw[:8192])
+    if not tag:
+        return None
+    attrs = dict(re.findall(r'([\w:-]+)\s*=\s*["\']([^"\']*)["\']', tag.group(0).decode("utf-8", "replace")))
+    if m := _SVG_LENGTH.match(attrs.get("width", "")):
+        return float(m.group(1)) * _UNIT_PT[m.group(2)]
+    box = attrs.get("viewBox", "").replace(",", " ").split()
+    try:
+        return float(box[2]) * 0.75 if len(box) == 4 and "width" not in attrs else None
+    except ValueError:
+        return None
+
+
 def _source(value: Any) -> str:
     return "".join(value) if isinstance(value, list) else str(value or "")
 
 
+#: Jupyter's ANSI palette (JupyterLab's --jp-ansi-* colours): 8 normal, then 8 bright.
+_ANSI_PALETTE = ("#3e424d", "#e75c58", "#00a250", "#ddb62b", "#208ffb", "#d160c4", "#60c6c8", "#c5c1b4",
+                 "#282c36", "#b22b31", "#007427", "#b27d12", "#0065ca", "#a03196", "#258f8f", "#a1a6b2")
+_ANSI_ESCAPE = re.compile(r"\x1b\[([0-9;]*)m|\x1b\[[0-9;?]*[A-Za-ln-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[()][A-Z0-9]")
+#: A run of this many characters with no break opportunity gets one every ``_BREAK_EVERY`` characters.
+_LONG_WORD = re.compile(r"[^\s\u200b]{40,}")
+_BREAK_EVERY = 6
+
+
+def _ansi_colour(codes: list[int], i: int) -> tuple[str | None, int]:
+    """The colour of a 38/48 sequence starting at ``codes[i]`` (5;n or 2;r;g;b), and the index past it."""
+    if i + 2 < len(codes) and codes[i + 1] == 5:
+        n = codes[i + 2]
+        if n < 16:
+            return _ANSI_PALETTE[n], i + 3
+        if n < 232:
+            r, g, b = ((n - 16) // 36, (n - 16) // 6 % 6, (n - 16) % 6)
+            return "#" + "".join(f"{0 if c == 0 else 55 + 40 * c:02x}" for c in (r, g, b)), i + 3
+        return "#" + f"{8 + 10 * (n - 232):02x}" * 3, i + 3
+    if i + 4 < len(codes) and codes[i + 1] == 2:
+        return "#" + "".join(f"{min(255, c):02x}" for c in codes[i + 2:i + 5]), i + 5
+    return None, len(codes)
+
+
+def _ansi_runs(value: str) -> tuple[str, list[list[Any]] | None]:
+    """The text without escape sequences, and its coloured runs ``[text, fg, bg, bold]`` (None if it has
+    no colour or weight: the template then prints one plain block)."""
+    if "\x1b" not in value:
+        return value, None
+    runs: list[list[Any]] = []
+    fg: str | None = None
+    bg: str | None = None
+    bold = False
+    styled = False
+    pos = 0
+    for m in _ANSI_ESCAPE.finditer(value):
+        if m.start() > pos:
+            runs.append([value[pos:m.start()], fg, bg, bold])
+        pos = m.end()
+        if m.group(1) is None:
+            continue
+        codes = [int(c) for c in m.group(1).split(";") if c.isdigit()] or [0]
+        i = 0
+        while i < len(codes):
+            c = codes[i]
+            i += 1
+            if c == 0:
+                fg, bg, bold = None, None, False
+            elif c == 1:
+                bold = True
+            elif c == 22:
+                bold = False
+            elif 30 <= c <= 37 or 90 <= c <= 97:
+                fg = _ANSI_PALETTE[c - 30 if c < 90 else c - 82]
+            elif 40 <= c <= 47 or 100 <= c <= 107:
+                bg = _ANSI_PALETTE[c - 40 if c < 100 else c - 92]
+            elif c == 39:
+                fg = None
+            elif c == 49:
+                bg = None
+            elif c in (38, 48):
+                colour, i = _ansi_colour(codes, i - 1)
+                fg, bg = (colour, bg) if c == 38 else (fg, colour)
+            styled = styled or bool(fg or bg or bold)
+    if pos < len(value):
+        runs.append([value[pos:], fg, bg, bold])
+    plain = "".join(r[0] for r in runs)
+    merged: list[list[Any]] = []
+    for run in runs:
+        if merged and merged[-1][1:] == run[1:]:
+            merged[-1][0] += run[0]
+        elif run[0]:
+            merged.append(run)
+    return plain, merged if styled else None
+
+
+def breakable(value: str) -> str:
+    """``value`` with a zero-width space every few characters of any very long unbroken run (a URL, a
+    hash, a row of digits), so that Typst wraps it at the text's edge instead of cutting it there."""
+    if len(value) < 40 or not _LONG_WORD.search(value):
+        return value
+    return _LONG_WORD.sub(lambda m: "\u200b".join(m.group(0)[i:i + _BREAK_EVERY]
+                                                  for i in range(0, len(m.group(0)), _BREAK_EVERY)), value)
+
+
+def _text_output(kind: str, value: str) -> Node:
+    """A stream, error or plain output: its text (ANSI colours kept as runs), wrappable."""
+    plain, runs = _ansi_runs(value.rstrip("\n"))
+    node: Node = {"t": "output", "kind": kind, "v": breakable(plain.rstrip("\n"))}
+    if runs and len(plain) <= TEXT_CHARS:
+        node["runs"] = [[breakable(r[0]), *r[1:]] for r in runs]
+    return node
+
+
+_TABLE_HTML = re.compile(r"(<table\b.*?</table>)", re.IGNORECASE | re.DOTALL)
+_NUMBER = re.compile(r"^[-+−]?(?:\d[\d,_ ]*)?(?:\.\d+)?(?:[eE][-+]?\d+)?%?$|^(?:nan|NaN|inf|-inf|None|null|<NA>|NaT)$")
+
+
+def _html_output(raw: str, images: _Images) -> list[Node]:
+    """A text/html output as nodes: its tables as tables (number columns right-aligned), the rest as
+    HTML blocks (headings, paragraphs, images given inline as data: URLs). [] if nothing is visible."""
+    nodes: list[Node] = []
+    for piece in _TABLE_HTML.split(raw):
+        if piece[:6].lower() == "<table":
+            for table in html_tables(piece):
+                _align_numbers(table)
+                nodes.append(table)
+        elif piece.strip():
+            nodes += html_blocks(piece, images=lambda url: images.url(url, None))
+    return nodes
+
+
+def _align_numbers(table: Node) -> None:
+    """Right-aligns the columns whose every non-empty body cell is a number (a DataFrame's values)."""
+    rows = [r for r in table["rows"] if isinstance(r, list)]
+    for i in range(len(table["align"])):
+        cells = [r[i] for r in rows if i < len(r) and isinstance(r[i], str) and r[i].strip()]
+        if cells and all(_NUMBER.match(c.strip()) for c in cells):
+            table["align"][i] = "right"
+
+
+def _latex_output(value: str) -> Node | None:
+    """A text/latex output (SymPy's ``$\\displaystyle ...$``) as display math, or None if it is not math
+    that converts (a LaTeX table, say): the next representation is used then."""
+    tex = value.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\[", "\\]"), ("\\(", "\\)")):
+        if tex.startswith(left) and tex.endswith(right) and len(tex) > len(left) + len(right):
+            tex = tex[len(left):-len(right)]
+            break
+    else:
+        if not tex.startswith("\\begin{"):
+            return None
+    node = math_node(tex, True)
+    return node if "v" in node else None
+
+
 def _output(out: NotebookNode, images: _Images) -> list[Node]:
-    """One cell output as nodes, preferring images, Markdown, HTML tables, then plain text."""
+    """One cell output as nodes, preferring LaTeX math (typeset, as JupyterLab and nbconvert's LaTeX PDF
+    prefer it to a picture of it), images, Markdown, HTML, then plain text: the richest form the PDF can show."""
     kind = out.get("output_type")
     if kind == "stream":
-        return [{"t": "output", "kind": "stderr" if out.get("name") == "stderr" else "stream",
-                 "v": strip_ansi(_source(out.get("text"))).rstrip("\n")}]
+        return [_text_output("stderr" if out.get("name") == "stderr" else "stream", _source(out.get("text")))]
     if kind == "error":
         trace = "\n".join(out.get("traceback") or [f"{out.get('ename')}: {out.get('evalue')}"])
-        return [{"t": "output", "kind": "error", "v": strip_ansi(trace)}]
+        return [_text_output("error", trace)]
     data = out.get("data", {})
+    if "text/latex" in data and (math := _latex_output(_source(data["text/latex"]))):
+        return [math]
     for mime in ("image/png", "image/jpeg", "image/gif", "image/svg+xml"):
         if mime in data and (node := images.add(mime, data[mime])):
             return [node]
     if "text/markdown" in data:
-        blocks, anchors, refs = markdown_tree(_source(data["text/markdown"]), images=None)
+        blocks, anchors, refs = markdown_tree(_source(data["text/markdown"]), images=lambda url: images.url(url, None))
         for node in refs + anchors:  # outputs link only outward: an in-document target may not exist
             _unlink(node)
         return blocks
-    if "text/html" in data and (tables := html_tables(_source(data["text/html"]))):
-        return tables
+    if "text/html" in data and (nodes := _html_output(_source(data["text/html"]), images)):
+        return nodes
     for mime in ("text/plain", "text/latex", "application/json"):
         if mime in data:
             value = data[mime] if mime != "application/json" else json.dumps(data[mime], indent=2)
-            return [{"t": "output", "kind": "plain", "v": strip_ansi(_source(value)).rstrip("\n")}]
+            return [_text_output("plain", _source(value))]
     return []
 
 
-def _attachments(cell: NotebookNode, images: _Images) -> Any:
-    """Resolves ``attachment:name`` image references of one Markdown cell."""
+def _attachments(cell: NotebookNode, images: _Images, base: Path | None = None) -> Any:
+    """Resolves the image references of one Markdown cell: ``attachment:name``, ``data:`` URLs, and
+    relative paths inside the notebook's folder ``base`` (see ``_Images.url``)."""
     def resolve(url: str) -> Node | None:
         if not url.startswith("attachment:"):
-            return None
+            return images.url(url, base)
         bundle = (cell.get("attachments") or {}).get(url.removeprefix("attachment:"), {})
         return next((node for mime, data in bundle.items() if (node := images.add(mime, data))), None)
     return resolve
@@ -159,7 +365,7 @@ def _bound(nodes: list[Node]) -> None:
     """Clip, in place, every string of the tree that Typst would lay out; a link to an over-long URL
     becomes a plain span (its text kept). One pass over the nodes. (Over-long labels: ``_link_targets``.)"""
     for n in nodes:
-        for key in ("v", "src"):
+        for key in ("v", "src", "tex"):
             if isinstance(value := n.get(key), str) and len(value) > TEXT_CHARS:
                 n[key] = clip(value, TEXT_CHARS)
         if isinstance(lang := n.get("lang"), str) and len(lang) > 40:
@@ -192,10 +398,12 @@ def _unlink(node: Node) -> None:
 
 
 def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: str = "a4",
-                      fonts: typst.Fonts | None = None, trees: Mapping[int, Tree] | None = None) -> dict[str, Any]:
+                      fonts: typst.Fonts | None = None, trees: Mapping[int, Tree] | None = None,
+                      base: Path | None = None) -> dict[str, Any]:
     """The JSON tree the template renders: title, metadata lines, and one node per cell part. ``trees``
     gives some Markdown cells' nodes by cell number (blocks, anchors, refs, as ``markdown_tree`` returns
-    them), built by the caller from the data the cell's Markdown was written from; the others are parsed."""
+    them), built by the caller from the data the cell's Markdown was written from; the others are parsed.
+    ``base``: the notebook's folder, where Markdown images given by relative path are looked for."""
     images = _Images(root)
     lang = (nb.metadata.get("language_info") or {}).get("name") or (nb.metadata.get("kernelspec") or {}).get("language") or ""
     blocks: list[Node] = []
@@ -205,17 +413,18 @@ def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: s
         source = _source(cell.get("source"))
         if cell.cell_type == "markdown":
             parsed, cell_anchors, cell_refs = (trees or {}).get(number) or \
-                markdown_tree(source, images=_attachments(cell, images))
+                markdown_tree(source, images=_attachments(cell, images, base))
             blocks.extend(parsed)
             anchors += cell_anchors
             refs += cell_refs
         elif cell.cell_type == "code":
             outputs = [node for out in cell.get("outputs", []) for node in _output(out, images)]
-            blocks.append({"t": "cell", "src": source, "lang": str(lang), "count": cell.get("execution_count"),
+            blocks.append({"t": "cell", "src": breakable(source), "lang": str(lang), "count": cell.get("execution_count"),
                            "outputs": outputs})
         elif source.strip():
-            blocks.append({"t": "codeblock", "v": source, "lang": ""})
+            blocks += _raw_cell(cell, source, images)
     _bound(blocks)
+    _typeset_math(blocks)
     _link_targets(blocks, anchors, refs)
     first = blocks[0] if blocks else {}
     nb_title = clip(str(nb.metadata.get("title") or title or "Notebook"), CELL_CHARS)
@@ -234,26 +443,127 @@ def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: s
     }
 
 
+#: A raw cell's format (its ``format`` or ``raw_mimetype`` metadata) as the language of its code block.
+_RAW_LANGS = {"text/restructuredtext": "rst", "text/x-python": "python", "text/x-typst": "typst", "typst": "typst",
+              "text/latex": "latex", "latex": "latex", "text/asciidoc": "asciidoc", "text/x-rst": "rst"}
+
+
+def _raw_cell(cell: NotebookNode, source: str, images: _Images) -> list[Node]:
+    """A raw cell by its format: Markdown and HTML rendered, LaTeX that is math typeset; the rest (reST,
+    Python, Typst, unknown) printed as code. Nothing in it is run: a raw Typst cell is shown, not compiled."""
+    meta = cell.get("metadata") or {}
+    fmt = str(meta.get("format") or meta.get("raw_mimetype") or "").lower()
+    if fmt in ("text/markdown", "markdown"):
+        blocks, anchors, refs = markdown_tree(source, images=lambda url: images.url(url, None))
+        for node in refs + anchors:
+            _unlink(node)
+        return blocks
+    if fmt in ("text/html", "html") and (nodes := _html_output(source, images)):
+        return nodes
+    if fmt in ("text/latex", "latex") and (math := _latex_output(source)):
+        return [math]
+    return [{"t": "codeblock", "v": breakable(source), "lang": _RAW_LANGS.get(fmt, "")}]
+
+
+def _math_nodes(value: Any) -> list[Node]:
+    """Every math node in a tree of nodes, in document order."""
+    found: list[Node] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("t") == "math":
+                found.append(item)
+            stack += [v for v in reversed(list(item.values())) if isinstance(v, list)]
+        elif isinstance(item, list):
+            stack += [v for v in reversed(item) if isinstance(v, (dict, list))]
+    return found
+
+
+def _typeset_math(blocks: list[Node]) -> None:
+    """Gives every Markdown math node its Typst form (``v``), with the notebook's own argument-less
+    ``\\newcommand`` definitions (MathJax keeps them from where they appear to the end of the notebook);
+    a span that only defines macros prints nothing. Nodes that do not convert print their TeX."""
+    macros: dict[str, str] = {}
+    for node in _math_nodes(blocks):
+        if "v" in node:
+            continue
+        defined, rest = definitions(node["tex"])
+        macros.update(defined)
+        if defined and not rest.strip():
+            node["v"], node["tag"] = "", ""
+        elif (done := to_typst(rest, macros)) is not None:
+            node["v"], node["tag"] = done
+
+
 def _running_title(title: str) -> str:
     """The title as it heads every page after the first: one short line."""
     line = " ".join(title.split())
     return line if len(line) <= RUNNING_TITLE_CHARS else line[:RUNNING_TITLE_CHARS].rstrip() + "…"
 
 
+#: Evaluates a list of math sources, nothing else: finds the spans Typst refuses (``_refused_math``).
+_MATH_CHECK = b'#for s in json(bytes(sys.inputs.m)) { eval(s, mode: "math") }\n'
+#: Typst's tagged-PDF catalog entry that poppler misreads ("Suspects object is wrong type (boolean)"):
+#: a false /Suspects is the default, so it is blanked out, byte for byte (offsets stay valid).
+_SUSPECTS = b"/MarkInfo<</Marked true/Suspects false>>"
+_log = logging.getLogger("torq_nb.export")
+
+
+def _refused_math(compiler: typst.Compiler, nodes: list[Node]) -> list[Node]:
+    """The math nodes whose Typst source Typst refuses (a converter's mistake): halves until found."""
+    def fails(group: list[Node]) -> bool:
+        try:
+            compiler.compile(input=_MATH_CHECK, format="pdf", sys_inputs={"m": json.dumps([n["v"] for n in group])})
+        except typst.TypstError:
+            return True
+        return False
+    refused: list[Node] = []
+    groups = [nodes]
+    while groups:
+        group = groups.pop()
+        if len(group) == 1 or not fails(group):
+            refused += group if len(group) == 1 and fails(group) else []
+            continue
+        groups += [group[:len(group) // 2], group[len(group) // 2:]]
+    return refused
+
+
 def render_pdf(nb: NotebookNode, *, title: str = "", paper: str = "a4", font_paths: tuple[str, ...] = (),
-               template: Path = TEMPLATE, trees: Mapping[int, Tree] | None = None) -> bytes:
-    """Compile ``nb`` to PDF bytes with the Typst template (``trees``: see ``notebook_document``)."""
+               template: Path = TEMPLATE, trees: Mapping[int, Tree] | None = None, base: Path | None = None,
+               log: logging.Logger | None = None) -> bytes:
+    """Compile ``nb`` to PDF bytes with the Typst template (``trees``, ``base``: see ``notebook_document``).
+    Typst's warnings go to ``log``; math Typst refuses is printed as its TeX (and logged), never a failed export."""
+    log = log or _log
     fonts = _fonts(tuple(font_paths))
     with tempfile.TemporaryDirectory(prefix="torq-typst-") as tmp:
         root = Path(tmp)
-        doc = notebook_document(nb, root, title=title, paper=paper, fonts=fonts, trees=trees)
+        doc = notebook_document(nb, root, title=title, paper=paper, fonts=fonts, trees=trees, base=base)
         compiler = typst.Compiler(root=str(root), font_paths=fonts)
-        try:
-            pdf = compiler.compile(input=template.read_bytes(), format="pdf", sys_inputs={"doc": json.dumps(doc)})
-        except typst.TypstError as exc:
-            raise RuntimeError(f"Typst could not typeset the notebook: {exc.message}") from None
+        source = template.read_bytes()
+        while True:
+            try:
+                pdf, warnings = compiler.compile_with_warnings(input=source, format="pdf", sys_inputs={"doc": json.dumps(doc)})
+                break
+            except typst.TypstError as exc:
+                maths = [n for n in _math_nodes(doc["blocks"]) if n.get("v")]
+                refused = _refused_math(compiler, maths) if maths else []
+                if not refused:
+                    raise RuntimeError(f"Typst could not typeset the notebook: {exc.message}") from None
+                for node in refused:
+                    del node["v"]
+                log.warning("Typst refused %d converted math span(s), printed as TeX instead; the first: %s",
+                            len(refused), clip(refused[0]["tex"], 200))
+    for message in dict.fromkeys(_warning_text(w) for w in warnings):
+        log.warning("Typst: %s", message)
     assert isinstance(pdf, bytes)
-    return pdf
+    return pdf.replace(_SUSPECTS, b"/MarkInfo<</Marked true>>".ljust(len(_SUSPECTS)), 1)
+
+
+def _warning_text(warning: Any) -> str:
+    """A Typst warning as one line: its message and hints."""
+    hints = "; ".join(getattr(warning, "hints", None) or [])
+    return str(getattr(warning, "message", warning)) + (f" (hint: {hints})" if hints else "")
 
 
 class TypstPDFExporter(Exporter):
@@ -276,6 +586,8 @@ class TypstPDFExporter(Exporter):
         nb_copy, resources = super().from_notebook_node(nb, resources, **kw)
         name = str(resources.get("metadata", {}).get("name") or "")
         template = Path(self.typst_template) if self.typst_template else TEMPLATE
-        pdf = render_pdf(nb_copy, title=name, paper=self.paper, font_paths=tuple(self.font_paths), template=template)
+        folder = str(resources.get("metadata", {}).get("path") or "")
+        pdf = render_pdf(nb_copy, title=name, paper=self.paper, font_paths=tuple(self.font_paths), template=template,
+                         base=Path(folder) if folder else None, log=self.log)
         resources["output_extension"] = ".pdf"
         return pdf, resources
