@@ -20,9 +20,8 @@ from aiohttp import web
 from fake_search import SearchServer, load_pages, serve_in_thread
 
 import torq_nb
-from torq_nb.export.data import load_run
 from torq_nb.research.models import Hit
-from torq_nb.research.results import SCHEMA
+from torq_nb.research.results import SCHEMA, load_run
 from torq_nb.research.sources import DuckDuckGo, LocalFiles, SearXNG, Source, SourceError, Wikipedia
 from torq_nb.research.store import (
     RunStore,

@@ -31,6 +31,6 @@ def test_readme_snippets_type_check(tmp_path):
     errors = [line for line in out.splitlines() if ": error:" in line]
     assert not errors, "\n".join(errors)
     assert status == 0, out + err
-    assert 'Revealed type is "torq_nb.research.results.ResearchResults"' in notes[0]
+    assert 'Revealed type is "torq_nb.results.ResearchResults"' in notes[0]
     assert notes[1].split('"')[1].startswith("def (results:")
     assert 'torq_nb.research.jobs.ResearchJob' in notes[2]

@@ -21,7 +21,6 @@ from torq_nb._lazy import lazy_names
 from torq_nb.api import aresearch, export, research, start_research
 
 if TYPE_CHECKING:
-    from torq_nb.export.data import load_run
     from torq_nb.export.manager import ExportManager
     from torq_nb.export.typst_pdf import TypstPDFExporter
     from torq_nb.progress import DEFAULT_STAGES, ProgressStatus, ProgressTracker, get_progress
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from torq_nb.research.jobs import ResearchJob
     from torq_nb.research.pipeline import DEPTHS, ResearchCancelled
     from torq_nb.research.provider import WebSearchProvider
-    from torq_nb.research.results import SCHEMA, ResearchResults
+    from torq_nb.research.results import load_run
     from torq_nb.research.sources import (
         DuckDuckGo,
         LocalFiles,
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
     )
     from torq_nb.research.store import RunStore, StoreError, StoreWarning, runs
     from torq_nb.research.synthesize import ExtractiveSynthesizer, OpenAICompatibleSynthesizer
+    from torq_nb.results import SCHEMA, ResearchResults
 
 try:
     __version__ = version("torq_nb")
@@ -59,7 +59,7 @@ _WHERE: dict[str, str] = {
     "research_many": "torq_nb.research.batch",
     "start_research_many": "torq_nb.research.batch",
     "ExportManager": "torq_nb.export.manager",
-    "load_run": "torq_nb.export.data",
+    "load_run": "torq_nb.research.results",
     "TypstPDFExporter": "torq_nb.export.typst_pdf",
     "DEFAULT_STAGES": "torq_nb.progress",
     "ProgressStatus": "torq_nb.progress",
@@ -74,8 +74,8 @@ _WHERE: dict[str, str] = {
     "DEPTHS": "torq_nb.research.pipeline",
     "ResearchCancelled": "torq_nb.research.pipeline",
     "WebSearchProvider": "torq_nb.research.provider",
-    "SCHEMA": "torq_nb.research.results",
-    "ResearchResults": "torq_nb.research.results",
+    "SCHEMA": "torq_nb.results",
+    "ResearchResults": "torq_nb.results",
     "RunStore": "torq_nb.research.store",
     "StoreError": "torq_nb.research.store",
     "StoreWarning": "torq_nb.research.store",

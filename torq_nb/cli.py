@@ -241,7 +241,8 @@ def _research(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from torq_nb.export import export, load_run, resolve_format
+    from torq_nb.export import export, resolve_format
+    from torq_nb.research.results import load_run
 
     try:
         resolve_format(args.output, args.format)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from torq_nb._lazy import lazy_names
 
 if TYPE_CHECKING:
-    from torq_nb.export.data import ExportInput, RunData, load_run, normalize
+    from torq_nb.export.data import ExportInput, RunData, normalize
     from torq_nb.export.manager import (
         FORMATS,
         ExportManager,
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 _WHERE: dict[str, str] = {
     "ExportInput": "torq_nb.export.data",
     "RunData": "torq_nb.export.data",
-    "load_run": "torq_nb.export.data",
     "normalize": "torq_nb.export.data",
     "FORMATS": "torq_nb.export.manager",
     "ExportManager": "torq_nb.export.manager",
@@ -64,7 +63,6 @@ __all__ = [
     "TypstPDFExporter",
     "build_report",
     "export",
-    "load_run",
     "neutralize_formulas",
     "normalize",
     "resolve_format",

@@ -20,11 +20,11 @@ from typing import IO, TYPE_CHECKING, Any
 import nbformat
 import polars as pl
 
-from torq_nb.export.data import RunData
 from torq_nb.export.manager import _WRITERS, FORMATS, _exporter, resolve_format
 from torq_nb.export.report import Section, Table, _duration, md_line, notebook, report_sections, table_section, trees
 from torq_nb.export.tabular import write_file
 from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, clip
+from torq_nb.results import ResearchResults
 
 if TYPE_CHECKING:
     from torq_nb.research.batch import BatchResults
@@ -36,13 +36,14 @@ def _title(batch: BatchResults) -> str:
     return f"Research: {len(batch):,} topic{'s' if len(batch) != 1 else ''}"
 
 
-def table_data(batch: BatchResults) -> RunData:
+def table_data(batch: BatchResults) -> ResearchResults:
     """The batch as one table for the tabular writers: every row, the topics' outcomes in the metadata."""
     progress = batch.progress or {}
     metadata = {"topics": batch.summaries.drop("summary").to_dicts(), **batch.metadata}
-    return RunData(batch.df, _title(batch).removeprefix("Research: "), "", batch.depth, batch.source,
-                   batch.operation_id, {"started_at": progress.get("started_at"), "duration": progress.get("duration")},
-                   metadata)
+    return ResearchResults.from_dict({"results": batch.df, "topic": _title(batch).removeprefix("Research: "),
+                                      "depth": batch.depth, "source": batch.source, "operation_id": batch.operation_id,
+                                      "progress": {"started_at": progress.get("started_at"),
+                                                   "duration": progress.get("duration")}, "metadata": metadata})
 
 
 def _overview(batch: BatchResults) -> Section:

@@ -17,7 +17,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from torq_nb.export import tabular
 from torq_nb.export.atomic import write_bytes, write_text
-from torq_nb.export.data import ExportInput, RunData, normalize
+from torq_nb.export.data import ExportInput, normalize
+from torq_nb.results import ResearchResults
 
 if TYPE_CHECKING:
     import nbformat
@@ -67,32 +68,32 @@ def _exporter(kind: Literal["markdown", "html"]) -> Any:
     return cache[kind]
 
 
-def to_notebook(results: ExportInput | RunData) -> nbformat.NotebookNode:
+def to_notebook(results: ExportInput) -> nbformat.NotebookNode:
     """The report notebook of ``results`` (see ``torq_nb.export.report``)."""
     from torq_nb.export.report import build_report
 
     return build_report(results)
 
 
-def _ipynb(results: ExportInput | RunData) -> str:
+def _ipynb(results: ExportInput) -> str:
     import nbformat
 
     return str(nbformat.writes(to_notebook(results))) + "\n"
 
 
-def to_markdown(results: ExportInput | RunData) -> str:
+def to_markdown(results: ExportInput) -> str:
     """The report as GitHub-flavoured Markdown, from nbconvert's MarkdownExporter."""
     body, _ = _exporter("markdown").from_notebook_node(to_notebook(results))
     return str(body)
 
 
-def to_html(results: ExportInput | RunData) -> str:
+def to_html(results: ExportInput) -> str:
     """The report as one self-contained HTML file (JupyterLab's styles inlined, no scripts)."""
     body, _ = _exporter("html").from_notebook_node(to_notebook(results))
     return str(body)
 
 
-def to_pdf(results: ExportInput | RunData, engine: Engine = "typst") -> bytes:
+def to_pdf(results: ExportInput, engine: Engine = "typst") -> bytes:
     """The report as PDF bytes: Typst by default; nbconvert's ``webpdf`` or ``latex`` where installed."""
     from torq_nb.export.report import report_notebook, report_sections, trees
 
@@ -123,7 +124,7 @@ def to_pdf(results: ExportInput | RunData, engine: Engine = "typst") -> bytes:
     raise ValueError(f"unknown PDF engine {engine!r}; choose 'typst', 'webpdf' or 'latex'")
 
 
-def _zip_into(fh: IO[bytes], run: RunData, stem: str, options: dict[str, Any]) -> None:
+def _zip_into(fh: IO[bytes], run: ResearchResults, stem: str, options: dict[str, Any]) -> None:
     """A ZIP of every other format, each member named ``stem`` plus its suffix."""
     with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, suffixes in FORMATS.items():
@@ -134,7 +135,7 @@ def _zip_into(fh: IO[bytes], run: RunData, stem: str, options: dict[str, Any]) -
             zf.writestr(stem + suffixes[0], buf.getvalue())
 
 
-_WRITERS: dict[str, Callable[[IO[bytes], RunData, dict[str, Any]], object]] = {
+_WRITERS: dict[str, Callable[[IO[bytes], ResearchResults, dict[str, Any]], object]] = {
     "markdown": lambda fh, run, o: fh.write(to_markdown(run).encode("utf-8")),
     "html": lambda fh, run, o: fh.write(to_html(run).encode("utf-8")),
     "pdf": lambda fh, run, o: fh.write(to_pdf(run, o.get("engine", "typst"))),

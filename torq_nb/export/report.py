@@ -21,7 +21,7 @@ import polars as pl
 from nbformat.v4 import new_markdown_cell, new_notebook
 
 from torq_nb.export.atomic import write_text
-from torq_nb.export.data import ExportInput, RunData, normalize
+from torq_nb.export.data import ExportInput, normalize
 from torq_nb.export.mdtree import Cell, Node, Tree, table_node
 from torq_nb.export.mdtree import text as text_node
 from torq_nb.export.text import (
@@ -36,6 +36,7 @@ from torq_nb.export.text import (
     md_text,
     summary_paragraphs,
 )
+from torq_nb.results import ResearchResults
 
 _ANCHOR_PREFIX = "source-"
 #: Only these schemes become links; anything else (javascript:, data:, file:) stays text.
@@ -155,12 +156,12 @@ def _duration(seconds: float | None) -> str:
     return f"{int(minutes)} min {secs:.0f} s" if minutes else f"{secs:.1f} s"
 
 
-def title(run: RunData) -> str:
+def title(run: ResearchResults) -> str:
     """The report's title, bounded: it heads the document and every PDF page."""
     return f"Research: {clip(run.topic, TITLE_CHARS)}" if run.topic else run.title
 
 
-def _header(run: RunData, level: int = 1) -> str:
+def _header(run: ResearchResults, level: int = 1) -> str:
     fields = [
         ("Topic", md_line(clip(run.topic, CELL_CHARS)) if run.topic else ""),
         ("Depth", md_line(clip(run.depth, TITLE_CHARS)) if run.depth else ""),
@@ -330,7 +331,7 @@ def table_section(level: int, heading: str, table: Table) -> Section:
     return _section(level, heading, table.markdown(), [table.node()])
 
 
-def report_sections(results: ExportInput | RunData, *, level: int = 2, prefix: str = "") -> list[Section]:
+def report_sections(results: ExportInput, *, level: int = 2, prefix: str = "") -> list[Section]:
     """The report of a run, cell by cell: title and metadata, summary, results table, sources, failures.
     Sections are headed at ``level`` (the title one above); ``prefix`` goes before every source anchor, so
     that several reports can share one document (a batch's)."""
@@ -366,17 +367,17 @@ def trees(sections: list[Section]) -> dict[int, Tree]:
     return {i: section.tree for i, section in enumerate(sections) if section.tree is not None}
 
 
-def report_notebook(run: RunData, sections: list[Section]) -> nbformat.NotebookNode:
+def report_notebook(run: ResearchResults, sections: list[Section]) -> nbformat.NotebookNode:
     """The notebook of a run's ``report_sections``."""
     return notebook(sections, title(run), {"report": True, "topic": run.topic, "operation_id": run.operation_id})
 
 
-def build_report(results: ExportInput | RunData) -> nbformat.NotebookNode:
+def build_report(results: ExportInput) -> nbformat.NotebookNode:
     """The report notebook of a run: title and metadata, summary, results table, sources, failures."""
     run = normalize(results)
     return report_notebook(run, report_sections(run))
 
 
-def save_notebook(results: ExportInput | RunData, path: str | os.PathLike[str]) -> Path:
+def save_notebook(results: ExportInput, path: str | os.PathLike[str]) -> Path:
     """Write the report notebook to ``path`` (atomically) and return the path."""
     return write_text(path, nbformat.writes(build_report(results)) + "\n")

@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import polars as pl
 
 from torq_nb.export.atomic import atomic_path
-from torq_nb.export.data import ExportInput, RunData, normalize
+from torq_nb.export.data import ExportInput, normalize
+from torq_nb.results import ResearchResults, json_default
 
 #: A text cell starting with one of these is a formula to Excel/LibreOffice (OWASP CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -32,9 +32,9 @@ def neutralize_formulas(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _comment_lines(run: RunData) -> str:
+def _comment_lines(run: ResearchResults) -> str:
     """``# key: value`` lines with the run's metadata, one line each (line breaks become spaces)."""
-    info = run.info()
+    info = run.to_dict(rows=False)
     counts = info.pop("counts")
     info.pop("progress")
     extra = info.pop("metadata")
@@ -42,16 +42,12 @@ def _comment_lines(run: RunData) -> str:
     for key, value in [*info.items(), *counts.items(), *extra.items()]:
         if value is None or value == "":
             continue
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=_default)
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=json_default)
         lines.append(f"# {key}: {' '.join(text.splitlines())}\n")
     return "".join(lines)
 
 
-def _default(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, (date, datetime)) else str(value)
-
-
-def csv_into(fh: IO[bytes], results: ExportInput | RunData, *, bom: bool = False, neutralize: bool = True,
+def csv_into(fh: IO[bytes], results: ExportInput, *, bom: bool = False, neutralize: bool = True,
              metadata_comments: bool = False) -> None:
     """Write the CSV document to ``fh``; see ``write_csv``."""
     run = normalize(results)
@@ -65,22 +61,20 @@ def csv_into(fh: IO[bytes], results: ExportInput | RunData, *, bom: bool = False
     (neutralize_formulas(run.df) if neutralize else run.df).write_csv(fh)
 
 
-def json_into(fh: IO[bytes], results: ExportInput | RunData) -> None:
+def json_into(fh: IO[bytes], results: ExportInput) -> None:
     """Write one JSON object: the run's metadata plus ``results``, the rows (dates as ISO-8601)."""
-    run = normalize(results)
-    head = json.dumps(run.info(), ensure_ascii=False, default=_default)
-    fh.write(f'{head[:-1]}, "results": {run.df.write_json()}}}\n'.encode())
+    fh.write(normalize(results).to_json().encode("utf-8"))
 
 
-def ndjson_into(fh: IO[bytes], results: ExportInput | RunData) -> None:
+def ndjson_into(fh: IO[bytes], results: ExportInput) -> None:
     """Write one JSON object per row, one per line."""
     normalize(results).df.write_ndjson(fh)
 
 
-def parquet_into(fh: IO[bytes], results: ExportInput | RunData) -> None:
+def parquet_into(fh: IO[bytes], results: ExportInput) -> None:
     """Write the rows as Parquet; the run's metadata goes in the file's key-value metadata ``torq_nb``."""
     run = normalize(results)
-    run.df.write_parquet(fh, metadata={"torq_nb": json.dumps(run.info(), ensure_ascii=False, default=_default)})
+    run.df.write_parquet(fh, metadata={"torq_nb": json.dumps(run.to_dict(rows=False), ensure_ascii=False, default=json_default)})
 
 
 def write_file(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
@@ -92,7 +86,7 @@ def write_file(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object
     return target
 
 
-def write_csv(results: ExportInput | RunData, path: str | os.PathLike[str], *, bom: bool = False,
+def write_csv(results: ExportInput, path: str | os.PathLike[str], *, bom: bool = False,
               neutralize: bool = True, metadata_comments: bool = False) -> Path:
     """Write the rows as UTF-8 CSV, atomically.
 
@@ -105,16 +99,16 @@ def write_csv(results: ExportInput | RunData, path: str | os.PathLike[str], *, b
                                                 metadata_comments=metadata_comments))
 
 
-def write_json(results: ExportInput | RunData, path: str | os.PathLike[str]) -> Path:
+def write_json(results: ExportInput, path: str | os.PathLike[str]) -> Path:
     """Write the run's metadata and rows as one JSON object, atomically."""
     return write_file(path, lambda fh: json_into(fh, results))
 
 
-def write_ndjson(results: ExportInput | RunData, path: str | os.PathLike[str]) -> Path:
+def write_ndjson(results: ExportInput, path: str | os.PathLike[str]) -> Path:
     """Write the rows as newline-delimited JSON, atomically."""
     return write_file(path, lambda fh: ndjson_into(fh, results))
 
 
-def write_parquet(results: ExportInput | RunData, path: str | os.PathLike[str]) -> Path:
+def write_parquet(results: ExportInput, path: str | os.PathLike[str]) -> Path:
     """Write the rows as Parquet (run metadata in the file's ``torq_nb`` key), atomically."""
     return write_file(path, lambda fh: parquet_into(fh, results))

@@ -441,8 +441,8 @@ class RunStore:
         buffer = io.BytesIO()
         results.df.write_parquet(buffer, compression="zstd")
         rows = buffer.getvalue()
-        progress = results.progress.to_dict() if results.progress else None
-        info = json.dumps({"progress": progress, "metadata": results.metadata}, default=str)
+        fields = results.to_dict(rows=False)  # the one serialiser; topic, summary and the rows have columns here
+        info = json.dumps({"progress": fields["progress"], "metadata": fields["metadata"]}, default=str)
         started = results.progress.started_at if results.progress else None
         pages = int((results.df["status"] == "ok").sum()) if "status" in results.df.columns else 0
         values = (results.operation_id, results.topic, results.depth, results.source,
@@ -469,7 +469,6 @@ class RunStore:
         """The stored run ``run_id`` as ResearchResults; a KeyError if there is none."""
         import polars as pl
 
-        from torq_nb.progress.models import ProgressStatus
         from torq_nb.research.results import SCHEMA, ResearchResults
 
         row = self._do(lambda conn: conn.execute(
@@ -480,10 +479,8 @@ class RunStore:
         # A run stored by an older torq_nb lacks later columns: they come back empty, in the documented order.
         df = df.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in SCHEMA.items() if name not in df.columns)
         df = df.select(*SCHEMA, *(name for name in df.columns if name not in SCHEMA))
-        info = json.loads(row[5])
-        progress = ProgressStatus.from_dict(info["progress"]) if info.get("progress") else None
-        return ResearchResults(topic=row[0], df=df, summary=row[3], depth=row[1], source=row[2], operation_id=run_id,
-                               progress=progress, metadata=info.get("metadata") or {})
+        return ResearchResults.from_dict({**json.loads(row[5]), "topic": row[0], "depth": row[1], "source": row[2],
+                                          "summary": row[3], "operation_id": run_id, "results": df})
 
     # size -------------------------------------------------------------------------------------------------------
     def size(self) -> int:
