@@ -67,11 +67,14 @@ async def test_a_script_without_a_main_guard_runs_once_and_as_quietly_as_a_guard
 
 
 #: On PYTHONPATH as sitecustomize: the interpreters multiprocessing starts with ``-c`` (the fork server and
-#: the resource tracker) take 3 s to start, as on a loaded machine, so the run below surely ends first.
+#: the resource tracker) take $HELPER_DELAY seconds (3 by default) to start, as on a loaded machine, then
+#: touch $HELPERS_STARTED if it is set.
 SLOW_HELPERS = """\
-import sys, time
+import os, sys, time
 if sys.argv == ["-c"]:
-    time.sleep(3)
+    time.sleep(float(os.environ.get("HELPER_DELAY", "3")))
+    if os.environ.get("HELPERS_STARTED"):
+        open(os.environ["HELPERS_STARTED"], "a").close()
 """
 
 #: A run that ends at once: its source finds nothing, while the extraction workers are still starting.
@@ -92,17 +95,24 @@ if __name__ == "__main__":
 """
 
 
-def test_a_run_that_ends_before_the_pool_starts_ends_quietly(tmp_path):
+def test_a_run_that_ends_before_the_pool_starts_ends_quietly_and_at_once(tmp_path):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(SLOW_HELPERS)
     (tmp_path / "instant.py").write_text(ENDS_AT_ONCE)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), repository_path()])}
-    done = subprocess.run([sys.executable, "instant.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "rows: 0\n"
-    assert "Exception in thread" not in done.stderr and "Traceback" not in done.stderr, done.stderr
-    assert done.stderr == ""
+    started = tmp_path / "helpers-started"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), repository_path()]),
+           "HELPER_DELAY": "8", "HELPERS_STARTED": str(started)}
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("w") as stdout, err.open("w") as stderr:  # files, not pipes: the helpers inherit them
+        script = subprocess.Popen([sys.executable, "instant.py"], cwd=tmp_path, env=env, stdout=stdout, stderr=stderr)
+        assert script.wait(300) == 0, err.read_text()
+    assert not started.exists()  # the script ended without waiting for the fork server to finish starting
+    assert out.read_text() == "rows: 0\n"
+    assert "Exception in thread" not in err.read_text() and "Traceback" not in err.read_text(), err.read_text()
+    assert err.read_text() == ""
+    deadline = time.monotonic() + 120  # then the helpers end by themselves (a bound, not a measurement)
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 #: A kernel-like parent: threads, a pool started from a short-lived thread (as the warm-up thread does),

@@ -262,6 +262,17 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return _WORKER_CONTEXT
 
 
+def _wait_for_fork_server() -> None:
+    """Return once the fork server has imported its modules and forks: start a trivial process and wait.
+
+    Nothing else waits meanwhile (no pool's lock is held); if this process exits first, the server drops the
+    request unanswered and exits too.
+    """
+    probe = _WorkerProcess(target=int, name="torq_nb-fork-server-probe", daemon=True)
+    probe.start()
+    probe.join()
+
+
 def _end_with_parent() -> None:
     """In a worker: exit as soon as the process that started it is gone, however it ended."""
     parent = multiprocessing.parent_process()
@@ -319,7 +330,8 @@ class Extractor:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers or _default_workers()
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ProcessPoolExecutor | None = None  # once its workers have started
+        self._starting: threading.Event | None = None  # set when the pool being started is ready (or is not)
         self._breaks = 0
         self._broken = False
         self._closed = False
@@ -329,32 +341,62 @@ class Extractor:
         """Start the worker processes now, e.g. in a thread while the search runs.
 
         The first pool in a process waits for the fork server to import torq_nb and trafilatura. If the
-        Extractor is closed, or the interpreter exits, while they start, this returns quietly.
+        Extractor is closed, or the interpreter exits, meanwhile, this returns quietly, and neither waits
+        for the other.
         """
         self._executor()
 
     def _executor(self) -> ProcessPoolExecutor | None:
+        """The pool with its workers started (this thread starts them, or waits for the one that does);
+        None to extract in a thread."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("this Extractor is closed; create a new one")
             if self._pool is not None or self._broken:
                 return self._pool
-            if _WORKER_CONTEXT is None and not _main_is_importable():
-                log.info("the main script cannot be re-imported by worker processes; extracting in a thread")
-                self._broken = True
-                return None
-            pool = self._pool = ProcessPoolExecutor(self.workers, mp_context=_pool_context(), initializer=_warm_up)
-        # The pool starts a process per submission while none is idle: this starts them all now, rather than
-        # one at a time in the middle of the first run. Outside the lock, so close() need not wait for it.
+            waiting = self._starting
+            if waiting is None:
+                if _WORKER_CONTEXT is None and not _main_is_importable():
+                    log.info("the main script cannot be re-imported by worker processes; extracting in a thread")
+                    self._broken = True
+                    return None
+                self._starting = threading.Event()
+                context = _pool_context()
+        if waiting is not None:
+            waiting.wait()
+            with self._lock:
+                return self._pool
+        return self._start(context)
+
+    def _start(self, context: multiprocessing.context.BaseContext) -> ProcessPoolExecutor | None:
+        """Start a pool and all its workers, holding no lock: close() and the interpreter's exit never wait
+        for the fork server's imports (seconds on a loaded machine), and the pool is published, for pages
+        to be submitted on the event loop, only once no submission has a process to start."""
+        pool = None
         try:
+            if context is _WORKER_CONTEXT:
+                _wait_for_fork_server()
+            pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_warm_up)
+            # The pool starts a process per submission while none is idle: this starts them all at once.
             for _ in range(self.workers):
                 pool.submit(int)
         except BrokenProcessPool:
             pass  # a worker died starting: the first page finds the pool broken and replaces it
         except RuntimeError:
-            # The pool refuses work: close() shut it down meanwhile, or the interpreter is exiting.
+            # The pool refuses work: the interpreter is exiting (or close() came first).
             if not self._closed and threading.main_thread().is_alive():
                 raise
+        finally:
+            with self._lock:
+                starting, self._starting = self._starting, None
+                keep = pool is not None and not self._closed and threading.main_thread().is_alive()
+                if keep:
+                    self._pool = pool
+            if starting is not None:
+                starting.set()
+        if not keep:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
             return None
         return pool
 
