@@ -132,9 +132,9 @@ def cite(sentence: str, ranks: Sequence[int]) -> str:
 
 def not_covered(topic: str, pages: int) -> str:
     """The whole summary when pages were read but none of their sentences is about the topic."""
-    read = "the page read says" if pages == 1 else f"the {pages} pages read say"
+    read = "the page read" if pages == 1 else f"the {pages} pages read"
     return (
-        f"Nothing in {read} enough about “{sanitize(topic)}” to summarise; "
+        f"Nothing in {read} says enough about “{sanitize(topic)}” to summarise; "
         "try other words for the topic, or another source."
     )
 
@@ -359,12 +359,13 @@ class _Sentence:
 @dataclass
 class _Page:
     """A source split into sentences, each sentence's terms and the topic terms among them (``hits``);
-    ``score`` is the page's relevance (1.0 for the best page)."""
+    ``about`` is how much the page is about the topic (0 to 1), ``score`` that relative to the best page."""
 
     source: SourceText
     sentences: list[str]
     terms: list[frozenset[str]]
     hits: list[frozenset[str]] = field(default_factory=list)
+    about: float = 0.0
     score: float = 0.0
     _problems: dict[int, str | None] = field(default_factory=dict)
 
@@ -437,7 +438,7 @@ class ExtractiveSynthesizer:
     than ``min_words`` or longer than ``max_words`` are skipped. ``page_floor``: a page scoring
     below this share of the best page's score contributes nothing. A sentence's relevance is the
     share of the topic's IDF weight it holds, raised on pages about the topic
-    (``1 - (1 - coverage) * (1 - context * page score)``); it must reach ``sentence_floor`` of the
+    (``1 - (1 - coverage) * (1 - context * about)``, ``about`` from 0 to 1); it must reach ``sentence_floor`` of the
     best sentence's relevance and at least ``min_relevance``. The defaults are calibrated on
     benchmarks/bench_synthesize.py. ``diversity`` is the weight maximal marginal relevance gives to
     being unlike the sentences already chosen; ``duplicate_overlap`` is the
@@ -454,7 +455,7 @@ class ExtractiveSynthesizer:
         page_floor: float = 0.6,
         sentence_floor: float = 0.5,
         min_relevance: float = 0.45,
-        context: float = 0.3,
+        context: float = 0.5,
         diversity: float = 0.3,
         duplicate_overlap: float = 0.5,
     ) -> None:
@@ -493,10 +494,13 @@ class ExtractiveSynthesizer:
         query = _topic_terms(topic)
         weights = self._score_pages(query, pages)
         units = self._units(query, weights, pages)
-        # The page most about the topic opens the summary with its first sentence that qualifies, if it comes
-        # early on the page: a page's lead usually says what the page is about.
+        # The page most about the topic opens the summary with its first sentence that qualifies (within
+        # three quarters of its best sentence's relevance), if it comes early on the page: a page's lead
+        # usually says what the page is about.
         best = max(pages, key=lambda page: page.score).source.rank
-        leads = [u for u in units if u.rank == best and u.positions[0] < 5]
+        on_best = [u for u in units if u.rank == best]
+        bar = 0.75 * max((u.relevance for u in on_best), default=0.0)
+        leads = [u for u in on_best if u.positions[0] < 5 and u.relevance >= bar]
         chosen = self._choose(units, min(leads, key=lambda u: u.positions) if leads else None)
         if not chosen:
             return not_covered(topic, len(pages))
@@ -534,6 +538,7 @@ class ExtractiveSynthesizer:
             page.score = ((1 - _TITLE_WEIGHT) * body + _TITLE_WEIGHT * in_title) / total
         best = max(page.score for page in pages)
         for page in pages:
+            page.about = page.score
             page.score = page.score / best if best else 0.0
         return weights
 
@@ -558,7 +563,7 @@ class ExtractiveSynthesizer:
                 else:
                     positions = (i,)
                 # Part of the topic on a page that is about the topic counts for more than on a page that is not.
-                relevance = 1 - (1 - coverage) * (1 - self.context * page.score)
+                relevance = 1 - (1 - coverage) * (1 - self.context * page.about)
                 scored.append((relevance, page, positions))
         if not scored:
             return []
