@@ -350,6 +350,8 @@ def _topic_terms(topic: str) -> list[str]:
 
 @dataclass(frozen=True)
 class _Sentence:
+    """A ranked sentence, as benchmarks/bench_extract.py's sentence-ranking comparison builds them."""
+
     rank: int
     position: int
     text: str
