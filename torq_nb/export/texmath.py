@@ -46,9 +46,10 @@ _BEGIN = re.compile(r"\\(begin|end)\{(" + "|".join(_PLAIN_ENVS) + r")\*?\}(\{[^{
 _ALIGN_ALIAS = re.compile(r"\\(begin|end)\{(align|alignat|aligned|alignedat)\*?\}(\{\d+\})?")
 _TAG = re.compile(r"\\tag\*?\{([^{}]*)\}")
 _DEF = re.compile(r"\\(?:re)?newcommand\*?\s*\{?\s*(\\[A-Za-z]+)\s*\}?\s*(?:\[(\d)\])?\s*|\\def\s*(\\[A-Za-z]+)\s*")
-#: Names tex2typst 0.1 writes that Typst 0.14 renamed.
-_RENAMED = {"alef": "aleph", "plus.o": "plus.circle", "minus.o": "minus.circle", "dot.o": "dot.circle"}
-_RENAMED_NAME = re.compile(r'(?<![\w."])(' + "|".join(re.escape(k) for k in _RENAMED) + r')(?![\w.])')
+#: Names tex2typst 0.1 writes that Typst (0.12 to 0.15) does not know, and Typst's own.
+_RENAMED = {"alef": "aleph", "times.circle": "times.o", "plus.circle": "plus.o", "minus.circle": "minus.o",
+            "dot.circle": "dot.o"}
+_RENAMED_NAME = re.compile(r'(?<![A-Za-z."])(' + "|".join(re.escape(k) for k in _RENAMED) + r')(?![A-Za-z.])')
 #: Plain values that may follow ``#`` in converter output (``mat(delim: #none)``, ``op(..., limits: #true)``).
 _VALUES = re.compile(r"#(none|true|false|center|left|right)(?![\w.(\[{-])")
 
