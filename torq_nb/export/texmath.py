@@ -1,11 +1,13 @@
 """TeX math (as notebooks write it: MathJax's dialect) to Typst math source, through ``tex2typst``.
 
 The result is only ever evaluated by the template with ``eval(src, mode: "math")``: math markup, no
-code. ``safe_typst_math`` refuses any output that could leave math for Typst code (a ``#`` outside a
-string, except a few plain values), so neither a notebook's TeX nor a converter bug can reach
-``import`` (which would download a package) or anything else; what does not convert is printed as its
-TeX source. Typst's own eval reads files only inside the compile's root, a private folder holding the
-notebook's images and nothing else.
+code. In math mode Typst resolves names in its math scope only (``read``, ``eval``, ``sys`` and ``import``
+are unknown there: checked with typst 0.15), so code needs a ``#``; ``safe_typst_math`` refuses any
+output with a ``#`` outside a string, except a few plain values. Neither a notebook's TeX nor a converter
+bug can so reach ``#import "@preview/..."`` (Typst would download the package: seen) or ``#read``; and
+code that did run would still read only inside the compile's root, a private folder holding the
+notebook's images and nothing else (Typst refuses paths that leave it: seen). What does not convert is
+printed as its TeX source.
 
 tex2typst, measured on 117 real spans (benchmarks/README.md, "Notebooks to PDF"), converts MathJax's
 environments and most commands; the rewrites below cover what it lacks and notebooks use: labels and
