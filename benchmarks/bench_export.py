@@ -24,7 +24,7 @@ import export_factory
 import pandas as pd
 
 from torq_nb.export import export, to_html, to_markdown, to_notebook, to_pdf
-from torq_nb.research.results import ResearchResults
+from torq_nb.results import ResearchResults
 
 SEED_CLAIMS = {"Markdown": "~50", "CSV": "~30", "PDF (Typst)": "~200"}
 REPORT_COLUMNS = ["rank", "title", "domain", "status", "word_count", "published", "snippet"]

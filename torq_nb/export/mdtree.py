@@ -219,9 +219,13 @@ def _plain(cells: list[Node]) -> str:
 TALL_CHARS, TALL_LINES = 600, 15
 
 
-def _tall(text: str) -> bool:
-    """Whether a cell's row must be able to break across pages."""
-    return len(text) > TALL_CHARS or text.count("\n") > TALL_LINES
+def _tall(row: Sequence[Cell]) -> bool:
+    """Whether a row must be able to break across pages (one loop: it runs for every row of every table)."""
+    for cell in row:
+        text = cell if isinstance(cell, str) else _plain(cell)
+        if len(text) > TALL_CHARS or (len(text) > TALL_LINES and text.count("\n") > TALL_LINES):
+            return True
+    return False
 
 
 def column_width(longest: str) -> str | int:
@@ -247,7 +251,7 @@ def table_node(head: Sequence[Cell], rows: Sequence[Sequence[Cell]], align: list
                 longest[i] = plain
     widths = [column_width(s) for s in longest]
     align = (align or []) + ["left"] * (ncols - len(align or []))
-    tall = [i for i, row in enumerate(rows) if any(_tall(_cell_text(c)) for c in row)]
+    tall = [i for i, row in enumerate(rows) if _tall(row)]
     return {"t": "table", "head": head, "rows": rows, "widths": widths, "align": align[:ncols], "tall": tall}
 
 
