@@ -357,6 +357,10 @@ class _HTMLBlocks(HTMLParser):
             self.inline[-1].append({"t": "br"})
         elif tag == "img":
             self.inline[-1].append(self.conv.picture(values.get("src", ""), values.get("alt", ""), values.get("width")))
+        elif tag == "a" and not values.get("href") and (name := values.get("id") or values.get("name")):
+            self.conv.anchors.append({"t": "anchor", "id": name})  # a link target, as in Markdown's inline HTML
+            self.inline[-1].append(self.conv.anchors[-1])
+            self.inline.append(self.inline[-1])  # its text, if any, follows the anchor
         elif tag in _INLINE_TAGS or tag == "code" or tag == "a":
             href = values.get("href", "")
             node: Node = ({"t": "code", "v": "", "c": []} if tag == "code" else self.conv.link(href, []) if tag == "a"
@@ -380,7 +384,7 @@ class _HTMLBlocks(HTMLParser):
             if len(self.inline) > 1:
                 done = self.inline.pop()
                 parent = self.inline[-1][-1]
-                if parent["t"] == "code":
+                if parent["t"] == "code" and parent.get("c") is done:
                     parent["v"] = _plain(done)
                     parent.pop("c", None)
             if tag == "summary":
