@@ -147,6 +147,8 @@ def test_rich_outputs_prefer_html_latex_and_images_over_plain_text(cli_pdfs: dic
     assert "IPython.core.display" not in text  # not the objects' text/plain reprs
     assert "NewCMMath" in fonts(pdf)  # SymPy's and Latex()'s text/latex typeset
     assert "\\displaystyle" not in text and text.count("\\frac{\\pi^2}") == 1  # in the code only
+    html_png = [r for r in images(pdf) if r["enc"] == "image"]  # HTML's <img width="50">, from the notebook's folder
+    assert [(r["width"], r["x-ppi"]) for r in html_png] == [("160", "307")]
     jpeg = [r for r in images(pdf) if r["enc"] == "jpeg"]
     assert [(r["width"], r["x-ppi"]) for r in jpeg] == [("160", "96")]  # natural size, not the text's width
     assert re.search(r"\+DejaVuSans\s", fonts(pdf))  # the SVG's "sans-serif" text: a sans font, not the body's serif
@@ -155,12 +157,12 @@ def test_rich_outputs_prefer_html_latex_and_images_over_plain_text(cli_pdfs: dic
 
 def test_wide_dataframe_fits_without_overprinting_and_numbers_align_right(cli_pdfs: dict[str, Path]) -> None:
     pdf = cli_pdfs["outputs"]
-    found = words(pdf)
+    found = next(ws for ws in (words(pdf, page) for page in (1, 2, 3)) if sum(w[4] == "label" for w in ws) >= 12)
     label = [w for w in found if w[4] == "label"]
     assert len(label) >= 12  # every header label, wrapped within its column
     top = min(w[1] for w in label) - 30
     bottom = max(w[3] for w in found if w[4] == "-11.00")
-    page_words = [w for w in found if top < w[1] < bottom]  # the table's band on page 1
+    page_words = [w for w in found if top < w[1] < bottom]  # the table's band on its page
     lines: dict[int, list[tuple[float, float, float, float, str]]] = {}
     for w in page_words:
         lines.setdefault(round(w[1]), []).append(w)

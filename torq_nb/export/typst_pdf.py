@@ -64,8 +64,9 @@ class _Images:
 
     _KINDS: ClassVar[dict[str, tuple[str, bytes]]] = {"image/png": (".png", b"\x89PNG"), "image/jpeg": (".jpg", b"\xff\xd8"), "image/gif": (".gif", b"GIF8")}
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, base: Path | None = None) -> None:
         self.root = root
+        self.base = base  # the notebook's folder: images by relative path are read from there only
         self.count = 0
 
     def add(self, mime: str, data: Any) -> Node | None:
@@ -88,7 +89,7 @@ class _Images:
             return self._write(_SVG_GENERIC.sub(lambda m: _SVG_FAMILIES[m.group(0)], raw), ".svg", _svg_width(raw))
         return None
 
-    def url(self, url: str, base: Path | None) -> Node | None:
+    def url(self, url: str) -> Node | None:
         """An image given by a Markdown or ``<img>`` address: a ``data:`` URL, or a file by relative path
         inside the notebook's folder ``base`` (nothing outside it, no link leading out of it, nothing
         else than an image, at most ``IMAGE_BYTES``). Remote addresses: None (an export fetches nothing)."""
@@ -98,6 +99,7 @@ class _Images:
             except (binascii.Error, ValueError):
                 return None
         path = urllib.parse.unquote(url.split("?", 1)[0].split("#", 1)[0])
+        base = self.base
         if base is None or not path or "://" in url or url.startswith(("/", "\\", "data:", "file:")) or ":" in path[:3]:
             return None
         try:
@@ -267,7 +269,7 @@ def _html_output(raw: str, images: _Images) -> list[Node]:
                 _align_numbers(table)
                 nodes.append(table)
         elif piece.strip():
-            nodes += html_blocks(piece, images=lambda url: images.url(url, None))
+            nodes += html_blocks(piece, images=images.url)
     return nodes
 
 
@@ -311,7 +313,7 @@ def _output(out: NotebookNode, images: _Images) -> list[Node]:
         if mime in data and (node := images.add(mime, data[mime])):
             return [node]
     if "text/markdown" in data:
-        blocks, anchors, refs = markdown_tree(_source(data["text/markdown"]), images=lambda url: images.url(url, None))
+        blocks, anchors, refs = markdown_tree(_source(data["text/markdown"]), images=images.url)
         for node in refs + anchors:  # outputs link only outward: an in-document target may not exist
             _unlink(node)
         return blocks
@@ -324,12 +326,12 @@ def _output(out: NotebookNode, images: _Images) -> list[Node]:
     return []
 
 
-def _attachments(cell: NotebookNode, images: _Images, base: Path | None = None) -> Any:
+def _attachments(cell: NotebookNode, images: _Images) -> Any:
     """Resolves the image references of one Markdown cell: ``attachment:name``, ``data:`` URLs, and
-    relative paths inside the notebook's folder ``base`` (see ``_Images.url``)."""
+    relative paths inside the notebook's folder (see ``_Images.url``)."""
     def resolve(url: str) -> Node | None:
         if not url.startswith("attachment:"):
-            return images.url(url, base)
+            return images.url(url)
         bundle = (cell.get("attachments") or {}).get(url.removeprefix("attachment:"), {})
         return next((node for mime, data in bundle.items() if (node := images.add(mime, data))), None)
     return resolve
@@ -404,7 +406,7 @@ def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: s
     gives some Markdown cells' nodes by cell number (blocks, anchors, refs, as ``markdown_tree`` returns
     them), built by the caller from the data the cell's Markdown was written from; the others are parsed.
     ``base``: the notebook's folder, where Markdown images given by relative path are looked for."""
-    images = _Images(root)
+    images = _Images(root, base)
     lang = (nb.metadata.get("language_info") or {}).get("name") or (nb.metadata.get("kernelspec") or {}).get("language") or ""
     blocks: list[Node] = []
     anchors: list[Node] = []
@@ -413,7 +415,7 @@ def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: s
         source = _source(cell.get("source"))
         if cell.cell_type == "markdown":
             parsed, cell_anchors, cell_refs = (trees or {}).get(number) or \
-                markdown_tree(source, images=_attachments(cell, images, base))
+                markdown_tree(source, images=_attachments(cell, images))
             blocks.extend(parsed)
             anchors += cell_anchors
             refs += cell_refs
@@ -454,7 +456,7 @@ def _raw_cell(cell: NotebookNode, source: str, images: _Images) -> list[Node]:
     meta = cell.get("metadata") or {}
     fmt = str(meta.get("format") or meta.get("raw_mimetype") or "").lower()
     if fmt in ("text/markdown", "markdown"):
-        blocks, anchors, refs = markdown_tree(source, images=lambda url: images.url(url, None))
+        blocks, anchors, refs = markdown_tree(source, images=images.url)
         for node in refs + anchors:
             _unlink(node)
         return blocks
