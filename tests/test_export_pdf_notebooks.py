@@ -313,3 +313,23 @@ def test_stream_output_without_colour_is_one_plain_block(tmp_path: Path) -> None
     nb = new_notebook(cells=[new_code_cell("print(1)", outputs=[new_output("stream", name="stdout", text="1\n")])])
     doc = notebook_document(nb, tmp_path)
     assert doc["blocks"][0]["outputs"] == [{"t": "output", "kind": "stream", "v": "1"}]
+
+
+def test_markdown_images_are_read_only_inside_the_notebook_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "nb"
+    (folder / "img").mkdir(parents=True)
+    picture = (FIXTURES / "images" / "relative.png").read_bytes()
+    (tmp_path / "outside.png").write_bytes(picture)
+    (folder / "img" / "inside.png").write_bytes(picture)
+    (folder / "img" / "link.png").symlink_to(tmp_path / "outside.png")  # a link leading out of the folder
+    (folder / "img" / "notes.png").write_text("not an image")
+    cells = [new_markdown_cell(f"![{alt}]({url})") for alt, url in (
+        ("inside", "img/inside.png"), ("spaced", "img/inside.png?x=1#y"), ("parent", "../outside.png"),
+        ("absolute", str(tmp_path / "outside.png")), ("link", "img/link.png"), ("fake", "img/notes.png"),
+        ("missing", "img/none.png"), ("file url", f"file://{tmp_path / 'outside.png'}"))]
+    (tmp_path / "root").mkdir()
+    doc = notebook_document(new_notebook(cells=cells), tmp_path / "root", base=folder)
+    shown = [n["c"][0] for n in doc["blocks"]]
+    assert [n["t"] for n in shown[:2]] == ["image", "image"]
+    assert [n.get("v") for n in shown[2:]] == [f"[image: {alt}]" for alt in
+                                                ("parent", "absolute", "link", "fake", "missing", "file url")]
