@@ -333,3 +333,18 @@ def test_markdown_images_are_read_only_inside_the_notebook_folder(tmp_path: Path
     assert [n["t"] for n in shown[:2]] == ["image", "image"]
     assert [n.get("v") for n in shown[2:]] == [f"[image: {alt}]" for alt in
                                                 ("parent", "absolute", "link", "fake", "missing", "file url")]
+
+
+def test_polars_and_pandas_html_tables_right_align_their_number_columns(tmp_path: Path) -> None:
+    import pandas as pd
+    import polars as pl
+    from IPython.core.formatters import DisplayFormatter
+
+    outputs = [new_output("execute_result", data=DisplayFormatter().format(frame)[0], execution_count=1) for frame in
+               (pl.DataFrame({"a": [1, 2], "name": ["x", "y"], "f": [1.5, None]}),
+                pd.DataFrame({"a": [1, 2], "name": ["x", "y"], "f": [1.5, None]}))]
+    doc = notebook_document(new_notebook(cells=[new_code_cell("x", outputs=outputs)]), tmp_path)
+    tables = [o for o in doc["blocks"][0]["outputs"] if o["t"] == "table"]
+    assert [t["align"] for t in tables] == [["right", "left", "right"], ["right", "right", "left", "right"]]
+    texts = [o for o in doc["blocks"][0]["outputs"] if o["t"] == "p"]
+    assert texts and "shape: (2, 3)" in json.dumps(texts)  # Polars' shape line is kept, as text

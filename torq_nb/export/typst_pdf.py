@@ -273,9 +273,16 @@ def _html_output(raw: str, images: _Images) -> list[Node]:
     return nodes
 
 
+#: A Polars DataFrame's HTML has its column types as the first body row.
+_POLARS_DTYPE = re.compile(r"^(?:[iu](?:8|16|32|64|128)|f(?:32|64)|str|bool|date|time|null|object|cat|enum|binary|"
+                           r"decimal|(?:datetime|duration|list|array|struct|decimal)\b.*)$")
+
+
 def _align_numbers(table: Node) -> None:
     """Right-aligns the columns whose every non-empty body cell is a number (a DataFrame's values)."""
     rows = [r for r in table["rows"] if isinstance(r, list)]
+    if rows and all(isinstance(c, str) and (not c or _POLARS_DTYPE.match(c)) for c in rows[0]):
+        rows = rows[1:]
     for i in range(len(table["align"])):
         cells = [r[i] for r in rows if i < len(r) and isinstance(r[i], str) and r[i].strip()]
         if cells and all(_NUMBER.match(c.strip()) for c in cells):
