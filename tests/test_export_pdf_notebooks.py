@@ -128,9 +128,9 @@ def test_long_lines_wrap_whole_and_ansi_colours_show(cli_pdfs: dict[str, Path]) 
     assert text.count(LONG_LINE) == 2  # in the code and in its output: all 300 characters, not cut at the edge
     assert max(w[2] for w in words(pdf)) < 595.276 - 56  # nothing runs past the right margin (2 cm)
     assert "\x1b" not in text and "[0;31m" not in text and "[31m" not in text.replace("\\x1b[31m", "")
-    red = next(w for w in words(pdf) if w[4] == "red" and w[1] > 240)  # the output's, not the code's
-    green = next(w for w in words(pdf) if w[4] == "green" and w[1] > 240)
-    plain = next(w for w in words(pdf) if w[4] == "plain" and w[1] > 240)
+    def last(word: str) -> tuple[float, float, float, float, str]:  # the output's, below the code's
+        return max((w for w in words(pdf) if w[4] == word), key=lambda w: w[1])
+    red, green, plain = last("red"), last("green"), last("plain")
     r, g, b = colour_of(pdf, 1, red[:4])
     assert r > g + 60 and r > b + 60  # JupyterLab's ANSI red
     r, g, b = colour_of(pdf, 1, green[:4])
