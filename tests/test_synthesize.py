@@ -155,6 +155,7 @@ async def test_a_topic_the_pages_do_not_cover_is_said_so_without_citations() -> 
     summary = await ExtractiveSynthesizer(max_sentences=3).synthesize("zebra migration", SOURCES)
     assert summary == not_covered("zebra migration", 3)
     assert "zebra migration" in summary and not re.search(r"\[\d+\]", summary)
+    assert await ExtractiveSynthesizer().synthesize("?!", SOURCES) == not_covered("?!", 3)  # no word at all
 
 
 HOSTILE = (

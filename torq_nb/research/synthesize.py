@@ -494,6 +494,8 @@ class ExtractiveSynthesizer:
         if not pages:
             return NO_SOURCES
         query = _topic_terms(topic)
+        if not query:  # a topic of punctuation only: no page can be about it
+            return not_covered(topic, len(pages))
         weights = self._score_pages(query, pages)
         units = self._units(query, weights, pages)
         # The page most about the topic opens the summary with its first sentence that qualifies (within
