@@ -171,15 +171,14 @@ _POINTS_BACK_PHRASE = re.compile(
     re.IGNORECASE,
 )
 # "The move ...", "The company said ...": a definite description that names something from before.
-_DEFINITE_BACK = re.compile(
-    r"^(?:the|this|that|these|those|such)\s+(?:initiative|move|company|firm|decision|deal|report|study|plan|"
-    r"programme|program|project|announcement|statement|agreement|incident|case|event|effort|change|news|"
-    r"idea|measure|step|proposal|group|agency|device|product|team|process|findings|lawsuit|probe|complaint|"
-    r"ruling|verdict|offer|two|three|four|pair|couple|man|woman|boy|girl|suspect|victim|bill|law|order|"
-    r"list|video|book|album|film|show|game|model|car|vehicle|phone|update|feature|service|technique|"
-    r"approach|method|discovery|result|results|research|researchers|scientists|authors|trip|visit|patient|patients|victims|goal|aim|reason|problem|issue|organization|organisation|newspaper|outlet|celebration|festival|patients|couple|family|procedure|treatment|condition|disease|symptoms|drug|announcement)\b",
-    re.IGNORECASE,
-)
+_BACK_NOUNS = """initiative move company firm decision deal report study plan programme program project announcement
+    statement agreement incident case event effort change news idea measure step proposal group agency device product
+    team process findings lawsuit probe complaint ruling verdict offer two three four pair couple man woman boy girl
+    suspect victim victims bill law order list video book album film show game model car vehicle phone update feature
+    service technique approach method discovery result results research researchers scientists authors trip visit
+    patient patients goal aim reason problem issue organization organisation newspaper outlet celebration festival
+    family procedure treatment condition disease symptoms drug""".split()
+_DEFINITE_BACK = re.compile(rf"^(?:the|this|that|these|those|such)\s+(?:{'|'.join(_BACK_NOUNS)})\b", re.IGNORECASE)
 # "In a statement, he said ...": a pronoun as the subject right after a short opening phrase.
 _OPENING_PHRASE = re.compile(r"^[^,;:]{2,40},\s+")
 _PRONOUN = re.compile(r"(?:he|she|they|it|his|her|their|its|this|these)\b", re.IGNORECASE)
