@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent
 EXPORTS = ROOT / "notebooks" / "exports"
 
 sys.path.insert(0, str(ROOT / "tests"))
-from fake_search import SearchServer, load_pages, search_environment, serve_in_thread
+from fake_search import SearchServer, load_pages, search_environment, serve_in_thread  # noqa: E402
 
 
 class _NotebookEnvironment:

@@ -21,6 +21,7 @@ one installed there.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -321,3 +322,38 @@ def jupyter_lab(root_dir: Path, *, timeout: float = 90.0, extra_args: Sequence[s
     finally:
         lab.stop()
         shutil.rmtree(lab.state_dir, ignore_errors=True)
+
+
+@contextmanager
+def marimo_run(app: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``marimo run app`` on loopback (no token) for the block, with ``env`` added to the environment; its
+    address. Stopped with its process group."""
+    if importlib.util.find_spec("marimo") is None:
+        pytest.skip("marimo is not installed: pip install marimo")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "marimo", "run", str(app), "--headless", "--host", "127.0.0.1",
+               "--port", str(port), "--no-token"]  # fmt: skip
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                  env={**os.environ, **(env or {})})
+    address = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(address, timeout=5).close()  # loopback only
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"marimo did not start:\n{log.read_text(errors='replace')[-2000:]}") from None
+                time.sleep(0.2)
+        yield address
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)

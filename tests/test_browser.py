@@ -9,19 +9,12 @@ notebook saved by JupyterLab (and its nbconvert export) keeps the final states.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +29,7 @@ from tests.jupyter_server import (
     cell,
     jupyter_lab,
     launch_chromium,
+    marimo_run,
     record_progress,
     recorded_progress,
     require_chromium,
@@ -360,39 +354,6 @@ def _():
 if __name__ == "__main__":
     app.run()
 """
-
-
-@contextmanager
-def marimo_run(app: Path, log: Path) -> Iterator[str]:
-    """``marimo run app`` on loopback (no token) for the block; its address. Stopped with its process group."""
-    if importlib.util.find_spec("marimo") is None:
-        pytest.skip("marimo is not installed: pip install marimo")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "marimo", "run", str(app), "--headless", "--host", "127.0.0.1",
-               "--port", str(port), "--no-token"]  # fmt: skip
-    with log.open("wb") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    address = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(address, timeout=5).close()  # loopback only
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"marimo did not start:\n{log.read_text(errors='replace')[-2000:]}") from None
-                time.sleep(0.2)
-        yield address
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
 
 
 def test_elapsed_and_eta_follow_the_wall_clock_in_marimo(tmp_path: Path) -> None:

@@ -92,7 +92,8 @@ def register() -> None:
         import importlib
 
         for module, name in SHOWN:
-            setattr(getattr(importlib.import_module(module), name), "_display_", _marimo_display)
+            shown = getattr(importlib.import_module(module), name)
+            shown._display_ = _marimo_display
         return
     shell = _ipython_shell()
     if shell is not None:

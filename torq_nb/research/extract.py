@@ -159,7 +159,7 @@ def _body_text(html: str) -> Document | None:
         return None
     etree.strip_elements(root, *_NOT_CONTENT, etree.Comment, etree.ProcessingInstruction, with_tail=False)
     title_el = root.find(".//title")
-    title = _clean(title_el.text_content()) if title_el is not None else None
+    title = _clean(title_el.text_content()) if isinstance(title_el, lxml.html.HtmlElement) else None
     body = root.find(".//body")
     if body is None:
         body = root
@@ -167,7 +167,7 @@ def _body_text(html: str) -> Document | None:
         tag = el.tag.lower() if isinstance(el.tag, str) else ""
         if tag in _BLOCKS or tag in ("td", "th"):
             el.tail = ("\n" if tag in _BLOCKS else " ") + (el.tail or "")
-    lines = (" ".join(line.split()) for line in "".join(body.itertext()).split("\n"))
+    lines = (" ".join(line.split()) for line in "".join(str(t) for t in body.itertext()).split("\n"))
     text = "\n".join(line for line in lines if line)
     if not text:
         return None

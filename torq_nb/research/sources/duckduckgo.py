@@ -6,7 +6,7 @@ instead of results. Both become a SourceError that says so. Searches from one so
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 from torq_nb.research.models import Hit, Page
@@ -67,7 +67,7 @@ def parse_results(page: Page) -> list[Hit]:
     from lxml.etree import ParserError
 
     try:
-        root = lxml.html.document_fromstring(xml_safe(page.text or ""))
+        root = cast(lxml.html.HtmlElement, lxml.html.document_fromstring(xml_safe(page.text or "")))
     except ParserError:
         raise SourceError("DuckDuckGo: the search returned an empty page; retry later or use another source.") from None
     if _is_anomaly(root):

@@ -346,7 +346,7 @@ def _html_parts(raw: str) -> tuple[str, tuple[str, ...]]:
     try:
         root = lxml.html.document_fromstring(xml_safe(raw))
         for element in root.iter("title", "h1"):
-            title = " ".join(element.text_content().split())
+            title = " ".join(element.text_content().split()) if isinstance(element, lxml.html.HtmlElement) else ""
             if title:
                 break
     except (ParserError, ValueError):
