@@ -323,14 +323,16 @@ _TITLE_WEIGHT = 0.25
 
 def _aliases(query: list[str], vocabulary: set[str]) -> dict[str, str]:
     """Page terms that count as a topic term: the term itself, and for terms of five letters or more
-    the words that start or end with it, so "Netze" meets "Übertragungsnetze" and "vaccine" "vaccines"."""
+    the words that start with it or end with it after five letters or more, so "Netze" meets
+    "Übertragungsnetze" and "vaccine" "vaccines"."""
     aliases = {t: t for t in query}
     long = sorted((t for t in query if len(t) >= 5), key=len, reverse=True)
     if long:
-        pattern = re.compile("|".join(f"{re.escape(t)}.+|.+{re.escape(t)}" for t in long))
+        # A compound's first part has five letters or more: "Übertragungsnetze", not "breathing" for "thing".
+        pattern = re.compile("|".join(f"{re.escape(t)}.+|.{{5,}}{re.escape(t)}" for t in long))
         for word in vocabulary:
             if word not in aliases and pattern.fullmatch(word):
-                aliases[word] = next(t for t in long if word.startswith(t) or word.endswith(t))
+                aliases[word] = next(t for t in long if word.startswith(t) or word[5:].endswith(t))
     # "hibernating" meets "hibernation", "investigation" "investigators": a root of six letters or more.
     roots = {t[: -len(m.group())]: t for t in query if (m := _SUFFIX.search(t)) and len(t) - len(m.group()) >= 6}
     for word in vocabulary:
