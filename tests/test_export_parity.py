@@ -54,7 +54,7 @@ def assert_sections_parse_to_their_nodes(results: Any, **options: Any) -> int:
     checked = 0
     for section in report_sections(results, **options):
         if section.tree is not None:
-            assert markdown_tree(section.markdown) == section.tree, section.markdown[:200]
+            assert markdown_tree(section.markdown) == section.tree(), section.markdown[:200]
             checked += 1
     return checked
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -286,9 +287,9 @@ def _failures(df: pl.DataFrame) -> Table:
                       (_plain(_col(df, "http_status")), "HTTP", True), (_plain(_col(df, "error")), "Reason", False)], 1, url)
 
 
-def _sources(df: pl.DataFrame, prefix: str) -> tuple[str, list[Node], list[Node]]:
-    """The numbered source list, each item the target of its citations: its Markdown, and the same list as
-    PDF nodes (what the parser makes of the Markdown) with its anchor nodes."""
+def _sources(df: pl.DataFrame, level: int, prefix: str) -> Section:
+    """The numbered source list under its heading, each item the target of its citations: its Markdown, and
+    the same list as PDF nodes (what the parser makes of the Markdown) with its anchor nodes."""
     url = _col(df, "url")
     frame = df.select(_rank(df).cast(pl.String).alias("rank"), _label(df, "untitled").alias("title"),
                       clip_expr(_one_line(_col(df, "domain")), TITLE_CHARS).fill_null("").alias("domain"),
@@ -299,6 +300,12 @@ def _sources(df: pl.DataFrame, prefix: str) -> tuple[str, list[Node], list[Node]
     link = pl.when(pl.col("url").is_not_null()).then(pl.lit(" <br>") + _with_target(_text(pl.col("url")), pl.col("target"))).otherwise(pl.lit(""))
     line = pl.concat_str([pl.lit(f'- <a id="{prefix}{_ANCHOR_PREFIX}'), rank, pl.lit('"></a>**\\['), rank, pl.lit("\\]** "),
                           _text(pl.col("title")), domain, link])
+    return Section(f"{'#' * level} Sources\n\n{_lines(frame, line)}",
+                   lambda: _tree(level, "Sources", *_source_list(frame, prefix)))
+
+
+def _source_list(frame: pl.DataFrame, prefix: str) -> tuple[list[Node], list[Node]]:
+    """The source list's PDF node, and its anchor nodes."""
     items: list[list[Node]] = []
     anchors: list[Node] = []
     for number, label, where, address, target in frame.iter_rows():
@@ -309,26 +316,26 @@ def _sources(df: pl.DataFrame, prefix: str) -> tuple[str, list[Node], list[Node]
             parts += [{"t": "br"}, {"t": "link", "url": target, "c": _text_nodes(address)}] if target is not None \
                 else [{"t": "br"}, *_text_nodes(address)]
         items.append([{"t": "span", "c": parts}])
-    return _lines(frame, line), [{"t": "list", "ordered": False, "start": 1, "tight": True, "items": items}], anchors
+    return [{"t": "list", "ordered": False, "start": 1, "tight": True, "items": items}], anchors
 
 
 @dataclass(frozen=True)
 class Section:
-    """One Markdown cell of a report; ``tree``, where given, spares the PDF parsing ``markdown`` back."""
+    """One Markdown cell of a report; ``tree``, where given, builds the PDF's nodes of the same content
+    (only the PDF asks for them), sparing it parsing ``markdown`` back."""
 
     markdown: str
-    tree: Tree | None = None
+    tree: Callable[[], Tree] | None = None
 
 
-def _section(level: int, heading: str, body: str, nodes: list[Node], anchors: list[Node] | None = None) -> Section:
-    """A heading and a body whose PDF nodes are known."""
-    head: Node = {"t": "h", "level": level, "c": [text_node(heading)]}
-    return Section(f"{'#' * level} {heading}\n\n{body}", ([head, *nodes], anchors or [], []))
+def _tree(level: int, heading: str, nodes: list[Node], anchors: list[Node] | None = None) -> Tree:
+    """A heading and the nodes of its body."""
+    return [{"t": "h", "level": level, "c": [text_node(heading)]}, *nodes], anchors or [], []
 
 
 def table_section(level: int, heading: str, table: Table) -> Section:
     """A heading and a table, in both forms."""
-    return _section(level, heading, table.markdown(), [table.node()])
+    return Section(f"{'#' * level} {heading}\n\n{table.markdown()}", lambda: _tree(level, heading, [table.node()]))
 
 
 def report_sections(results: ExportInput, *, level: int = 2, prefix: str = "") -> list[Section]:
@@ -344,7 +351,7 @@ def report_sections(results: ExportInput, *, level: int = 2, prefix: str = "") -
         sections.append(Section(f"{heading} Summary\n\n" + md_summary(run.summary, ranks, prefix)))
     if df.height:
         sections.append(table_section(level, "Results", _results(df)))
-        sections.append(_section(level, "Sources", *_sources(df, prefix)))
+        sections.append(_sources(df, level, prefix))
     else:
         sections.append(Section(f"{heading} Results\n\nThere were no results."))
     failed = df.with_columns(_rank(df).alias("rank")).filter(pl.col("status") == "error") if "status" in df.columns else df.clear()
@@ -364,7 +371,7 @@ def notebook(sections: list[Section], title: str, metadata: dict[str, Any]) -> n
 
 def trees(sections: list[Section]) -> dict[int, Tree]:
     """The known PDF nodes of ``sections``, by cell number (what ``typst_pdf.render_pdf`` takes)."""
-    return {i: section.tree for i, section in enumerate(sections) if section.tree is not None}
+    return {i: section.tree() for i, section in enumerate(sections) if section.tree is not None}
 
 
 def report_notebook(run: ResearchResults, sections: list[Section]) -> nbformat.NotebookNode:
