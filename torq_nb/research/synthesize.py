@@ -146,7 +146,7 @@ def split_sentences(text: str) -> list[str]:
     sentence; but a block whose lines all fit in 80 columns is hard-wrapped prose (a .txt file),
     and there a single line break is only a space.
     """
-    units = []
+    units: list[str] = []
     for block in _BLANK_LINE.split(text):
         lines = [line for line in block.splitlines() if line.strip()]
         hard_wrapped = len(lines) > 1 and max(map(len, lines)) <= _WRAP_WIDTH
