@@ -75,6 +75,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Scripts written without spaces between words: a run of them counts as one word per two characters.
 _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 _END_PUNCT = re.compile(r"[.!?…。！？]$")
+_END_IN_QUOTE = re.compile(r"([.!?…。！？])([\"'”’»]+)$")
 _SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’»)\]]*$")
 _BLANK_LINE = re.compile(r"\n\s*\n")
 _WRAP_WIDTH = 80
@@ -125,6 +126,9 @@ def cite(sentence: str, ranks: Sequence[int]) -> str:
     """The sentence, on one line, with its citations placed before its closing punctuation."""
     body = sanitize(_PAGE_REFS.sub("", sentence)).rstrip()
     marks = "".join(f"[{rank}]" for rank in ranks)
+    quoted = _END_IN_QUOTE.search(body)
+    if quoted:  # 'is called “feather duvet lung.”' -> 'is called “feather duvet lung” [1].'
+        return f"{body[: quoted.start()]}{quoted.group(2)} {marks}{quoted.group(1)}"
     if _END_PUNCT.search(body):
         return f"{body[:-1].rstrip()} {marks}{body[-1]}"
     return f"{body} {marks}."
