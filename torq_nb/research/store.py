@@ -558,7 +558,9 @@ def _identity(thing: object) -> str:
     A setting JSON cannot hold is taken by its repr (one that names a memory address then never matches: safe)."""
     cls = type(thing)
     settings = {name: value for name, value in vars(thing).items() if not name.startswith("_")}
-    return f"{cls.__module__}.{cls.__qualname__} {json.dumps(settings, sort_keys=True, default=repr)}"
+    rules = getattr(cls, "algorithm", None)  # a synthesizer's rule version (ExtractiveSynthesizer.algorithm)
+    version = f" algorithm={rules}" if rules is not None else ""
+    return f"{cls.__module__}.{cls.__qualname__}{version} {json.dumps(settings, sort_keys=True, default=repr)}"
 
 
 def source_identity(source: Source) -> str | None:

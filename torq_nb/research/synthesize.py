@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
 from sentencex import segment
@@ -451,6 +451,10 @@ class ExtractiveSynthesizer:
     being unlike the sentences already chosen; ``duplicate_overlap`` is the
     word 3-shingle containment above which a sentence is a near-duplicate.
     """
+
+    #: Which selection rules wrote a summary: part of its key in the run store, so a change to the rules
+    #: (not only to the settings) is never served an old summary. Raise it when the rules change.
+    algorithm: ClassVar[int] = 2
 
     def __init__(
         self,
