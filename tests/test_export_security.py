@@ -29,6 +29,7 @@ from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from torq_nb.export import export, to_html, to_markdown, to_notebook
 from torq_nb.export.mdtree import markdown_tree
 from torq_nb.export.text import md_expr, md_text
+from torq_nb.results import _CARD_CSS
 
 #: Text a hostile page can put in a title, snippet, error or summary sentence.
 HOSTILE = [
@@ -183,8 +184,10 @@ def _pdftext(path: Path) -> str:
 
 def test_results_card_shows_page_text_as_text() -> None:
     results = hostile_results()
-    found = assert_inert(results._repr_html_(), {"div", "h3", "p", "small", "table", "thead", "tbody", "tr", "th",
-                                                 "td", "a", "code"})
+    card = results._repr_html_()
+    found = assert_inert(card, {"div", "h3", "p", "small", "table", "thead", "tbody", "tr", "th", "td", "a", "code",
+                                "style"})
+    assert re.findall(r"<style>(.*?)</style>", card, flags=re.S) == [_CARD_CSS]  # its own layout, no page text
     for text in HOSTILE:
         assert squash(text) in found.text
 
@@ -275,11 +278,13 @@ def test_every_html_rendering_is_inert_in_chromium(browser: Any, tmp_path: Path)
         dialogs, requests, page = load(browser, path)
         assert dialogs == [], name
         assert requests == [path.as_uri()], name
-        counts = page.evaluate("""() => ({
-            active: document.querySelectorAll('img,script,iframe,svg,object,embed,style:not(head style)').length,
+        # The card's own stylesheet (a constant, no page text: checked above) is the one style in a body.
+        counts = page.evaluate("""css => ({
+            active: [...document.querySelectorAll('img,script,iframe,svg,object,embed,style:not(head style)')]
+                .filter(e => !(e.tagName === 'STYLE' && e.textContent === css)).length,
             handlers: [...document.querySelectorAll('*')].filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length,
             js: [...document.querySelectorAll('a[href]')].filter(a => !/^(https?:|mailto:|xmpp:|#)/.test(a.getAttribute('href'))).length,
-        })""")
+        })""", _CARD_CSS)
         assert counts == {"active": 0, "handlers": 0, "js": 0}, (name, counts)
         text = squash(page.inner_text("body"))
         for hostile in HOSTILE:

@@ -51,6 +51,17 @@ def empty_frame() -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMA)
 
 
+#: The results card's own layout: hosts without Jupyter's table styles (marimo, VS Code) would run its columns
+#: together ("127.0.0.1ok"). Scoped to the card; page text never reaches it.
+_CARD_CSS = (
+    ".torq-results table{border-collapse:collapse;margin:0.5em 0}"
+    ".torq-results th,.torq-results td{padding:2px 8px;text-align:left;vertical-align:top;"
+    "border-bottom:1px solid rgba(128,128,128,0.25)}"
+    ".torq-results td:nth-child(1),.torq-results td:nth-child(5){text-align:right;white-space:nowrap}"
+    ".torq-results td:nth-child(3),.torq-results td:nth-child(4){white-space:nowrap}"
+)
+
+
 @dataclass(repr=False)
 class ResearchResults:
     """Everything a research run produced.
@@ -187,6 +198,7 @@ class ResearchResults:
             f"<div class='torq-results'><h3>Research: {html_text(clip(self.topic, TITLE_CHARS))}</h3>"
             f"<p><small>{cell(self.depth)} · {cell(self.source)} · {cell(state)} · {' · '.join(facts)}</small></p>"
             f"{summary_html(self.summary)}"
+            f"<style>{_CARD_CSS}</style>"
             "<table><thead><tr><th>#</th><th>title</th><th>domain</th><th>status</th><th>words</th><th>error</th>"
             f"</tr></thead><tbody>{rows}</tbody></table>"
             "<p><small>The full table is <code>.df</code> (Polars); <code>.export(path)</code> writes a report.</small></p></div>"
