@@ -205,15 +205,21 @@ def _wrapped(text: str) -> str:
     )
 
 
-def _research(args: argparse.Namespace) -> int:
-    if args.export:  # the export machinery (nbformat, nbconvert: seconds to import) only when asked for
-        from torq_nb.export import resolve_format
+def _check_exports(paths: list[str]) -> None:
+    """Refuse an --export path whose format is unknown before the run starts (a usage error)."""
+    if not paths:  # the export machinery (nbformat, nbconvert: seconds to import) only when asked for
+        return
+    from torq_nb.export import resolve_format
 
-        for path in args.export:
-            try:
-                resolve_format(path)
-            except ValueError as error:
-                raise _UsageError(str(error)) from None
+    for path in paths:
+        try:
+            resolve_format(path)
+        except ValueError as error:
+            raise _UsageError(str(error)) from None
+
+
+def _research(args: argparse.Namespace) -> int:
+    _check_exports(args.export)
     from torq_nb import research
     from torq_nb.progress.terminal import TerminalProgress
     from torq_nb.research.pipeline import ResearchCancelled
@@ -263,14 +269,7 @@ def _research_many(args: argparse.Namespace) -> int:
     topics = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not topics:
         raise _UsageError(f"{args.topics} holds no topics (write one per line; # starts a comment)")
-    if args.export:
-        from torq_nb.export import resolve_format
-
-        for path in args.export:
-            try:
-                resolve_format(path)
-            except ValueError as error:
-                raise _UsageError(str(error)) from None
+    _check_exports(args.export)
     from torq_nb.progress.batch_terminal import BatchTerminalProgress
     from torq_nb.research.batch import BatchCancelled, BatchResults, research_many
 

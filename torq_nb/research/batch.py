@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
+from torq_nb.api import _takes_parameters_of
 from torq_nb.progress.batch import BatchTracker, batch_line
 from torq_nb.progress.tracker import ProgressTracker
 from torq_nb.research.extract import Extractor, extract, shared_extractor
@@ -281,11 +282,28 @@ class _Plan:
         return f"research_many: {len(self.topics):,} topic{'s' if len(self.topics) != 1 else ''}"
 
 
-def _plan(topics: Iterable[str] | pl.Series, depth: str, source: str | Source | None, *, query: str | None,
-          concurrency: int | None, executor: Any, store: StoreArgument, max_age: float | timedelta, refresh: bool,
-          policy: FetchPolicy | None,
-          allow_private_networks: bool | None, synthesizer: Synthesizer | None,
-          source_options: dict[str, Any]) -> _Plan:
+def _request(
+    topics: Iterable[str] | pl.Series,
+    depth: Literal["quick", "standard", "deep"] = "standard",
+    source: str | Source | None = None,
+    *,
+    query: str | None = None,
+    concurrency: int | None = None,
+    executor: Any = None,
+    store: StoreArgument = DEFAULT_STORE,
+    max_age: float | timedelta = DEFAULT_MAX_AGE,
+    refresh: bool = False,
+    display: bool = True,
+    progress_callback: BatchCallback | None = None,
+    policy: FetchPolicy | None = None,
+    allow_private_networks: bool | None = None,
+    synthesizer: Synthesizer | None = None,
+    **source_options: Any,
+) -> tuple[_Plan, BatchCallback | None, bool]:
+    """The parameters of both batch functions (documented on ``research_many``): the batch's plan (its
+    provider validates the source options), its progress callback and whether to display it."""
+    if progress_callback is not None and not callable(progress_callback):
+        raise TypeError(f"progress_callback must be a function taking a status dict, not {progress_callback!r}")
     keys = _topics(topics)
     template = _template(query)
     get_depth(depth)
@@ -297,7 +315,8 @@ def _plan(topics: Iterable[str] | pl.Series, depth: str, source: str | Source | 
                                  synthesizer=synthesizer, store=store, max_age=max_age, refresh=refresh,
                                  **source_options)
     queries = {key: template.format(topic=key) if template else key for key in keys}
-    return _Plan(keys, queries, depth, provider, concurrency or min(DEFAULT_CONCURRENCY, len(keys)), executor)
+    plan = _Plan(keys, queries, depth, provider, concurrency or min(DEFAULT_CONCURRENCY, len(keys)), executor)
+    return plan, progress_callback, display
 
 
 def _check_client(executor: Any) -> None:
@@ -619,34 +638,14 @@ async def _run_on_dask(batch: _Batch, record: EndSink) -> bool:
 # --------------------------------------------------------------------- entry points
 
 
-def start_research_many(
-    topics: Iterable[str] | pl.Series,
-    depth: Literal["quick", "standard", "deep"] = "standard",
-    source: str | Source | None = None,
-    *,
-    query: str | None = None,
-    concurrency: int | None = None,
-    executor: Any = None,
-    store: StoreArgument = DEFAULT_STORE,
-    max_age: float | timedelta = DEFAULT_MAX_AGE,
-    refresh: bool = False,
-    display: bool = True,
-    progress_callback: BatchCallback | None = None,
-    policy: FetchPolicy | None = None,
-    allow_private_networks: bool | None = None,
-    synthesizer: Synthesizer | None = None,
-    **source_options: Any,
-) -> BatchJob:
+@_takes_parameters_of(_request)
+def start_research_many(*args: Any, **kwargs: Any) -> BatchJob:
     """Start researching many topics in the background (parameters as ``research_many``); return the job at once.
 
     Displayed, the job is the batch widget with a Cancel button; ``job.cancel()``, ``job.result()`` and
     ``job.partial_results`` work from any cell.
     """
-    if progress_callback is not None and not callable(progress_callback):
-        raise TypeError(f"progress_callback must be a function taking a status dict, not {progress_callback!r}")
-    plan = _plan(topics, depth, source, query=query, concurrency=concurrency, executor=executor, store=store,
-                 max_age=max_age, refresh=refresh, policy=policy, allow_private_networks=allow_private_networks, synthesizer=synthesizer,
-                 source_options=source_options)
+    plan, progress_callback, display = _request(*args, **kwargs)
     job = BatchJob(_Batch(plan, progress_callback))
     if display:
         from torq_nb.display import show
@@ -655,24 +654,8 @@ def start_research_many(
     return job
 
 
-def research_many(
-    topics: Iterable[str] | pl.Series,
-    depth: Literal["quick", "standard", "deep"] = "standard",
-    source: str | Source | None = None,
-    *,
-    query: str | None = None,
-    concurrency: int | None = None,
-    executor: Any = None,
-    store: StoreArgument = DEFAULT_STORE,
-    max_age: float | timedelta = DEFAULT_MAX_AGE,
-    refresh: bool = False,
-    display: bool = True,
-    progress_callback: BatchCallback | None = None,
-    policy: FetchPolicy | None = None,
-    allow_private_networks: bool | None = None,
-    synthesizer: Synthesizer | None = None,
-    **source_options: Any,
-) -> BatchResults:
+@_takes_parameters_of(_request)
+def research_many(*args: Any, **kwargs: Any) -> BatchResults:
     """Research every topic and return one BatchResults; works in a notebook cell and in a script.
 
     ``topics``: a list (any iterable) of strings or a Polars Series; duplicates are researched once.
@@ -688,8 +671,4 @@ def research_many(
     A topic that fails is a row of ``.summaries`` with its reason; the batch goes on. In a notebook one live
     widget shows the batch. An interrupt cancels it and raises BatchCancelled, whose ``.results`` are partial.
     """
-    job = start_research_many(topics, depth, source, query=query, concurrency=concurrency, executor=executor,
-                              store=store, max_age=max_age, refresh=refresh, display=display,
-                              progress_callback=progress_callback, policy=policy,
-                              allow_private_networks=allow_private_networks, synthesizer=synthesizer, **source_options)
-    return job.wait_interruptibly()
+    return start_research_many(*args, **kwargs).wait_interruptibly()
