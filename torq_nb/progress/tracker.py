@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import math
 import threading
@@ -23,8 +24,8 @@ from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Callable,
+    Generator,
     Iterable,
-    Iterator,
     Sequence,
 )
 from datetime import datetime, timezone
@@ -661,7 +662,7 @@ class ProgressTracker(_StatusTraits):  # type: ignore[misc]  # a base made from 
                     else:
                         self._publish_later()
 
-    def _track_sync(self, iterable: Iterable[T], counter: _Counter) -> Iterator[T]:
+    def _track_sync(self, iterable: Iterable[T], counter: _Counter) -> Generator[T, None, None]:
         count, check_at = 0, counter.check_at  # locals: the cheapest per-item work
         try:
             for item in iterable:
@@ -674,16 +675,15 @@ class ProgressTracker(_StatusTraits):  # type: ignore[misc]  # a base made from 
             self._end_track(counter)
 
     async def _track_async(self, iterable: AsyncIterable[T], counter: _Counter) -> AsyncIterator[T]:
-        count, check_at = 0, counter.check_at  # locals: the cheapest per-item work
+        # The sync loop counts: one tick per item the loop asks past; closing it ends the track.
+        ticks = self._track_sync(itertools.repeat(None), counter)
+        next(ticks)
         try:
             async for item in iterable:
                 yield item
-                count += 1
-                counter.count = count
-                if count >= check_at:
-                    check_at = self._checkpoint(counter)
+                next(ticks)
         finally:
-            self._end_track(counter)
+            ticks.close()
 
     # ----------------------------------------------------------------- endings
 
