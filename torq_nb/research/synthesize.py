@@ -38,7 +38,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar, Protocol
 
@@ -437,6 +437,7 @@ class _Unit:
     shingles: tuple[frozenset[tuple[str, ...]], ...]
 
 
+@dataclass(eq=False, repr=False)  # the settings as fields; equality by identity and the repr stay as before
 class ExtractiveSynthesizer:
     """The offline default: the sentences of the pages that are about the topic, each citing its page.
 
@@ -456,42 +457,25 @@ class ExtractiveSynthesizer:
     #: (not only to the settings) is never served an old summary. Raise it when the rules change.
     algorithm: ClassVar[int] = 2
 
-    def __init__(
-        self,
-        max_sentences: int = 8,
-        *,
-        max_per_source: int = 3,
-        min_words: int = 6,
-        max_words: int = 60,
-        page_floor: float = 0.6,
-        sentence_floor: float = 0.5,
-        min_relevance: float = 0.45,
-        context: float = 0.5,
-        diversity: float = 0.3,
-        duplicate_overlap: float = 0.5,
-    ) -> None:
-        if max_sentences < 1 or max_per_source < 1:
+    max_sentences: int = 8
+    _: KW_ONLY
+    max_per_source: int = 3
+    min_words: int = 6
+    max_words: int = 60
+    page_floor: float = 0.6
+    sentence_floor: float = 0.5
+    min_relevance: float = 0.45
+    context: float = 0.5
+    diversity: float = 0.3
+    duplicate_overlap: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.max_sentences < 1 or self.max_per_source < 1:
             raise ValueError("max_sentences and max_per_source must be at least 1")
-        for name, value in [
-            ("page_floor", page_floor),
-            ("sentence_floor", sentence_floor),
-            ("min_relevance", min_relevance),
-            ("context", context),
-            ("diversity", diversity),
-            ("duplicate_overlap", duplicate_overlap),
-        ]:
+        for name in ("page_floor", "sentence_floor", "min_relevance", "context", "diversity", "duplicate_overlap"):
+            value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
-        self.max_sentences = max_sentences
-        self.max_per_source = max_per_source
-        self.min_words = min_words
-        self.max_words = max_words
-        self.page_floor = page_floor
-        self.sentence_floor = sentence_floor
-        self.min_relevance = min_relevance
-        self.context = context
-        self.diversity = diversity
-        self.duplicate_overlap = duplicate_overlap
 
     async def synthesize(self, topic: str, sources: Sequence[SourceText]) -> str:
         """The summary, computed in a thread so the event loop (and progress) keeps running."""
@@ -660,6 +644,7 @@ class ExtractiveSynthesizer:
         return order
 
 
+@dataclass(eq=False, repr=False)  # the settings as fields; equality by identity and the repr stay as before
 class OpenAICompatibleSynthesizer:
     """A summary written by a chat-completions endpoint (OpenAI, vLLM, llama.cpp, Ollama, ...).
 
@@ -671,24 +656,17 @@ class OpenAICompatibleSynthesizer:
     SynthesisError is raised instead. Never the default.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        model: str,
-        api_key_env: str = "OPENAI_API_KEY",
-        *,
-        max_chars_per_source: int = 6000,
-        timeout: float = 120.0,
-        temperature: float = 0.2,
-        strict: bool = False,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.model = model
-        self.api_key_env = api_key_env
-        self.max_chars_per_source = max_chars_per_source
-        self.timeout = timeout
-        self.temperature = temperature
-        self.strict = strict
+    base_url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    _: KW_ONLY
+    max_chars_per_source: int = 6000
+    timeout: float = 120.0
+    temperature: float = 0.2
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
 
     async def synthesize(self, topic: str, sources: Sequence[SourceText]) -> str:
         """The endpoint's summary, keeping only sentences that cite given sources."""
