@@ -395,3 +395,40 @@ def test_elapsed_and_eta_follow_the_wall_clock_in_marimo(tmp_path: Path) -> None
     printed = next(line for line in log.read_text(errors="replace").splitlines() if line.startswith("KERNEL"))
     _, started_at, duration = printed.split()
     assert_clock_follows_the_wall(polls, started_at, float(duration), final_text)
+
+
+# ----------------------------------------------------------------------------- page text is not math
+
+DOLLAR_CELL = """
+import polars as pl
+from torq_nb import SCHEMA, ResearchResults
+ResearchResults("solar costs", pl.DataFrame([{"rank": 1, "title": "Panels from $0.23/W to $0.10", "url": "https://example.org/a",
+    "domain": "example.org", "status": "ok", "word_count": 10}], schema=SCHEMA),
+    "Panels fell from $0.23/W today to $0.10 by 2030 [1].")
+"""
+
+
+def test_dollar_signs_in_the_results_card_stay_text_in_jupyterlab(tmp_path: Path) -> None:
+    """JupyterLab typesets TeX in HTML outputs; a page's "$0.23 ... $0.10" must read as prices, not as math."""
+    require_chromium()
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(DOLLAR_CELL)],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+    )
+    nbformat.write(notebook, tmp_path / "dollars.ipynb")
+    with jupyter_lab(tmp_path) as server, sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(server.url("lab/tree/dollars.ipynb"))
+            wait_for_kernel_idle(page)
+            page.locator(".jp-Notebook .jp-Cell").first.locator(".cm-content").click()
+            page.keyboard.press("Shift+Enter")
+            card = page.locator(".torq-results")
+            expect(card).to_contain_text("by 2030", timeout=60_000)
+            time.sleep(2)  # MathJax typesets after the output is attached
+            assert card.locator("mjx-container, .MathJax").count() == 0
+            assert "$0.23/W today to $0.10" in card.inner_text()
+            assert "$0.23/W to $0.10" in card.inner_text()
+        finally:
+            browser.close()

@@ -52,7 +52,8 @@ def empty_frame() -> pl.DataFrame:
 
 
 #: The results card's own layout: hosts without Jupyter's table styles (marimo, VS Code) would run its columns
-#: together ("127.0.0.1ok"). Scoped to the card; page text never reaches it.
+#: together ("127.0.0.1ok"). Scoped to the card; page text never reaches it. The card opts out of MathJax
+#: (tex2jax_ignore, mathjax_ignore): a page's "$5 to $10" is text, not math.
 _CARD_CSS = (
     ".torq-results table{border-collapse:collapse;margin:0.5em 0}"
     ".torq-results th,.torq-results td{padding:2px 8px;text-align:left;vertical-align:top;"
@@ -195,7 +196,7 @@ class ResearchResults:
             for row in self.df.select("rank", "title", "url", "domain", "status", "word_count", "error").iter_rows(named=True)
         )
         return (
-            f"<div class='torq-results'><h3>Research: {html_text(clip(self.topic, TITLE_CHARS))}</h3>"
+            f"<div class='torq-results tex2jax_ignore mathjax_ignore'><h3>Research: {html_text(clip(self.topic, TITLE_CHARS))}</h3>"
             f"<p><small>{cell(self.depth)} · {cell(self.source)} · {cell(state)} · {' · '.join(facts)}</small></p>"
             f"{summary_html(self.summary)}"
             f"<style>{_CARD_CSS}</style>"
