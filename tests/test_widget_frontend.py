@@ -1,69 +1,12 @@
-"""Front-end tests: js/tests/progress.test.js runs the real js/src/progress.js in Chromium.
-
-js/ is served from a loopback HTTP server (ES modules do not load from file://); each JS test is
-reported as its own pytest case.
-"""
+"""Front-end tests: js/tests/progress.test.js runs the real progress widget (js/src/common.js + progress.js,
+as anywidget is sent it) in Chromium, each JS test reported as its own pytest case (tests/js_frontend.py)."""
 
 from __future__ import annotations
 
-import functools
-import re
-import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
-
 import pytest
-from playwright.sync_api import sync_playwright
 
-from tests.jupyter_server import launch_chromium
+from tests.js_frontend import js_suite
 
 pytestmark = pytest.mark.browser
 
-JS_DIR = Path(__file__).resolve().parent.parent / "js"
-TEST_FILE = JS_DIR / "tests" / "progress.test.js"
-JS_TEST_NAMES = re.findall(r'^test\("([^"]+)"', TEST_FILE.read_text(encoding="utf-8"), flags=re.MULTILINE)
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
-        pass
-
-
-@pytest.fixture(scope="module")
-def js_results() -> Iterator[dict[str, dict[str, Any]]]:
-    """Run the whole JS suite once in Chromium; results by test name."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(JS_DIR)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with sync_playwright() as playwright:
-            browser = launch_chromium(playwright)
-            try:
-                page = browser.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda error: errors.append(str(error)))
-                page.goto(f"http://127.0.0.1:{server.server_port}/tests/index.html")
-                try:
-                    page.wait_for_function("Array.isArray(window.__torqResults)", timeout=60_000)
-                except Exception as exc:
-                    raise AssertionError(f"the JS test page did not finish; page errors: {errors}") from exc
-                results = page.evaluate("window.__torqResults")
-            finally:
-                browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-    yield {result["name"]: result for result in results}
-
-
-def test_every_js_test_reported(js_results: dict[str, dict[str, Any]]) -> None:
-    assert JS_TEST_NAMES, f"no test(...) calls found in {TEST_FILE}"
-    assert sorted(js_results) == sorted(JS_TEST_NAMES)
-
-
-@pytest.mark.parametrize("name", JS_TEST_NAMES)
-def test_js(name: str, js_results: dict[str, dict[str, Any]]) -> None:
-    result = js_results[name]
-    assert result["ok"], result["error"]
+js_results, test_every_js_test_reported, test_js = js_suite("progress")

@@ -1,30 +1,10 @@
 // torq_nb batch widget: the one live view of a batch of research topics (a BatchTracker).
-// A plain ES module for anywidget (no build step). The kernel sends one snapshot ("view") per update:
+// A plain ES module for anywidget (no build step), sent after common.js. The kernel sends one snapshot ("view") per update:
 // the overall counts, the count of topics in each stage, and short lists (running, failed, recently
 // finished), so the view stays the same size at 5,000 topics as at 5. Every string from the kernel is set
 // with textContent, never as HTML. Elapsed time and ETA tick locally from the last snapshot.
 
-const TICK_MS = 250;
-
-/** MM:SS below an hour, H:MM:SS above (like tqdm); "--:--" when unknown. */
-export function formatDuration(seconds) {
-  if (seconds == null || !Number.isFinite(seconds) || seconds < 0) return "--:--";
-  const whole = Math.floor(seconds);
-  const hours = Math.floor(whole / 3600);
-  const minutes = Math.floor((whole % 3600) / 60);
-  const secs = whole % 60;
-  const two = (n) => String(n).padStart(2, "0");
-  return hours ? `${hours}:${two(minutes)}:${two(secs)}` : `${two(minutes)}:${two(secs)}`;
-}
-
 const count = (n) => Number(n || 0).toLocaleString("en-US");
-
-function make(tag, className, text) {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text != null) node.textContent = text;
-  return node;
-}
 
 const MARKS = { pending: "○", running: "●", complete: "✓", failed: "✗", cancelled: "■" };
 
@@ -54,28 +34,9 @@ function itemRow(item, unit) {
 
 function render({ model, el }) {
   const root = make("div", "torq-batch");
-  const header = make("div", "torq-batch__header");
-  const operation = make("span", "torq-batch__operation");
-  const status = make("span", "torq-batch__status");
-  const percentLabel = make("span", "torq-batch__percent");
-  const cancel = make("button", "torq-batch__cancel", "Cancel");
-  cancel.type = "button";
-  cancel.hidden = true;
-  const onCancel = () => {
-    cancel.disabled = true;
-    cancel.textContent = "Cancelling…";
-    model.send({ type: "cancel" });
-  };
-  cancel.addEventListener("click", onCancel);
-  header.append(operation, status, percentLabel, cancel);
-
-  const bar = make("div", "torq-batch__bar");
-  bar.setAttribute("role", "progressbar");
-  bar.setAttribute("aria-valuemin", "0");
-  bar.setAttribute("aria-valuemax", "100");
-  const fill = make("div", "torq-batch__fill");
+  const { header, operation, status, percentLabel, cancel, onCancel, bar, fill } = headerAndBar("torq-batch", model);
   const failedFill = make("div", "torq-batch__fill torq-batch__fill--failed");
-  bar.append(fill, failedFill);
+  bar.append(failedFill);
 
   const details = make("div", "torq-batch__details");
   const stageList = make("ul", "torq-batch__stages");
@@ -85,7 +46,6 @@ function render({ model, el }) {
 
   let arrivedAt = performance.now();
   let timer = null;
-  let queued = false;
   let disposed = false;
 
   function clockText(view) {
@@ -138,7 +98,6 @@ function render({ model, el }) {
   }
 
   function update() {
-    queued = false;
     if (disposed) return;
     const view = model.get("view") || {};
     const state = view.state || "pending";
@@ -181,12 +140,7 @@ function render({ model, el }) {
     }
   }
 
-  function schedule() {
-    if (!queued) {
-      queued = true;
-      queueMicrotask(update);
-    }
-  }
+  const schedule = coalesced(update);
   model.on("change:view", schedule);
   model.on("change:cancellable", schedule);
   update();

@@ -1,23 +1,11 @@
 // torq_nb progress widget: the live view of a ProgressTracker.
-// A plain ES module for anywidget (no build step). The kernel syncs the tracker's status as one value,
-// `status` (ProgressStatus's fields: operation, stage, state, percent, done, total, rate, eta, duration,
-// error, stages…), plus the view's own `cancellable` and `stop_hint`. Every string from the kernel is set
+// A plain ES module for anywidget (no build step), sent after common.js. The kernel syncs the tracker's
+// status as one value, `status` (ProgressStatus's fields: operation, stage, state, percent, done, total,
+// rate, eta, duration, error, stages…), plus the view's own `cancellable` and `stop_hint`. Every string from the kernel is set
 // with textContent, never as HTML. Elapsed time ticks locally from the last reported duration, so it
 // keeps moving while the kernel is busy and never depends on the two machines' clocks agreeing.
 
 const VIEW_TRAITS = ["status", "cancellable", "stop_hint"];
-const TICK_MS = 250;
-
-/** MM:SS below an hour, H:MM:SS above (like tqdm); "--:--" when unknown. */
-export function formatDuration(seconds) {
-  if (seconds == null || !Number.isFinite(seconds) || seconds < 0) return "--:--";
-  const whole = Math.floor(seconds);
-  const hours = Math.floor(whole / 3600);
-  const minutes = Math.floor((whole % 3600) / 60);
-  const secs = whole % 60;
-  const two = (n) => String(n).padStart(2, "0");
-  return hours ? `${hours}:${two(minutes)}:${two(secs)}` : `${two(minutes)}:${two(secs)}`;
-}
 
 function formatRate(rate) {
   return rate >= 100 ? `${Math.round(rate).toLocaleString("en-US")} it/s` : `${rate.toFixed(2)} it/s`;
@@ -25,12 +13,6 @@ function formatRate(rate) {
 
 function formatCount(n) {
   return Number(n).toLocaleString("en-US");
-}
-
-function make(tag, className) {
-  const node = document.createElement(tag);
-  node.className = className;
-  return node;
 }
 
 function show(node, text) {
@@ -47,31 +29,10 @@ function where(state, stage) {
 
 function render({ model, el }) {
   const root = make("div", "torq-progress");
-  const header = make("div", "torq-progress__header");
-  const operation = make("span", "torq-progress__operation");
-  const status = make("span", "torq-progress__status");
-  const percentLabel = make("span", "torq-progress__percent");
-  // Asks the kernel to cancel the run. The kernel side decides whether to offer it (`cancellable`): a busy
-  // kernel takes the click only where it hands widget messages to a subshell; elsewhere `stop_hint` says
-  // how to stop a run that holds the cell.
-  const cancel = make("button", "torq-progress__cancel");
-  cancel.type = "button";
-  cancel.textContent = "Cancel";
-  cancel.hidden = true;
-  const onCancel = () => {
-    cancel.disabled = true;
-    cancel.textContent = "Cancelling…";
-    model.send({ type: "cancel" });
-  };
-  cancel.addEventListener("click", onCancel);
-  header.append(operation, status, percentLabel, cancel);
-
-  const bar = make("div", "torq-progress__bar");
-  bar.setAttribute("role", "progressbar");
-  bar.setAttribute("aria-valuemin", "0");
-  bar.setAttribute("aria-valuemax", "100");
-  const fill = make("div", "torq-progress__fill");
-  bar.append(fill);
+  // Cancel asks the kernel to cancel the run. The kernel side decides whether to offer it (`cancellable`): a
+  // busy kernel takes the click only where it hands widget messages to a subshell; elsewhere `stop_hint`
+  // says how to stop a run that holds the cell.
+  const { header, operation, status, percentLabel, cancel, onCancel, bar, fill } = headerAndBar("torq-progress", model);
 
   const stageList = make("ol", "torq-progress__stages");
   const details = make("div", "torq-progress__details");
@@ -102,7 +63,6 @@ function render({ model, el }) {
   let stageKey = null;
   let stageItems = new Map();
   let timer = null;
-  let queued = false;
   let disposed = false;
 
   function renderStages() {
@@ -149,7 +109,6 @@ function render({ model, el }) {
   }
 
   function update() {
-    queued = false;
     if (disposed) return;
     const s = current();
     const state = s.state || "pending";
@@ -188,13 +147,7 @@ function render({ model, el }) {
     syncTimer();
   }
 
-  // One redraw per comm message, however many fields it carries.
-  function schedule() {
-    if (!queued) {
-      queued = true;
-      queueMicrotask(update);
-    }
-  }
+  const schedule = coalesced(update);
   for (const trait of VIEW_TRAITS) model.on(`change:${trait}`, schedule);
   update();
 

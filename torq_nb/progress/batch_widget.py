@@ -22,7 +22,7 @@ import traitlets
 
 from torq_nb.progress.batch import BatchTracker, batch_html, batch_line
 from torq_nb.progress.models import TERMINAL_STATES
-from torq_nb.progress.widget import WIDGET_VIEW_MIME, asset_dir
+from torq_nb.progress.widget import WIDGET_VIEW_MIME, widget_asset
 
 __all__ = ["BatchWidget"]
 
@@ -35,8 +35,8 @@ class BatchWidget(anywidget.AnyWidget):
     the click only when no cell is busy: a batch started with ``start_research_many``).
     """
 
-    _esm = asset_dir() / "batch.js"
-    _css = asset_dir() / "batch.css"
+    _esm = widget_asset("batch.js")
+    _css = widget_asset("batch.css")
 
     view = traitlets.Dict().tag(sync=True)
     cancellable = traitlets.Bool(False).tag(sync=True)

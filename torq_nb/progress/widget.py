@@ -30,7 +30,7 @@ from torq_nb.progress.models import ProgressStatus
 from torq_nb.progress.snapshot import status_html, status_line
 from torq_nb.progress.tracker import ProgressTracker
 
-__all__ = ["ProgressWidget", "asset_dir"]
+__all__ = ["ProgressWidget", "asset_dir", "widget_asset"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,18 @@ def asset_dir() -> Path:
         f"torq_nb's widget assets are missing: neither {package / 'static'} nor {package.parent / 'js' / 'src'}"
         " holds progress.js. Reinstall torq_nb (pip install --force-reinstall torq_nb)."
     )
+
+
+def widget_asset(name: str) -> str:
+    """A widget's ``_esm`` or ``_css``: ``common.js`` (or ``common.css``) of :func:`asset_dir`, then ``name``.
+
+    anywidget sends each widget one module and one stylesheet (a file path is read and its text sent), so an
+    ``import`` of a sibling file would not resolve: the code and styles the widgets share travel in front of
+    each widget's own, and the front-end tests load the same text (tests/js_frontend.py).
+    """
+    directory = asset_dir()
+    shared = directory / f"common{Path(name).suffix}"
+    return shared.read_text(encoding="utf-8") + "\n" + (directory / name).read_text(encoding="utf-8")
 
 
 def view_state(status: ProgressStatus) -> dict[str, Any]:
@@ -136,8 +148,8 @@ class ProgressWidget(anywidget.AnyWidget):
     while no cell is busy, and ``set_blocking(True)`` swaps the button for a hint on how to stop the run.
     """
 
-    _esm = asset_dir() / "progress.js"
-    _css = asset_dir() / "progress.css"
+    _esm = widget_asset("progress.js")
+    _css = widget_asset("progress.css")
 
     status = traitlets.Dict().tag(sync=True)
     cancellable = traitlets.Bool(False).tag(sync=True)
