@@ -182,18 +182,7 @@ async def test_on_a_terminal_the_progress_is_one_live_line():
             env={**os.environ, **searxng_env(server), "COLUMNS": "100"})
         os.close(follower)
 
-        def read_all() -> bytes:
-            output = b""
-            while True:
-                try:
-                    chunk = os.read(leader, 65536)
-                except OSError:  # EIO: the process closed the terminal
-                    return output
-                if not chunk:
-                    return output
-                output += chunk
-
-        output = await asyncio.wait_for(asyncio.to_thread(read_all), 120)
+        output = await asyncio.wait_for(asyncio.to_thread(read_terminal, leader), 120)
         await asyncio.wait_for(process.wait(), 30)
         os.close(leader)
     text = output.decode(errors="replace")

@@ -115,10 +115,8 @@ def test_a_run_that_ends_before_the_pool_starts_ends_quietly_and_at_once(tmp_pat
         time.sleep(0.2)
 
 
-#: A kernel-like parent: threads, a pool started from a short-lived thread (as the warm-up thread does),
-#: a page extracted, then it waits to be killed.
-PARENT = """\
-import asyncio, threading, time
+#: The pool started from a short-lived thread (as the warm-up thread and a notebook cell do), and a page to extract.
+POOL_FROM_A_THREAD = """\
 from torq_nb.research.extract import shared_extractor
 from torq_nb.research.models import Page
 
@@ -128,6 +126,11 @@ starter.start()
 starter.join()
 page = Page(url="https://example.org/a", status="ok", content_type="text/html",
             text="<html><body><p>" + "A sentence about trams and the city. " * 40 + "</p></body></html>")
+"""
+
+#: A kernel-like parent: threads, a pool started from a short-lived thread (as the warm-up thread does),
+#: a page extracted, then it waits to be killed.
+PARENT = "import asyncio, threading, time\n" + POOL_FROM_A_THREAD + """\
 assert asyncio.run(extractor.extract(page)) is not None
 threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
 print("ready", flush=True)
@@ -202,17 +205,7 @@ async def test_research_runs_in_a_users_own_spawned_worker(tmp_path):
 
 
 #: What a notebook cell does to the pool: started from a short-lived thread, one page extracted.
-KERNEL_CELL = """\
-import threading
-from torq_nb.research.extract import shared_extractor
-from torq_nb.research.models import Page
-
-extractor = shared_extractor()
-starter = threading.Thread(target=extractor.warm_up)
-starter.start()
-starter.join()
-page = Page(url="https://example.org/a", status="ok", content_type="text/html",
-            text="<html><body><p>" + "A sentence about trams and the city. " * 40 + "</p></body></html>")
+KERNEL_CELL = "import threading\n" + POOL_FROM_A_THREAD + """\
 assert (await extractor.extract(page)) is not None
 """
 
