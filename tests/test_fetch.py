@@ -339,30 +339,33 @@ async def test_custom_headers_do_not_follow_a_redirect_to_another_origin(server:
 # --- politeness, deadline, robots ------------------------------------------------------------------------
 
 
+async def fetch_at_once(server: FaultServer, policy: FetchPolicy, count: int, ms: int,
+                        hosts: tuple[str, ...] = ("127.0.0.1",)) -> list[Any]:
+    """``count`` pages that each take ``ms`` to answer, asked for at once through one Fetcher, the hosts
+    (names of the one server) taken in turn."""
+    async with Fetcher(policy) as fetcher:
+        return await asyncio.gather(
+            *(fetcher.fetch(f"http://{hosts[i % len(hosts)]}:{server.port}/page?ms={ms}&n={i}") for i in range(count))
+        )
+
+
 async def test_per_host_limit_holds_at_the_server(server: FaultServer) -> None:
     policy = FetchPolicy(allow_private_networks=True, concurrency=16, per_host=3)
-    async with Fetcher(policy) as fetcher:
-        pages = await asyncio.gather(*(fetcher.fetch(server.url(f"/page?ms=100&n={i}")) for i in range(12)))
+    pages = await fetch_at_once(server, policy, 12, ms=100)
     assert all(page.status == "ok" for page in pages)
     assert server.max_in_flight == 3
 
 
 async def test_total_concurrency_limit_holds_across_hosts(server: FaultServer) -> None:
     policy = FetchPolicy(allow_private_networks=True, concurrency=4, per_host=8)
-    hosts = ["127.0.0.1", "localhost"]
-    async with Fetcher(policy) as fetcher:
-        pages = await asyncio.gather(
-            *(fetcher.fetch(f"http://{hosts[i % 2]}:{server.port}/page?ms=100&n={i}") for i in range(16))
-        )
+    pages = await fetch_at_once(server, policy, 16, ms=100, hosts=("127.0.0.1", "localhost"))
     assert all(page.status == "ok" for page in pages)
     assert server.max_in_flight == 4
 
 
 async def test_per_host_limit_is_per_host(server: FaultServer) -> None:
     policy = FetchPolicy(allow_private_networks=True, concurrency=16, per_host=2)
-    hosts = ["127.0.0.1", "localhost"]
-    async with Fetcher(policy) as fetcher:
-        await asyncio.gather(*(fetcher.fetch(f"http://{hosts[i % 2]}:{server.port}/page?ms=150&n={i}") for i in range(12)))
+    await fetch_at_once(server, policy, 12, ms=150, hosts=("127.0.0.1", "localhost"))
     assert server.max_in_flight == 4
 
 

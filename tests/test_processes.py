@@ -154,6 +154,15 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     return still
 
 
+
+def assert_all_end(processes: list[psutil.Process]) -> None:
+    """Every one of ``processes`` ends within a minute."""
+    deadline = time.monotonic() + 60  # a bound on the wait, not a measurement
+    while alive(processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = alive(processes)
+    assert left == [], [(process.pid, process.cmdline()) for process in left]
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_workers_and_fork_server_end_when_their_parent_is_killed(how):
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
@@ -166,11 +175,7 @@ def test_workers_and_fork_server_end_when_their_parent_is_killed(how):
         assert len(started) >= 3, commands  # the fork server, the resource tracker and the workers
         parent.send_signal(how)
         parent.wait(60)
-        deadline = time.monotonic() + 60  # a bound on the wait, not a measurement
-        while alive(started) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = alive(started)
-        assert left == [], [(process.pid, process.cmdline()) for process in left]
+        assert_all_end(started)
     finally:
         parent.kill()
         parent.wait()
@@ -226,11 +231,7 @@ def test_workers_and_fork_server_end_when_a_real_kernel_is_killed():
         started = descendants(kernel)
         assert any("forkserver" in " ".join(process.cmdline()) for process in started), started
         os.kill(kernel, signal.SIGKILL)  # the kernel dies as an OOM kill or a crashed host leaves it
-        deadline = time.monotonic() + 60  # a bound on the wait, not a measurement
-        while alive(started) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = alive(started)
-        assert left == [], [(process.pid, process.cmdline()) for process in left]
+        assert_all_end(started)
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
