@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import nbformat
 import pytest
 
 __all__ = [
@@ -87,6 +88,15 @@ _QUIET_SETTINGS = {
 }
 
 
+def write_notebook(path: Path, cells: Sequence[str]) -> None:
+    """A notebook of these code cells at ``path``, on the python3 kernel."""
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(source) for source in cells],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+    )
+    nbformat.write(notebook, path)
+
+
 def require_chromium() -> str:
     """The Chromium executable's path. Missing: the test fails under CI=true, and is skipped otherwise."""
     if CHROMIUM.is_file():
@@ -100,6 +110,21 @@ def require_chromium() -> str:
 def launch_chromium(playwright: Any, **options: Any) -> Any:
     """Launch Debian's Chromium (Playwright cannot download its own here) with the container-safe flags."""
     return playwright.chromium.launch(executable_path=require_chromium(), args=CHROMIUM_ARGS, **options)
+
+
+@contextmanager
+def chromium_page(address: str, viewport: tuple[int, int] = (1200, 900)) -> Iterator[Any]:
+    """A page of a fresh Chromium (``viewport``: width, height), opened at ``address``; the browser closes after."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page.goto(address)
+            yield page
+        finally:
+            browser.close()
 
 
 def wait_for_kernel_idle(page: Any, timeout_ms: float = 60_000) -> None:
@@ -322,6 +347,16 @@ def jupyter_lab(root_dir: Path, *, timeout: float = 90.0, extra_args: Sequence[s
     finally:
         lab.stop()
         shutil.rmtree(lab.state_dir, ignore_errors=True)
+
+
+@contextmanager
+def notebook_lab(notebook: Path, cells: Sequence[str], *, extra_args: Sequence[str] = ()) -> Iterator[JupyterLab]:
+    """JupyterLab serving ``notebook``'s folder, the notebook written there with these code cells first
+    (Chromium required: the browser tests are what open it)."""
+    require_chromium()
+    write_notebook(notebook, cells)
+    with jupyter_lab(notebook.parent, extra_args=extra_args) as server:
+        yield server
 
 
 @contextmanager

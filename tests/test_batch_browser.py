@@ -12,17 +12,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import nbformat
 import pytest
 from fake_search import FIXTURE_PAGES, load_pages, serve_in_thread
-from playwright.sync_api import sync_playwright
 from test_batch import REFUSED, WORDS, BatchServer
 
 from tests.jupyter_server import (
     JupyterLab,
     cell,
-    jupyter_lab,
-    launch_chromium,
+    chromium_page,
+    notebook_lab,
     require_chromium,
     run_cell,
     wait_for_kernel_idle,
@@ -44,43 +42,32 @@ def lab(tmp_path: Path) -> Iterator[tuple[JupyterLab, BatchServer]]:
             f"job = torq_nb.start_research_many({TOPICS!r}, source='searxng', base_url={server.searxng_url!r},\n"
             "                                   allow_private_networks=True, store=None)"
         )
-        notebook = nbformat.v4.new_notebook(
-            cells=[nbformat.v4.new_code_cell(code), nbformat.v4.new_code_cell("results = job.result()\nresults")],
-            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
-        )
-        nbformat.write(notebook, tmp_path / "many.ipynb")
-        with jupyter_lab(tmp_path) as running:
+        with notebook_lab(tmp_path / "many.ipynb", [code, "results = job.result()\nresults"]) as running:
             yield running, server
 
 
 def test_two_hundred_topics_in_one_readable_widget(lab: tuple[JupyterLab, BatchServer], tmp_path: Path) -> None:
     server_lab, _ = lab
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 800})
-            page.goto(server_lab.url("lab/tree/many.ipynb"))
-            wait_for_kernel_idle(page)
-            run_cell(page, 0)
-            widget = page.locator(".torq-batch").first
-            widget.wait_for(timeout=60_000)
-            deadline = time.monotonic() + 120
-            while widget.get_attribute("data-state") != "running" or not widget.locator(".torq-batch__item").count():
-                assert time.monotonic() < deadline, widget.inner_text()
-                time.sleep(0.1)
-            time.sleep(2)  # some topics finished, some failed
-            running_text = widget.inner_text()
-            widget.screenshot(path=str(tmp_path / "batch-running.png"))
-            run_cell(page, 1)
-            wait_until_executed(page, 1, timeout_ms=300_000)
-            page.wait_for_function("document.querySelector('.torq-batch').dataset.state === 'complete'", timeout=60_000)
-            final_text = widget.inner_text()
-            widget.screenshot(path=str(tmp_path / "batch-complete.png"))
-            page.screenshot(path=str(tmp_path / "batch-page.png"), full_page=True)
-            items = widget.locator(".torq-batch__item").count()
-            summary = cell(page, 1).locator(".jp-OutputArea-output").last.inner_text()
-        finally:
-            browser.close()
+    with chromium_page(server_lab.url("lab/tree/many.ipynb"), viewport=(1100, 800)) as page:
+        wait_for_kernel_idle(page)
+        run_cell(page, 0)
+        widget = page.locator(".torq-batch").first
+        widget.wait_for(timeout=60_000)
+        deadline = time.monotonic() + 120
+        while widget.get_attribute("data-state") != "running" or not widget.locator(".torq-batch__item").count():
+            assert time.monotonic() < deadline, widget.inner_text()
+            time.sleep(0.1)
+        time.sleep(2)  # some topics finished, some failed
+        running_text = widget.inner_text()
+        widget.screenshot(path=str(tmp_path / "batch-running.png"))
+        run_cell(page, 1)
+        wait_until_executed(page, 1, timeout_ms=300_000)
+        page.wait_for_function("document.querySelector('.torq-batch').dataset.state === 'complete'", timeout=60_000)
+        final_text = widget.inner_text()
+        widget.screenshot(path=str(tmp_path / "batch-complete.png"))
+        page.screenshot(path=str(tmp_path / "batch-page.png"), full_page=True)
+        items = widget.locator(".torq-batch__item").count()
+        summary = cell(page, 1).locator(".jp-OutputArea-output").last.inner_text()
     if SCREENSHOTS:
         for name in ("batch-running.png", "batch-complete.png", "batch-page.png"):
             shutil.copy(tmp_path / name, Path(SCREENSHOTS) / name)

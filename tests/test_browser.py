@@ -22,14 +22,14 @@ from typing import Any
 import nbformat
 import pytest
 from nbconvert import HTMLExporter
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.jupyter_server import (
     JupyterLab,
     cell,
-    jupyter_lab,
-    launch_chromium,
+    chromium_page,
     marimo_run,
+    notebook_lab,
     record_progress,
     recorded_progress,
     require_chromium,
@@ -79,13 +79,7 @@ CELLS = [
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[JupyterLab]:
-    require_chromium()
-    notebook = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(source) for source in CELLS],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
-    )
-    nbformat.write(notebook, tmp_path / "progress.ipynb")
-    with jupyter_lab(tmp_path) as server:
+    with notebook_lab(tmp_path / "progress.ipynb", CELLS) as server:
         yield server
 
 
@@ -106,69 +100,63 @@ def saved_outputs(path: Path) -> list[dict[str, Any]]:
 
 
 def test_stages_live_in_jupyterlab(lab: JupyterLab) -> None:
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(lab.url("lab/tree/progress.ipynb"))
-            wait_for_kernel_idle(page)
-            record_progress(page)
+    with chromium_page(lab.url("lab/tree/progress.ipynb")) as page:
+        wait_for_kernel_idle(page)
+        record_progress(page)
 
-            page.locator(".jp-Notebook .jp-Cell").first.locator(".cm-content").click()
-            page.keyboard.press("Shift+Enter")
-            widget(page, "quantum error correction", "pending")
-            page.keyboard.press("Shift+Enter")
-            done = widget(page, "quantum error correction", "complete")
-            page.keyboard.press("Shift+Enter")
-            failed = widget(page, "unreachable", "failed")
-            # After an error the kernel drops requests queued meanwhile: let the failed cell finish first.
-            wait_until_executed(page, 2)
-            wait_for_kernel_idle(page)
+        page.locator(".jp-Notebook .jp-Cell").first.locator(".cm-content").click()
+        page.keyboard.press("Shift+Enter")
+        widget(page, "quantum error correction", "pending")
+        page.keyboard.press("Shift+Enter")
+        done = widget(page, "quantum error correction", "complete")
+        page.keyboard.press("Shift+Enter")
+        failed = widget(page, "unreachable", "failed")
+        # After an error the kernel drops requests queued meanwhile: let the failed cell finish first.
+        wait_until_executed(page, 2)
+        wait_for_kernel_idle(page)
 
-            run = recorded_progress(page, "quantum")
-            running = [entry["stage"] for entry in run if entry["state"] == "running"]
-            assert [stage for stage in STAGES[:-1] if stage not in running] == [], run
-            assert running == sorted(running, key=STAGES.index), "stages went backwards"
-            assert run[-1]["stage"] == "complete" and run[-1]["percent"] == "100", run[-1]
-            # While synthesizing the kernel sent nothing for 1.2 s, yet the elapsed time moved on.
-            ticking = {
-                entry["elapsed"] for entry in run if entry["stage"] == "synthesizing" and entry["state"] == "running"
-            }
-            assert len(ticking) >= 2, run
+        run = recorded_progress(page, "quantum")
+        running = [entry["stage"] for entry in run if entry["state"] == "running"]
+        assert [stage for stage in STAGES[:-1] if stage not in running] == [], run
+        assert running == sorted(running, key=STAGES.index), "stages went backwards"
+        assert run[-1]["stage"] == "complete" and run[-1]["percent"] == "100", run[-1]
+        # While synthesizing the kernel sent nothing for 1.2 s, yet the elapsed time moved on.
+        ticking = {
+            entry["elapsed"] for entry in run if entry["stage"] == "synthesizing" and entry["state"] == "running"
+        }
+        assert len(ticking) >= 2, run
 
-            assert done.get_attribute("data-percent") == "100"
-            assert done.locator(".torq-progress__percent").text_content() == "100%"
-            assert failed.locator(".torq-progress__error").text_content() == FAILURE
-            assert failed.locator(".torq-progress__operation").text_content() == "research: <b>unreachable</b> topic"
-            assert failed.locator("b").count() == 0
-            assert failed.locator('[data-stage-name="searching"]').get_attribute("data-stage-state") == "failed"
+        assert done.get_attribute("data-percent") == "100"
+        assert done.locator(".torq-progress__percent").text_content() == "100%"
+        assert failed.locator(".torq-progress__error").text_content() == FAILURE
+        assert failed.locator(".torq-progress__operation").text_content() == "research: <b>unreachable</b> topic"
+        assert failed.locator("b").count() == 0
+        assert failed.locator('[data-stage-name="searching"]').get_attribute("data-stage-state") == "failed"
 
-            # Both finished trackers shown again in one output area: the README's screenshot, light and dark.
-            page.keyboard.press("Shift+Enter")
-            both = page.locator(".jp-Notebook .jp-Cell").nth(3).locator(".jp-OutputArea")
-            both.locator('.torq-progress[data-state="failed"]').wait_for(timeout=60_000)
-            IMAGES.mkdir(parents=True, exist_ok=True)
-            both.screenshot(path=str(IMAGES / "progress-widget.png"))
-            light = text_brightness(done)
-            page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
-            page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
-            # The widget's text follows the theme's font colour: dark on light, light on dark.
-            page.wait_for_function(
-                "el => getComputedStyle(el).color.match(/[0-9]+/g).slice(0, 3).reduce((a, b) => a + Number(b), 0) / 3 > 200",
-                arg=done.element_handle(),
-                timeout=15_000,
-            )
-            dark = text_brightness(done)
-            assert light < 100 and dark > 200, (light, dark)
-            both.screenshot(path=str(IMAGES / "progress-widget-dark.png"))
+        # Both finished trackers shown again in one output area: the README's screenshot, light and dark.
+        page.keyboard.press("Shift+Enter")
+        both = page.locator(".jp-Notebook .jp-Cell").nth(3).locator(".jp-OutputArea")
+        both.locator('.torq-progress[data-state="failed"]').wait_for(timeout=60_000)
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        both.screenshot(path=str(IMAGES / "progress-widget.png"))
+        light = text_brightness(done)
+        page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+        page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+        # The widget's text follows the theme's font colour: dark on light, light on dark.
+        page.wait_for_function(
+            "el => getComputedStyle(el).color.match(/[0-9]+/g).slice(0, 3).reduce((a, b) => a + Number(b), 0) / 3 > 200",
+            arg=done.element_handle(),
+            timeout=15_000,
+        )
+        dark = text_brightness(done)
+        assert light < 100 and dark > 200, (light, dark)
+        both.screenshot(path=str(IMAGES / "progress-widget-dark.png"))
 
-            page.keyboard.press("Control+s")
-            path = lab.root_dir / "progress.ipynb"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and len(saved_outputs(path)) < 5:  # 1 + 0 + 2 (display, error) + 2
-                time.sleep(0.2)
-        finally:
-            browser.close()
+        page.keyboard.press("Control+s")
+        path = lab.root_dir / "progress.ipynb"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(saved_outputs(path)) < 5:  # 1 + 0 + 2 (display, error) + 2
+            time.sleep(0.2)
 
     html_outputs = [o["data"]["text/html"] for o in saved_outputs(path) if "text/html" in o.get("data", {})]
     assert any('data-state="complete"' in h and 'data-percent="100.0"' in h for h in html_outputs), html_outputs
@@ -222,13 +210,7 @@ def seconds(text: str) -> int:
 
 @pytest.fixture
 def clock_lab(tmp_path: Path) -> Iterator[JupyterLab]:
-    require_chromium()
-    notebook = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(source) for source in CLOCK_CELLS],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
-    )
-    nbformat.write(notebook, tmp_path / "clock.ipynb")
-    with jupyter_lab(tmp_path) as server:
+    with notebook_lab(tmp_path / "clock.ipynb", CLOCK_CELLS) as server:
         yield server
 
 
@@ -243,32 +225,26 @@ def test_elapsed_and_eta_follow_the_wall_clock_in_jupyterlab(clock_lab: JupyterL
     2 s behind (the floor, plus a tick or message late on a loaded machine); the bug ran twice as fast.
     """
     polls: list[dict[str, Any]] = []
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1000, "height": 700})
-            page.goto(clock_lab.url("lab/tree/clock.ipynb"))
-            wait_for_kernel_idle(page)
-            run_cell(page, 0)
-            widget(page, "clock check", "pending")
-            record_progress(page)
-            run_cell(page, 1)
-            widget(page, "clock check", "running")
-            running = page.locator(".torq-progress").filter(has=page.locator(".torq-progress__operation", has_text="clock check")).first
-            shot = 0
-            while running.get_attribute("data-state") == "running":
-                polls.append(running.evaluate(POLL))
-                if shot == 0 and len(polls) > 12:
-                    shot += 1
-                    running.screenshot(path=str(tmp_path / "clock-running.png"))
-                time.sleep(0.25)
-            wait_until_executed(page, 1)
-            running.screenshot(path=str(tmp_path / "clock-complete.png"))
-            final_text = running.locator(".torq-progress__elapsed").text_content()
-            seen = recorded_progress(page, "clock check")
-            printed = cell(page, 1).locator(".jp-OutputArea-output").last.inner_text()
-        finally:
-            browser.close()
+    with chromium_page(clock_lab.url("lab/tree/clock.ipynb"), viewport=(1000, 700)) as page:
+        wait_for_kernel_idle(page)
+        run_cell(page, 0)
+        widget(page, "clock check", "pending")
+        record_progress(page)
+        run_cell(page, 1)
+        widget(page, "clock check", "running")
+        running = page.locator(".torq-progress").filter(has=page.locator(".torq-progress__operation", has_text="clock check")).first
+        shot = 0
+        while running.get_attribute("data-state") == "running":
+            polls.append(running.evaluate(POLL))
+            if shot == 0 and len(polls) > 12:
+                shot += 1
+                running.screenshot(path=str(tmp_path / "clock-running.png"))
+            time.sleep(0.25)
+        wait_until_executed(page, 1)
+        running.screenshot(path=str(tmp_path / "clock-complete.png"))
+        final_text = running.locator(".torq-progress__elapsed").text_content()
+        seen = recorded_progress(page, "clock check")
+        printed = cell(page, 1).locator(".jp-OutputArea-output").last.inner_text()
     if SCREENSHOTS:
         for name in ("clock-running.png", "clock-complete.png"):
             shutil.copy(tmp_path / name, Path(SCREENSHOTS) / name)
@@ -364,11 +340,8 @@ def test_elapsed_and_eta_follow_the_wall_clock_in_marimo(tmp_path: Path) -> None
     app.write_text(MARIMO_APP.format(go=str(go)))
     log = tmp_path / "marimo.log"
     polls: list[dict[str, Any]] = []
-    with marimo_run(app, log) as address, sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1000, "height": 700})
-            page.goto(address)
+    with marimo_run(app, log) as address:
+        with chromium_page(address, viewport=(1000, 700)) as page:
             root = page.locator(".torq-progress").first  # inside marimo's shadow root: locators pierce it
             expect(root).to_have_attribute("data-state", "pending", timeout=60_000)
             go.touch()
@@ -387,8 +360,6 @@ def test_elapsed_and_eta_follow_the_wall_clock_in_marimo(tmp_path: Path) -> None
             final_text = root.locator(".torq-progress__elapsed").text_content()
             if SCREENSHOTS:
                 root.screenshot(path=str(Path(SCREENSHOTS) / "marimo-complete.png"))
-        finally:
-            browser.close()
         deadline = time.monotonic() + 30
         while "KERNEL" not in log.read_text(errors="replace") and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -410,25 +381,16 @@ ResearchResults("solar costs", pl.DataFrame([{"rank": 1, "title": "Panels from $
 
 def test_dollar_signs_in_the_results_card_stay_text_in_jupyterlab(tmp_path: Path) -> None:
     """JupyterLab typesets TeX in HTML outputs; a page's "$0.23 ... $0.10" must read as prices, not as math."""
-    require_chromium()
-    notebook = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(DOLLAR_CELL)],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
-    )
-    nbformat.write(notebook, tmp_path / "dollars.ipynb")
-    with jupyter_lab(tmp_path) as server, sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(server.url("lab/tree/dollars.ipynb"))
-            wait_for_kernel_idle(page)
-            page.locator(".jp-Notebook .jp-Cell").first.locator(".cm-content").click()
-            page.keyboard.press("Shift+Enter")
-            card = page.locator(".torq-results")
-            expect(card).to_contain_text("by 2030", timeout=60_000)
-            time.sleep(2)  # MathJax typesets after the output is attached
-            assert card.locator("mjx-container, .MathJax").count() == 0
-            assert "$0.23/W today to $0.10" in card.inner_text()
-            assert "$0.23/W to $0.10" in card.inner_text()
-        finally:
-            browser.close()
+    with (
+        notebook_lab(tmp_path / "dollars.ipynb", [DOLLAR_CELL]) as server,
+        chromium_page(server.url("lab/tree/dollars.ipynb")) as page,
+    ):
+        wait_for_kernel_idle(page)
+        page.locator(".jp-Notebook .jp-Cell").first.locator(".cm-content").click()
+        page.keyboard.press("Shift+Enter")
+        card = page.locator(".torq-results")
+        expect(card).to_contain_text("by 2030", timeout=60_000)
+        time.sleep(2)  # MathJax typesets after the output is attached
+        assert card.locator("mjx-container, .MathJax").count() == 0
+        assert "$0.23/W today to $0.10" in card.inner_text()
+        assert "$0.23/W to $0.10" in card.inner_text()

@@ -23,18 +23,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from fake_search import serve_in_thread
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from web_faults import FaultServer
 
 from tests.jupyter_server import (
     NOTEBOOK7_ARGS,
     JupyterLab,
     cell,
-    jupyter_lab,
-    launch_chromium,
+    chromium_page,
+    notebook_lab,
     record_progress,
     recorded_progress,
     require_chromium,
@@ -102,14 +101,6 @@ TRACKER_CELLS = [
 ]
 
 
-def write_notebook(path: Path, cells: list[str]) -> None:
-    notebook = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(source) for source in cells],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
-    )
-    nbformat.write(notebook, path)
-
-
 def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
     """Poll ``condition`` until it holds or ``timeout`` seconds pass; whether it held."""
     deadline = time.monotonic() + timeout
@@ -139,53 +130,46 @@ def job_page(request: pytest.FixtureRequest, tmp_path: Path, faults: FaultServer
         require_notebook7()
     cells = [JOB_CELL.format(base=faults.base, slow=SLOW_PAGES), "1 + 1",
              'print(job.status.state, job.result().df["status"].to_list())']
-    write_notebook(tmp_path / "jobs.ipynb", cells)
     extra_args = NOTEBOOK7_ARGS if request.param == "notebook7" else ()
-    with jupyter_lab(tmp_path, extra_args=extra_args) as server:  # stopped (its kernel too) before the fault server
+    with notebook_lab(tmp_path / "jobs.ipynb", cells, extra_args=extra_args) as server:  # stopped (its kernel too) before the fault server
         yield server.url(FRONTENDS[request.param].format("jobs.ipynb"))
 
 
 def test_cancel_button_stops_a_background_run(job_page: str, faults: FaultServer) -> None:
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(job_page)
-            wait_for_kernel_ready(page)
-            record_progress(page)
+    with chromium_page(job_page) as page:
+        wait_for_kernel_ready(page)
+        record_progress(page)
 
-            run_cell(page, 0)
-            # The cell returns while the run goes on: its prompt gets its count with the widget still running.
-            wait_until_executed(page, 0)
-            widget = page.locator(".torq-progress")
-            live = page.locator('.torq-progress[data-state="running"][data-stage="extracting"]')
-            live.wait_for(timeout=60_000)
-            # The fast page is done; the slow ones hang (for 60 s, beyond the fetch timeouts).
-            expect(widget.locator(".torq-progress__counts")).to_have_text(f"1/{SLOW_PAGES + 1}", timeout=60_000)
-            cancel = widget.locator(".torq-progress__cancel")
-            expect(cancel).to_be_visible()
+        run_cell(page, 0)
+        # The cell returns while the run goes on: its prompt gets its count with the widget still running.
+        wait_until_executed(page, 0)
+        widget = page.locator(".torq-progress")
+        live = page.locator('.torq-progress[data-state="running"][data-stage="extracting"]')
+        live.wait_for(timeout=60_000)
+        # The fast page is done; the slow ones hang (for 60 s, beyond the fetch timeouts).
+        expect(widget.locator(".torq-progress__counts")).to_have_text(f"1/{SLOW_PAGES + 1}", timeout=60_000)
+        cancel = widget.locator(".torq-progress__cancel")
+        expect(cancel).to_be_visible()
 
-            # Another cell runs meanwhile: the kernel is free while the job works in its thread.
-            run_cell(page, 1)
-            wait_until_executed(page, 1)
-            assert output_text(page, 1) == "2"
-            assert widget.get_attribute("data-state") == "running", recorded_progress(page)
+        # Another cell runs meanwhile: the kernel is free while the job works in its thread.
+        run_cell(page, 1)
+        wait_until_executed(page, 1)
+        assert output_text(page, 1) == "2"
+        assert widget.get_attribute("data-state") == "running", recorded_progress(page)
 
-            # The click is handled because no cell is busy.
-            wait_for_kernel_ready(page)
-            cancel.click()
-            expect(widget).to_have_attribute("data-state", "cancelled", timeout=15_000)
-            expect(cancel).to_be_hidden()
-            assert widget.locator(".torq-progress__status").inner_text() == "cancelled at extracting"
-            # The run hung up on the hanging pages: the site has no request left in flight.
-            assert wait_for(lambda: faults.in_flight == 0, timeout=10), f"{faults.in_flight} requests still open"
+        # The click is handled because no cell is busy.
+        wait_for_kernel_ready(page)
+        cancel.click()
+        expect(widget).to_have_attribute("data-state", "cancelled", timeout=15_000)
+        expect(cancel).to_be_hidden()
+        assert widget.locator(".torq-progress__status").inner_text() == "cancelled at extracting"
+        # The run hung up on the hanging pages: the site has no request left in flight.
+        assert wait_for(lambda: faults.in_flight == 0, timeout=10), f"{faults.in_flight} requests still open"
 
-            run_cell(page, 2)
-            wait_until_executed(page, 2)
-            state, statuses = output_text(page, 2).split(" ", 1)
-            seen = recorded_progress(page, "slow topic")
-        finally:
-            browser.close()
+        run_cell(page, 2)
+        wait_until_executed(page, 2)
+        state, statuses = output_text(page, 2).split(" ", 1)
+        seen = recorded_progress(page, "slow topic")
 
     assert state == "cancelled"
     assert ast.literal_eval(statuses) == ["ok"] + ["cancelled"] * SLOW_PAGES
@@ -198,32 +182,25 @@ def test_cancel_button_stops_a_background_run(job_page: str, faults: FaultServer
 def notebook7(tmp_path: Path) -> Iterator[JupyterLab]:
     require_chromium()
     require_notebook7()
-    write_notebook(tmp_path / "progress.ipynb", TRACKER_CELLS)
-    with jupyter_lab(tmp_path, extra_args=NOTEBOOK7_ARGS) as server:
+    with notebook_lab(tmp_path / "progress.ipynb", TRACKER_CELLS, extra_args=NOTEBOOK7_ARGS) as server:
         yield server
 
 
 def test_progress_widget_live_in_notebook7(notebook7: JupyterLab) -> None:
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(notebook7.url(FRONTENDS["notebook7"].format("progress.ipynb")))
-            # Notebook 7 marks its notebook page (JupyterLab has no such attribute).
-            page.locator('body[data-notebook="notebooks"]').wait_for(state="attached", timeout=60_000)
-            wait_for_kernel_ready(page)
-            record_progress(page)
+    with chromium_page(notebook7.url(FRONTENDS["notebook7"].format("progress.ipynb"))) as page:
+        # Notebook 7 marks its notebook page (JupyterLab has no such attribute).
+        page.locator('body[data-notebook="notebooks"]').wait_for(state="attached", timeout=60_000)
+        wait_for_kernel_ready(page)
+        record_progress(page)
 
-            run_cell(page, 0)
-            widget = page.locator(".torq-progress")
-            expect(widget).to_have_attribute("data-state", "pending", timeout=60_000)
-            run_cell(page, 1)
-            expect(widget).to_have_attribute("data-state", "complete", timeout=60_000)
-            wait_until_executed(page, 1)
-            seen = recorded_progress(page, "notebook 7 run")
-            percent_label = widget.locator(".torq-progress__percent").inner_text()
-        finally:
-            browser.close()
+        run_cell(page, 0)
+        widget = page.locator(".torq-progress")
+        expect(widget).to_have_attribute("data-state", "pending", timeout=60_000)
+        run_cell(page, 1)
+        expect(widget).to_have_attribute("data-state", "complete", timeout=60_000)
+        wait_until_executed(page, 1)
+        seen = recorded_progress(page, "notebook 7 run")
+        percent_label = widget.locator(".torq-progress__percent").inner_text()
 
     running = [entry["stage"] for entry in seen if entry["state"] == "running"]
     assert [stage for stage in STAGES[:-1] if stage not in running] == [], seen
@@ -256,53 +233,47 @@ def blocking_page(request: pytest.FixtureRequest, tmp_path: Path, faults: FaultS
     if frontend == "notebook7":
         require_notebook7()
     prefix = NO_SUBSHELL if kernel == "no subshell" else ""
-    write_notebook(tmp_path / "blocking.ipynb", [prefix + BLOCKING_CELL.format(base=faults.base, slow=SLOW_PAGES)])
+    cells = [prefix + BLOCKING_CELL.format(base=faults.base, slow=SLOW_PAGES)]
     extra_args = NOTEBOOK7_ARGS if frontend == "notebook7" else ()
-    with jupyter_lab(tmp_path, extra_args=extra_args) as server:
+    with notebook_lab(tmp_path / "blocking.ipynb", cells, extra_args=extra_args) as server:
         yield server.url(FRONTENDS[frontend].format("blocking.ipynb")), kernel
 
 
 def test_a_blocking_research_stops_from_its_widget(blocking_page: tuple[str, str], faults: FaultServer) -> None:
     address, kernel = blocking_page
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(address)
-            wait_for_kernel_ready(page)
-            record_progress(page)
-            run_cell(page, 0)
-            widget = page.locator(".torq-progress")
-            page.locator('.torq-progress[data-state="running"][data-stage="extracting"]').wait_for(timeout=60_000)
-            expect(widget.locator(".torq-progress__counts")).to_have_text(f"1/{SLOW_PAGES + 1}", timeout=60_000)
-            prompt = cell(page, 0).locator(".jp-InputPrompt")
-            assert "[*]" in prompt.inner_text(), "the cell should still be busy with research()"
-            cancel = widget.locator(".torq-progress__cancel")
-            hint = widget.locator(".torq-progress__hint")
-            name = f"blocking-{kernel.replace(' ', '-')}-{address.split('/')[3]}.png"  # lab or notebooks
-            if SCREENSHOTS:
-                widget.screenshot(path=str(Path(SCREENSHOTS) / name))
-            if kernel == "subshell":
-                expect(cancel).to_be_visible()
-                expect(hint).to_be_hidden()
-                cancel.click()  # while the cell is busy: the kernel's subshell takes it
-            else:
-                expect(cancel).to_be_hidden()
-                expect(hint).to_be_visible()
-                assert STOP_HINT in hint.inner_text()
-                page.evaluate("window.jupyterapp.commands.execute('notebook:interrupt-kernel')")  # the ■ button
-            expect(widget).to_have_attribute("data-state", "cancelled", timeout=15_000)
-            wait_until_executed(page, 0, timeout_ms=30_000)
-            expect(cancel).to_be_hidden()
+    with chromium_page(address) as page:
+        wait_for_kernel_ready(page)
+        record_progress(page)
+        run_cell(page, 0)
+        widget = page.locator(".torq-progress")
+        page.locator('.torq-progress[data-state="running"][data-stage="extracting"]').wait_for(timeout=60_000)
+        expect(widget.locator(".torq-progress__counts")).to_have_text(f"1/{SLOW_PAGES + 1}", timeout=60_000)
+        prompt = cell(page, 0).locator(".jp-InputPrompt")
+        assert "[*]" in prompt.inner_text(), "the cell should still be busy with research()"
+        cancel = widget.locator(".torq-progress__cancel")
+        hint = widget.locator(".torq-progress__hint")
+        name = f"blocking-{kernel.replace(' ', '-')}-{address.split('/')[3]}.png"  # lab or notebooks
+        if SCREENSHOTS:
+            widget.screenshot(path=str(Path(SCREENSHOTS) / name))
+        if kernel == "subshell":
+            expect(cancel).to_be_visible()
             expect(hint).to_be_hidden()
-            if SCREENSHOTS:
-                widget.screenshot(path=str(Path(SCREENSHOTS) / name.replace("blocking-", "cancelled-")))
-            assert wait_for(lambda: faults.in_flight == 0, timeout=10), f"{faults.in_flight} requests still open"
-            printed = cell(page, 0).locator('[data-mime-type="application/vnd.jupyter.stdout"]').inner_text()
-            outcome, statuses = printed.strip().split(" ", 1)
-            seen = recorded_progress(page, "blocked topic")
-        finally:
-            browser.close()
+            cancel.click()  # while the cell is busy: the kernel's subshell takes it
+        else:
+            expect(cancel).to_be_hidden()
+            expect(hint).to_be_visible()
+            assert STOP_HINT in hint.inner_text()
+            page.evaluate("window.jupyterapp.commands.execute('notebook:interrupt-kernel')")  # the ■ button
+        expect(widget).to_have_attribute("data-state", "cancelled", timeout=15_000)
+        wait_until_executed(page, 0, timeout_ms=30_000)
+        expect(cancel).to_be_hidden()
+        expect(hint).to_be_hidden()
+        if SCREENSHOTS:
+            widget.screenshot(path=str(Path(SCREENSHOTS) / name.replace("blocking-", "cancelled-")))
+        assert wait_for(lambda: faults.in_flight == 0, timeout=10), f"{faults.in_flight} requests still open"
+        printed = cell(page, 0).locator('[data-mime-type="application/vnd.jupyter.stdout"]').inner_text()
+        outcome, statuses = printed.strip().split(" ", 1)
+        seen = recorded_progress(page, "blocked topic")
 
     assert outcome == "ResearchCancelled"
     assert ast.literal_eval(statuses) == ["ok"] + ["cancelled"] * SLOW_PAGES
