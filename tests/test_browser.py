@@ -394,3 +394,6 @@ def test_dollar_signs_in_the_results_card_stay_text_in_jupyterlab(tmp_path: Path
         assert card.locator("mjx-container, .MathJax").count() == 0
         assert "$0.23/W today to $0.10" in card.inner_text()
         assert "$0.23/W to $0.10" in card.inner_text()
+        # The card's own layout beats JupyterLab's right-aligned table cells: titles read from the left.
+        title = card.locator("tbody td").nth(1)
+        assert title.evaluate("cell => getComputedStyle(cell).textAlign") in ("left", "start")

@@ -322,3 +322,27 @@ async def fork_server_started(pid: int, bound: float = 120) -> bool:
             return False
         await asyncio.sleep(0.02)
     return False
+
+
+SCRIPT = 'import torq_nb\nresults = torq_nb.research("solar power water", depth="quick")\nprint(len(results.df))\n'
+
+
+async def test_a_script_on_a_terminal_shows_the_live_line_and_in_a_pipe_stays_quiet(tmp_path):
+    """research() in a plain script: on a terminal the same live line as the CLI (as tqdm does), in logs nothing."""
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    async with SearchServer(load_pages()) as server:
+        leader, follower = open_terminal()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(script), stdin=follower, stdout=follower, stderr=follower, env=terminal_env(server))
+        os.close(follower)
+        output = await asyncio.wait_for(asyncio.to_thread(read_terminal, leader), 120)
+        await asyncio.wait_for(process.wait(), 30)
+        os.close(leader)
+        piped = await asyncio.create_subprocess_exec(
+            sys.executable, str(script), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=terminal_env(server))
+        out, err = await asyncio.wait_for(piped.communicate(), 120)
+    text = output.decode(errors="replace")
+    assert process.returncode == 0 and "research: solar power water" in text and "complete" in text, text
+    assert piped.returncode == 0 and err == b"" and out.strip().isdigit()

@@ -106,14 +106,15 @@ def research(*args: Any, **kwargs: Any) -> ResearchResults:
     the cell is busy: ipykernel 7), an interrupt (Ctrl-C, the kernel's stop button) or Ctrl-C in a script
     cancel the run and raise ResearchCancelled, whose ``.results`` are the partial results.
     """
+    from torq_nb.research.pipeline import ResearchCancelled
     from torq_nb.research.sources import SourceError
 
     provider, run = _request(*args, **kwargs)
     job = provider.start(**run, blocking=True)
     try:
         return job.wait_interruptibly()
-    except SourceError as expected:  # says what happened and what to try: the library's frames add nothing
-        raise expected.with_traceback(None) from None
+    except (SourceError, ResearchCancelled) as expected:  # they say what happened and what to do: the library's
+        raise expected.with_traceback(None) from None  # frames add nothing
 
 
 @_takes_parameters_of(_request)

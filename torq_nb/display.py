@@ -8,6 +8,7 @@ hosts when torq_nb is imported there:
   with the text/html snapshot that saved notebooks keep.
 - marimo: its display protocol (``_display_``) on the same types, so a tracker or job as a cell's value is the
   live widget, and ``show`` appends the view to the running cell's output.
+- a script on a terminal: ``show`` attaches the terminal view (one live line on standard error).
 
 ``show(obj)`` is what research(), start_research() and research_many() call to put a run's view in the cell.
 """
@@ -69,13 +70,30 @@ def _ipython_shell() -> Any:
 
 
 def show(obj: Any) -> None:
-    """Put ``obj``'s live view in the running cell, in whatever host runs it; outside a notebook, nothing."""
+    """Put ``obj``'s live view in the running cell, in whatever host runs it; in a script on a terminal, the
+    live line on standard error (as tqdm does); in logs and pipes, nothing."""
     if _in_marimo():
         import marimo
 
         marimo.output.append(view(obj))
     elif _ipython_shell() is not None:
         view(obj)._ipython_display_()
+    elif sys.stderr is not None and sys.stderr.isatty():
+        _terminal(obj)
+
+
+def _terminal(obj: Any) -> None:
+    from torq_nb.progress.batch import BatchTracker
+
+    tracker = getattr(obj, "tracker", obj)
+    if isinstance(tracker, BatchTracker):
+        from torq_nb.progress.batch_terminal import BatchTerminalProgress
+
+        tracker.add_callback(BatchTerminalProgress(sys.stderr))
+    else:
+        from torq_nb.progress.terminal import TerminalProgress
+
+        tracker.add_callback(TerminalProgress(sys.stderr))
 
 
 def _ipython_show(obj: Any) -> None:

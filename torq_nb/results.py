@@ -54,12 +54,12 @@ def empty_frame() -> pl.DataFrame:
 #: The results card's own layout: hosts without Jupyter's table styles (marimo, VS Code) would run its columns
 #: together ("127.0.0.1ok"). Scoped to the card; page text never reaches it. The card opts out of MathJax
 #: (tex2jax_ignore, mathjax_ignore): a page's "$5 to $10" is text, not math.
-_CARD_CSS = (
+_CARD_CSS = (  # "table td": more specific than JupyterLab's own ".jp-RenderedHTMLCommon td" (right-aligned)
     ".torq-results table{border-collapse:collapse;margin:0.5em 0}"
-    ".torq-results th,.torq-results td{padding:2px 8px;text-align:left;vertical-align:top;"
+    ".torq-results table th,.torq-results table td{padding:2px 8px;text-align:left;vertical-align:top;"
     "border-bottom:1px solid rgba(128,128,128,0.25)}"
-    ".torq-results td:nth-child(1),.torq-results td:nth-child(5){text-align:right;white-space:nowrap}"
-    ".torq-results td:nth-child(3),.torq-results td:nth-child(4){white-space:nowrap}"
+    ".torq-results table td:nth-child(1),.torq-results table td:nth-child(5){text-align:right;white-space:nowrap}"
+    ".torq-results table td:nth-child(3),.torq-results table td:nth-child(4){white-space:nowrap}"
 )
 
 
@@ -188,10 +188,11 @@ class ResearchResults:
         facts += [f"{counts[s]} {s}" for s in ("snippet", "cancelled") if counts[s]]
         rows = "".join(
             "<tr>"
-            f"<td>{row['rank']}</td><td>{link(row['title'] or row['url'] or '', row['url'])}</td>"
-            f"<td>{cell(row['domain'])}</td><td>{cell(row['status'])}</td>"
+            f"<td style='text-align:right'>{row['rank']}</td>"
+            f"<td style='text-align:left'>{link(row['title'] or row['url'] or '', row['url'])}</td>"
+            f"<td style='text-align:left'>{cell(row['domain'])}</td><td style='text-align:left'>{cell(row['status'])}</td>"
             f"<td style='text-align:right'>{row['word_count'] if row['word_count'] is not None else ''}</td>"
-            f"<td>{cell(row['error'])}</td>"
+            f"<td style='text-align:left'>{cell(row['error'])}</td>"
             "</tr>"
             for row in self.df.select("rank", "title", "url", "domain", "status", "word_count", "error").iter_rows(named=True)
         )

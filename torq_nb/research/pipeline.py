@@ -85,8 +85,16 @@ class ResearchCancelled(asyncio.CancelledError):
 
     def __init__(self, results: ResearchResults) -> None:
         done = results.df.filter(pl.col("status") == "ok").height
-        super().__init__(f"research on {results.topic!r} cancelled after reading {done} pages; see .results")
+        pages = "1 page" if done == 1 else f"{done} pages"
+        super().__init__(
+            f"research on {results.topic!r} cancelled after reading {pages}; the partial results are this "
+            "exception's .results (`except torq_nb.ResearchCancelled as stopped: stopped.results`)"
+        )
         self.results = results
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows a cancel the user asked for as its message alone, not as a crash."""
+        return [f"\x1b[0;33m{type(self).__name__}\x1b[0m: {self}"]
 
 
 def _domain(url: str) -> str | None:
