@@ -30,7 +30,7 @@ def _():
 
 @app.cell
 def _(torq_nb):
-    results = torq_nb.research("energy climate policy")
+    results = torq_nb.research("solar energy storage")
     return (results,)
 
 
@@ -57,7 +57,7 @@ def _(torq_nb):
 
 @app.cell
 def _(results, torq_nb):
-    job = torq_nb.start_research("election campaign")
+    job = torq_nb.start_research("grid batteries")
     job
     return
 
@@ -80,7 +80,7 @@ def test_marimo_shows_every_view_live_and_cancel_works(tmp_path: Path) -> None:
     app = tmp_path / "app.py"
     app.write_text(APP)
     with serve_in_thread(SearchServer(load_pages())) as server, sync_playwright() as playwright:
-        server.delay = 0.6  # every answer waits: the run lasts long enough to be watched and cancelled
+        server.delay = 1.0  # every answer waits: the run lasts long enough to be watched and cancelled
         env = {**search_environment(server), "TORQ_NB_STORE": str(tmp_path / "store.sqlite")}
         with marimo_run(app, tmp_path / "marimo.log", env) as address:
             browser = launch_chromium(playwright)
@@ -104,7 +104,7 @@ def test_marimo_shows_every_view_live_and_cancel_works(tmp_path: Path) -> None:
                 assert final[0]["state"] == "complete"
                 assert [w["operation"] for w in final[1:3]] == ["pipeline as a value", "pipeline through display()"]
 
-                job = widgets.filter(has_text="election campaign")
+                job = widgets.filter(has_text="grid batteries")
                 job.locator(".torq-progress__cancel").click()
                 expect(job).to_have_attribute("data-state", "cancelled", timeout=30_000)
 
