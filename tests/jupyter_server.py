@@ -97,6 +97,15 @@ def write_notebook(path: Path, cells: Sequence[str]) -> None:
     nbformat.write(notebook, path)
 
 
+def end_with_parent() -> None:
+    """In a server's child process before exec (Linux): SIGTERM it when the test process dies, however it dies,
+    so a killed or timed-out pytest leaves no server behind (a session of its own escapes the group's signals)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def require_chromium() -> str:
     """The Chromium executable's path. Missing: the test fails under CI=true, and is skipped otherwise."""
     if CHROMIUM.is_file():
@@ -326,7 +335,8 @@ def start_jupyter_lab(root_dir: Path, *, timeout: float = 90.0, extra_args: Sequ
     ]  # fmt: skip
     log = (state_dir / "server.log").open("wb")
     process = subprocess.Popen(
-        command, cwd=root_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        command, cwd=root_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=end_with_parent,
     )
     log.close()
     lab = JupyterLab(root_dir=Path(root_dir), port=port, token=token, process=process, state_dir=state_dir)
@@ -372,6 +382,7 @@ def marimo_run(app: Path, log: Path, env: dict[str, str] | None = None) -> Itera
                "--port", str(port), "--no-token"]  # fmt: skip
     with log.open("wb") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                  preexec_fn=end_with_parent,
                                   env={**os.environ, **(env or {})})
     address = f"http://127.0.0.1:{port}/"
     try:
