@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 if TYPE_CHECKING:
     from torq_nb.export.data import ExportInput
     from torq_nb.export.manager import Engine
+    from torq_nb.progress.tracker import StatusCallback as ProgressCallback
     from torq_nb.research.fetch import FetchPolicy
     from torq_nb.research.jobs import ResearchJob
     from torq_nb.research.provider import WebSearchProvider
@@ -35,12 +36,10 @@ for _package in ("torq_nb.research", "torq_nb.export"):
 
 from torq_nb.research.store import DEFAULT_MAX_AGE, DEFAULT_STORE  # noqa: E402 (a light module: the defaults)
 
-__all__ = ["DepthName", "ProgressCallback", "aresearch", "export", "research", "start_research"]
+__all__ = ["DepthName", "aresearch", "export", "research", "start_research"]
 
 #: The depths a run accepts: "quick", "standard" or "deep" (see ``torq_nb.DEPTHS``).
 DepthName = Literal["quick", "standard", "deep"]
-#: Receives every published status of a run as a dict (``ProgressTracker.get_status()``).
-ProgressCallback = Callable[[dict[str, Any]], object]
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
-from torq_nb.api import _takes_parameters_of
+from torq_nb.api import DepthName, _takes_parameters_of
 from torq_nb.progress.batch import BatchTracker, batch_line
 from torq_nb.progress.tracker import ProgressTracker
 from torq_nb.research.extract import Extractor, extract, shared_extractor
@@ -284,7 +284,7 @@ class _Plan:
 
 def _request(
     topics: Iterable[str] | pl.Series,
-    depth: Literal["quick", "standard", "deep"] = "standard",
+    depth: DepthName = "standard",
     source: str | Source | None = None,
     *,
     query: str | None = None,

@@ -10,13 +10,13 @@ import asyncio
 import dataclasses
 import difflib
 import os
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from torq_nb.progress.models import ProgressStatus
 from torq_nb.progress.tracker import ProgressTracker, get_progress
+from torq_nb.progress.tracker import StatusCallback as ProgressCallback
 from torq_nb.research.extract import Extractor, shared_extractor
 from torq_nb.research.fetch import FetchPolicy
 from torq_nb.research.jobs import ResearchJob
@@ -26,7 +26,6 @@ from torq_nb.research.sources import Source, resolve_source
 from torq_nb.research.store import DEFAULT_MAX_AGE, DEFAULT_STORE, StoreArgument, StoreSession, resolve_store
 from torq_nb.research.synthesize import ExtractiveSynthesizer, Synthesizer
 
-ProgressCallback = Callable[[dict[str, Any]], object]
 #: The options of a research call that are not the source's (what a misspelt keyword is compared with).
 _OPTIONS = ("policy", "allow_private_networks", "synthesizer", "extractor", "display", "progress_callback", "depth",
             "store", "max_age", "refresh")
