@@ -340,3 +340,18 @@ def test_cli_ctrl_c_exits_130_and_exports_the_topics_reached(server: BatchServer
     assert "interrupted: exporting the partial results" in err and "Traceback" not in err
     rows = pl.read_csv(tmp_path / "partial.csv")
     assert rows.columns[0] == "topic" and "cancelled" in set(rows.get_column("status"))
+
+
+def test_a_topic_too_long_to_search_is_that_topics_failure_and_the_batch_goes_on(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "solar.txt").write_text("Solar panels turn sunlight into electricity on rooftops.\n", encoding="utf-8")
+    batch = research_many(["solar", "x" * 600], "quick", "local", path=str(folder), store=None,
+                                  display=False)
+    statuses = dict(batch.summaries.select("topic", "status").iter_rows())
+    assert statuses["solar"] == "complete" and statuses["x" * 600] == "failed"
+
+
+def test_a_template_naming_another_field_says_so():
+    with pytest.raises(ValueError, match="the only field is"):
+        research_many(["solar"], query="{year} {topic}", display=False)

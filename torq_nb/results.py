@@ -88,8 +88,8 @@ class ResearchResults:
 
     def __repr__(self) -> str:
         """Two lines, as Polars keeps its repr short: what was researched, and what came of it."""
-        counts = self.df["status"].value_counts().rows() if self.df.height else []
-        tally = ", ".join(f"{n} {status}" for status, n in sorted(counts))
+        counts = self.df["status"].value_counts().rows() if self.df.height and "status" in self.df.columns else []
+        tally = ", ".join(f"{n} {status}" for status, n in sorted(counts, key=lambda row: str(row[0])))
         state = self.progress.state if self.progress else "complete"
         return (
             f"<ResearchResults {self.topic!r} depth={self.depth} source={self.source or '-'} {state}>\n"

@@ -16,7 +16,6 @@ end), so the batch widget shows every topic live; results come back with each ch
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import string
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -29,12 +28,11 @@ import polars as pl
 
 from torq_nb.api import DepthName, _takes_parameters_of
 from torq_nb.progress.batch import BatchTracker, batch_line
-from torq_nb.progress.tracker import ProgressTracker
 from torq_nb.research.extract import Extractor, extract, shared_extractor
 from torq_nb.research.fetch import Fetcher, FetchPolicy
 from torq_nb.research.jobs import CANCEL_GRACE, ResearchJob
 from torq_nb.research.models import Document, Page
-from torq_nb.research.pipeline import ResearchCancelled, Run, get_depth, run_research
+from torq_nb.research.pipeline import ResearchCancelled, get_depth, run_research
 from torq_nb.research.provider import WebSearchProvider
 from torq_nb.research.results import SCHEMA, ResearchResults
 from torq_nb.research.sources import SourceError
@@ -254,8 +252,7 @@ def _template(query: str | None) -> str | None:
         raise TypeError(f"query must be a template string such as '{{topic}} annual revenue', not {query!r}")
     try:
         fields = [name for _, name, spec, conversion in string.Formatter().parse(query) if name is not None]
-        query.format(topic="x")
-    except (ValueError, IndexError, KeyError) as error:
+    except ValueError as error:
         raise ValueError(f"query {query!r} is not a valid template ({error}); write it like '{{topic}} annual revenue'"
                          " (double a literal brace: {{ }})") from None
     others = sorted({name for name in fields if name != "topic"})
@@ -338,8 +335,8 @@ EndSink = Callable[[str, _Outcome], None]
 
 
 async def _run_topics(keys: list[str], queries: dict[str, str], depth: str, provider: WebSearchProvider,
-                      extractor: Extractor, concurrency: int, on_progress: ProgressSink, on_end: EndSink, *,
-                      on_worker: bool = False) -> dict[str, _Outcome]:
+                      extractor: Extractor, concurrency: int, on_progress: ProgressSink, on_end: EndSink,
+                      ) -> dict[str, _Outcome]:
     """Research ``keys``, ``concurrency`` at a time, over one Fetcher; report each topic's stages and end.
 
     Cancelled, it stops every running topic (each keeps its partial results) and returns what it has.
@@ -352,7 +349,6 @@ async def _run_topics(keys: list[str], queries: dict[str, str], depth: str, prov
 
         async def one(key: str) -> None:
             async with slots:
-                run = provider._prepare(queries[key], depth, None) if not on_worker else _worker_run(provider, queries[key], depth)
 
                 def forward(status: dict[str, Any], key: str = key) -> None:
                     if status["state"] == "running":
@@ -360,14 +356,15 @@ async def _run_topics(keys: list[str], queries: dict[str, str], depth: str, prov
                         on_progress(key, status["stage"], status["done"] if reading else None,
                                     status["total"] if reading else None)
 
-                run.tracker.add_callback(forward)
                 try:
+                    run = provider._prepare(queries[key], depth, None)  # a topic too long to search fails here
+                    run.tracker.add_callback(forward)
                     results = await run_research(run, policy=provider.policy, extractor=extractor,
                                                  synthesizer=provider.synthesizer, fetcher=fetcher, store=session)
                 except ResearchCancelled as cancelled:
                     outcome = _Outcome("cancelled", queries[key], cancelled.results, "cancelled while running")
-                except SourceError as error:  # one topic failing is that topic's status; its message says why
-                    outcome = _Outcome("failed", queries[key], None, str(error))
+                except (SourceError, ValueError) as error:  # one topic failing is that topic's status; its
+                    outcome = _Outcome("failed", queries[key], None, str(error))  # message says why
                 except Exception as error:
                     outcome = _Outcome("failed", queries[key], None, f"{type(error).__name__}: {error}")
                 else:
@@ -385,14 +382,6 @@ async def _run_topics(keys: list[str], queries: dict[str, str], depth: str, prov
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     return outcomes
-
-
-def _worker_run(provider: WebSearchProvider, query: str, depth: str) -> Run:
-    """A run on a Dask worker. Not through ``provider._prepare``: a spawned worker's ``__main__`` is
-    ``__mp_main__``, which that guard (against scripts re-imported by extraction processes) would refuse,
-    and a worker starts no extraction processes."""
-    tracker = ProgressTracker(f"research: {query}", metadata={"topic": query, "depth": depth, "source": provider.source.name})
-    return Run(query, get_depth(depth), provider.source, tracker)
 
 
 class _InProcessExtractor(Extractor):
@@ -500,21 +489,15 @@ class BatchJob(ResearchJob):
     def result(self, timeout: float | None = None) -> BatchResults:  # type: ignore[override]
         return self._future.result(timeout)  # type: ignore[return-value]
 
+    _cancel_grace = CANCEL_GRACE * 2  # a batch stops many runs
+
+    @staticmethod
+    def _cancelled(results: Any) -> BaseException:
+        return BatchCancelled(results)
+
     def wait_interruptibly(self) -> BatchResults:  # type: ignore[override]
-        """Wait for the results; on KeyboardInterrupt cancel the batch and raise BatchCancelled with them."""
-        try:
-            while True:  # wake up now and then, so that a Ctrl-C reaches this thread
-                try:
-                    return self.result(timeout=0.1)
-                except concurrent.futures.TimeoutError:
-                    continue
-        except KeyboardInterrupt:
-            self.cancel()
-            try:
-                results = self.result(CANCEL_GRACE * 2)
-            except Exception:  # a batch slow to stop still hands back what it has
-                results = self.partial_results
-            raise BatchCancelled(results) from None
+        """Wait for the results; an interrupt or a cancel meanwhile raises BatchCancelled with them."""
+        return super().wait_interruptibly()  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return f"<BatchJob {batch_line(self.status)}>"
@@ -571,7 +554,7 @@ def _run_chunk(chunk: _Chunk) -> dict[str, _Outcome]:
         if await asyncio.to_thread(cancel.is_set):
             return {}
         task = asyncio.ensure_future(_run_topics(chunk.keys, chunk.queries, chunk.depth, provider, provider._extractor,  # type: ignore[arg-type]
-                                                 chunk.concurrency, on_progress, on_end, on_worker=True))
+                                                 chunk.concurrency, on_progress, on_end))
         while not task.done():
             await asyncio.wait([task], timeout=0.5)
             if not task.done() and await asyncio.to_thread(cancel.is_set):

@@ -144,6 +144,14 @@ class ResearchJob:
 
         return stop
 
+    #: How long a cancelled job waits for its run to hand back its partial results.
+    _cancel_grace = CANCEL_GRACE
+
+    @staticmethod
+    def _cancelled(results: Any) -> BaseException:
+        """The exception a cancelled wait raises, carrying the partial results."""
+        return ResearchCancelled(results)
+
     def wait_interruptibly(self) -> ResearchResults:
         """Wait for the results, blocking the calling (main) thread, as ``research()`` does.
 
@@ -165,12 +173,12 @@ class ResearchJob:
             except KeyboardInterrupt:
                 self.cancel()
                 try:
-                    results = self._future.result(CANCEL_GRACE)
+                    results = self._future.result(self._cancel_grace)
                 except concurrent.futures.TimeoutError:
                     results = self.partial_results
-                raise ResearchCancelled(results) from None
-            if self.tracker.status().state == "cancelled":  # by cancel(): the Cancel button, another thread
-                raise ResearchCancelled(results)
+                raise self._cancelled(results) from None
+            if self.tracker.status()["state"] == "cancelled":  # by cancel(): the Cancel button, another thread
+                raise self._cancelled(results)
             return results
         finally:
             self._set_blocking(False)
