@@ -146,15 +146,21 @@ def export(
     bom: bool = False,
     neutralize: bool = True,
     metadata_comments: bool = False,
+    title: str | None = None,
+    author: str | None = None,
+    logo: str | os.PathLike[str] | None = None,
+    template: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write ``results`` (ResearchResults, a results DataFrame or a saved run) to ``path``; return the path.
 
     The format follows the suffix (.md .html .pdf .csv .json .ndjson .parquet .ipynb .zip) unless
     ``format`` names it; the write is atomic. PDF goes through Typst (``engine``); CSV cells a spreadsheet
     would run as formulas are neutralised unless ``neutralize=False``; ``bom`` and ``metadata_comments``
-    shape the CSV.
+    shape the CSV. The documents (.md .html .pdf) take a ``title`` (instead of "Research: <topic>"), an
+    ``author`` line, a ``logo`` image (.png .jpg .svg) and a ``template`` of your own: a ``.typ`` file for PDF,
+    a Jinja ``.html.j2`` file for HTML (docs/templates.md says what they receive).
     """
     from torq_nb.export.manager import export as write
 
     return write(results, path, format, engine=engine, bom=bom, neutralize=neutralize,
-                 metadata_comments=metadata_comments)
+                 metadata_comments=metadata_comments, title=title, author=author, logo=logo, template=template)

@@ -218,11 +218,12 @@ class ResearchResults:
 
         return save_notebook(self, path)
 
-    def export(self, path: str | os.PathLike[str], format: str | None = None) -> Path:
-        """Export to ``path``; the format comes from the suffix (.md .html .pdf .csv .json .ndjson .parquet .zip .ipynb)."""
+    def export(self, path: str | os.PathLike[str], format: str | None = None, **options: Any) -> Path:
+        """Export to ``path``; the format comes from the suffix (.md .html .pdf .csv .json .ndjson .parquet .zip .ipynb).
+        ``options`` are ``torq_nb.export``'s: ``title``, ``author``, ``logo``, ``template``, ``engine``, ``bom``, ..."""
         from torq_nb.export.manager import export
 
-        return export(self, path, format)
+        return export(self, path, format, **options)
 
 
 def json_default(value: Any) -> Any:

@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from torq_nb.export import tabular
 from torq_nb.export.atomic import write_bytes, write_text
 from torq_nb.export.data import ExportInput, normalize
+from torq_nb.export.style import PLAIN, TEMPLATE_SUFFIXES, ReportStyle
 from torq_nb.results import ResearchResults
 
 if TYPE_CHECKING:
@@ -81,20 +82,21 @@ def _ipynb(results: ExportInput) -> str:
     return str(nbformat.writes(to_notebook(results))) + "\n"
 
 
-def to_markdown(results: ExportInput) -> str:
-    """The report as GitHub-flavoured Markdown, from nbconvert's MarkdownExporter."""
+def to_markdown(results: ExportInput, style: ReportStyle = PLAIN) -> str:
+    """The report as GitHub-flavoured Markdown, from nbconvert's MarkdownExporter (``style``: title and author)."""
     body, _ = _exporter("markdown").from_notebook_node(to_notebook(results))
     return str(body)
 
 
-def to_html(results: ExportInput) -> str:
-    """The report as one self-contained HTML file (JupyterLab's styles inlined, no scripts)."""
+def to_html(results: ExportInput, style: ReportStyle = PLAIN) -> str:
+    """The report as one self-contained HTML file (``style``: title, author, logo, an HTML template)."""
     body, _ = _exporter("html").from_notebook_node(to_notebook(results))
     return str(body)
 
 
-def to_pdf(results: ExportInput, engine: Engine = "typst") -> bytes:
-    """The report as PDF bytes: Typst by default; nbconvert's ``webpdf`` or ``latex`` where installed."""
+def to_pdf(results: ExportInput, engine: Engine = "typst", style: ReportStyle = PLAIN) -> bytes:
+    """The report as PDF bytes: Typst by default (``style``: title, author, logo, a Typst template);
+    nbconvert's ``webpdf`` or ``latex`` where installed."""
     from torq_nb.export.report import report_notebook, report_sections, trees
 
     run = normalize(results)
@@ -136,9 +138,9 @@ def _zip_into(fh: IO[bytes], run: ResearchResults, stem: str, options: dict[str,
 
 
 _WRITERS: dict[str, Callable[[IO[bytes], ResearchResults, dict[str, Any]], object]] = {
-    "markdown": lambda fh, run, o: fh.write(to_markdown(run).encode("utf-8")),
-    "html": lambda fh, run, o: fh.write(to_html(run).encode("utf-8")),
-    "pdf": lambda fh, run, o: fh.write(to_pdf(run, o.get("engine", "typst"))),
+    "markdown": lambda fh, run, o: fh.write(to_markdown(run, o.get("style", PLAIN)).encode("utf-8")),
+    "html": lambda fh, run, o: fh.write(to_html(run, o.get("style", PLAIN)).encode("utf-8")),
+    "pdf": lambda fh, run, o: fh.write(to_pdf(run, o.get("engine", "typst"), o.get("style", PLAIN))),
     "csv": lambda fh, run, o: tabular.csv_into(fh, run, bom=o.get("bom", False), neutralize=o.get("neutralize", True),
                                                metadata_comments=o.get("metadata_comments", False)),
     "json": lambda fh, run, o: tabular.json_into(fh, run),
@@ -150,15 +152,24 @@ _WRITERS: dict[str, Callable[[IO[bytes], ResearchResults, dict[str, Any]], objec
 
 def export(results: ExportInput, path: str | os.PathLike[str], format: str | None = None, *,
            engine: Engine = "typst", bom: bool = False, neutralize: bool = True,
-           metadata_comments: bool = False) -> Path:
+           metadata_comments: bool = False, title: str | None = None, author: str | None = None,
+           logo: str | os.PathLike[str] | None = None, template: str | os.PathLike[str] | None = None) -> Path:
     """Write ``results`` to ``path`` in ``format`` (default: from the suffix), atomically; return the path.
 
     Formats: Markdown, HTML, PDF (``engine``), CSV (``bom``, ``neutralize``, ``metadata_comments``),
-    JSON, NDJSON, Parquet, the report notebook (.ipynb) and a ZIP bundle of all of them.
+    JSON, NDJSON, Parquet, the report notebook (.ipynb) and a ZIP bundle of all of them. The documents
+    take a ``title``, an ``author`` line, a ``logo`` image and a ``template`` of your own (.typ for PDF,
+    .html.j2 for HTML).
     """
     name = resolve_format(path, format)
+    style = ReportStyle.of(title=title, author=author, logo=logo, template=template)
+    if style.template is not None and TEMPLATE_SUFFIXES[style.template.suffix.lower()] != name and name != "zip":
+        kind = TEMPLATE_SUFFIXES[style.template.suffix.lower()]
+        raise ValueError(f"template {style.template.name} is a {kind.upper()} template, but {Path(path).name} is a {name} "
+                         f"export; pass it when exporting a .{kind} file")
     run = normalize(results)
-    options = {"engine": engine, "bom": bom, "neutralize": neutralize, "metadata_comments": metadata_comments}
+    options = {"engine": engine, "bom": bom, "neutralize": neutralize, "metadata_comments": metadata_comments,
+               "style": style}
     if name == "zip":
         return tabular.write_file(path, lambda fh: _zip_into(fh, run, Path(path).stem or "results", options))
     return tabular.write_file(path, lambda fh: _WRITERS[name](fh, run, options))
