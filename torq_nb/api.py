@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 if TYPE_CHECKING:
     from torq_nb.export.data import ExportInput
     from torq_nb.export.manager import Engine
+    from torq_nb.export.stream import RowStream
     from torq_nb.progress.tracker import StatusCallback as ProgressCallback
     from torq_nb.research.fetch import FetchPolicy
     from torq_nb.research.jobs import ResearchJob
@@ -70,16 +71,49 @@ def _request(
     store: StoreArgument = DEFAULT_STORE,
     max_age: float | timedelta = DEFAULT_MAX_AGE,
     refresh: bool = False,
+    stream_to: str | os.PathLike[str] | None = None,
     **source_options: Any,
-) -> tuple[WebSearchProvider, dict[str, Any]]:
+) -> tuple[WebSearchProvider, dict[str, Any], str | os.PathLike[str] | None]:
     """The parameters of every research function (documented on ``research``): the provider they build
-    (WebSearchProvider validates them) and the arguments of the run."""
+    (WebSearchProvider validates them), the arguments of the run and where its rows stream. Everything is
+    checked here, before a stream file is started afresh."""
+    from torq_nb.research.pipeline import check_topic, get_depth
     from torq_nb.research.provider import WebSearchProvider
 
     provider = WebSearchProvider(source, policy=policy, allow_private_networks=allow_private_networks,
                                  synthesizer=synthesizer, store=store, max_age=max_age, refresh=refresh,
                                  **source_options)
-    return provider, {"topic": topic, "depth": depth, "progress_callback": progress_callback, "display": display}
+    if stream_to is not None:
+        from torq_nb.export.stream import stream_format
+
+        stream_format(stream_to)
+        check_topic(topic, get_depth(depth), provider.source)
+    return provider, {"topic": topic, "depth": depth, "progress_callback": progress_callback, "display": display}, stream_to
+
+
+def _stream(stream_to: str | os.PathLike[str] | None) -> RowStream | None:
+    """The run's row stream, started afresh, or None without ``stream_to``."""
+    if stream_to is None:
+        return None
+    from torq_nb.export.stream import RowStream
+    from torq_nb.results import SCHEMA
+
+    return RowStream(stream_to, SCHEMA)
+
+
+def _start(provider: WebSearchProvider, run: dict[str, Any], stream_to: str | os.PathLike[str] | None,
+           *, blocking: bool) -> ResearchJob:
+    """Start the run's job, its rows streaming to ``stream_to``; the stream closes when the job ends."""
+    rows = _stream(stream_to)
+    if rows is None:
+        return provider.start(**run, blocking=blocking)
+    try:
+        job = provider.start(**run, blocking=blocking, on_row=rows.write)
+    except BaseException:
+        rows.close()
+        raise
+    job.add_done_callback(rows.close)
+    return job
 
 
 @_takes_parameters_of(_request)
@@ -100,6 +134,12 @@ def research(*args: Any, **kwargs: Any) -> ResearchResults:
     fetches everything again. The ``cached`` column says which rows came from the store; ``torq_nb.runs()``
     lists past runs. A store that cannot be used is a StoreWarning: the run goes on and returns its results.
 
+    ``stream_to="rows.ndjson"`` (or ``.jsonl``, ``.csv``; a local path) writes each row to that file as soon as
+    its page is finished (ok, error, snippet, cancelled; stored pages too), so a run can be watched (``tail -f``,
+    ``pl.read_ndjson``) and a crash keeps what was done: the file is started afresh (an existing one is replaced),
+    holds whole lines only, a valid table after every row (CSV: header first, formulas neutralised as in the
+    export), rows in the order they finish; it is closed when the run ends, however it ends.
+
     In a notebook the live progress widget appears (``display=False`` turns it off); ``progress_callback``
     receives every published status as a dict. Its Cancel button (where the kernel can take a click while
     the cell is busy: ipykernel 7), an interrupt (Ctrl-C, the kernel's stop button) or Ctrl-C in a script
@@ -108,8 +148,7 @@ def research(*args: Any, **kwargs: Any) -> ResearchResults:
     from torq_nb.research.pipeline import ResearchCancelled
     from torq_nb.research.sources import SourceError
 
-    provider, run = _request(*args, **kwargs)
-    job = provider.start(**run, blocking=True)
+    job = _start(*_request(*args, **kwargs), blocking=True)
     try:
         return job.wait_interruptibly()
     except (SourceError, ResearchCancelled) as expected:  # they say what happened and what to do: the library's
@@ -122,8 +161,13 @@ async def aresearch(*args: Any, **kwargs: Any) -> ResearchResults:
 
     Cancelling the awaiting task raises ResearchCancelled with the partial results.
     """
-    provider, run = _request(*args, **kwargs)
-    return await provider.research_topic_with_progress(**run)
+    provider, run, stream_to = _request(*args, **kwargs)
+    rows = _stream(stream_to)
+    try:
+        return await provider.research_topic_with_progress(**run, on_row=rows.write if rows else None)
+    finally:
+        if rows is not None:
+            rows.close()
 
 
 @_takes_parameters_of(_request)
@@ -133,8 +177,7 @@ def start_research(*args: Any, **kwargs: Any) -> ResearchJob:
     Displayed, the job is the live widget with a Cancel button; ``job.cancel()``, ``job.result()`` and
     ``job.partial_results`` work from any cell, and later cells run while it works.
     """
-    provider, run = _request(*args, **kwargs)
-    return provider.start(**run)
+    return _start(*_request(*args, **kwargs), blocking=False)
 
 
 def export(

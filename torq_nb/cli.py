@@ -156,6 +156,9 @@ def _parser(source: type[Source] | None = None) -> argparse.ArgumentParser:
     run.add_argument("--export", action="append", default=[], metavar="PATH",
                      help="write the results to PATH; the suffix picks the format (.md .html .pdf .csv .json "
                           ".ndjson .parquet .ipynb .zip); repeat for several files")
+    run.add_argument("--stream", default=None, metavar="PATH",
+                     help="write each result row to PATH (.ndjson .jsonl .csv) as soon as its page is finished, "
+                          "to watch the run (tail -f) and keep its rows if it dies; the file is started afresh")
     run.add_argument("--quiet", action="store_true", help="no progress line; only the summary")
 
     again = commands.add_parser("export", help="re-export a saved run (its JSON export) to any format",
@@ -228,7 +231,8 @@ def _research(args: argparse.Namespace) -> int:
     callback = None if args.quiet else TerminalProgress(sys.stderr)
     try:
         results = research(args.topic, args.depth, args.source, display=False, progress_callback=callback,
-                           allow_private_networks=args.allow_private_networks or None, **options)
+                           allow_private_networks=args.allow_private_networks or None, stream_to=args.stream,
+                           **options)
     except ResearchCancelled as cancelled:
         print("interrupted" + (": exporting the partial results" if args.export else ""), file=sys.stderr)
         _write_exports(cancelled.results, args.export)
@@ -282,7 +286,8 @@ def _research_many(args: argparse.Namespace) -> int:
     try:
         results = research_many(topics, args.depth, args.source, query=args.query, concurrency=args.concurrency,
                                 display=False, progress_callback=None if args.quiet else BatchTerminalProgress(sys.stderr),
-                                allow_private_networks=args.allow_private_networks or None, **options)
+                                allow_private_networks=args.allow_private_networks or None, stream_to=args.stream,
+                                **options)
     except BatchCancelled as cancelled:
         print("interrupted" + (": exporting the partial results" if args.export else ""), file=sys.stderr)
         write(cancelled.results)

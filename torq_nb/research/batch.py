@@ -20,7 +20,7 @@ import string
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -50,6 +50,10 @@ __all__ = ["BatchCancelled", "BatchJob", "BatchResults", "TopicStatus", "researc
 
 TopicStatus = Literal["complete", "failed", "cancelled"]
 BatchCallback = Callable[[dict[str, Any]], object]
+#: Receives each row of a batch as it is finished: the topic, and the row (a dict in SCHEMA's order).
+RowSink = Callable[[str, dict[str, Any]], None]
+#: The columns of BatchResults.df (and of a batch's stream_to file): ``topic``, then ResearchResults.df's.
+BATCH_SCHEMA: dict[str, pl.DataType] = {"topic": pl.String(), **SCHEMA}
 
 #: Topics researched at once when ``concurrency`` is not given (the fetch budget bounds requests anyway).
 DEFAULT_CONCURRENCY = 8
@@ -118,7 +122,7 @@ class BatchResults:
             if (outcome := self._outcome(topic)).results is not None and outcome.results.df.height
         ]
         if not frames:
-            return pl.DataFrame(schema={"topic": pl.String(), **SCHEMA})
+            return pl.DataFrame(schema=BATCH_SCHEMA)
         return pl.concat(frames, how="diagonal_relaxed")
 
     @cached_property
@@ -295,12 +299,18 @@ def _request(
     policy: FetchPolicy | None = None,
     allow_private_networks: bool | None = None,
     synthesizer: Synthesizer | None = None,
+    stream_to: str | os.PathLike[str] | None = None,
     **source_options: Any,
-) -> tuple[_Plan, BatchCallback | None, bool]:
+) -> tuple[_Plan, BatchCallback | None, bool, str | os.PathLike[str] | None]:
     """The parameters of both batch functions (documented on ``research_many``): the batch's plan (its
-    provider validates the source options), its progress callback and whether to display it."""
+    provider validates the source options), its progress callback, whether to display it and where its rows
+    stream."""
     if progress_callback is not None and not callable(progress_callback):
         raise TypeError(f"progress_callback must be a function taking a status dict, not {progress_callback!r}")
+    if stream_to is not None:
+        from torq_nb.export.stream import stream_format
+
+        stream_format(stream_to)
     keys = _topics(topics)
     template = _template(query)
     get_depth(depth)
@@ -313,7 +323,7 @@ def _request(
                                  **source_options)
     queries = {key: template.format(topic=key) if template else key for key in keys}
     plan = _Plan(keys, queries, depth, provider, concurrency or min(DEFAULT_CONCURRENCY, len(keys)), executor)
-    return plan, progress_callback, display
+    return plan, progress_callback, display, stream_to
 
 
 def _check_client(executor: Any) -> None:
@@ -336,8 +346,8 @@ EndSink = Callable[[str, _Outcome], None]
 
 async def _run_topics(keys: list[str], queries: dict[str, str], depth: str, provider: WebSearchProvider,
                       extractor: Extractor, concurrency: int, on_progress: ProgressSink, on_end: EndSink,
-                      ) -> dict[str, _Outcome]:
-    """Research ``keys``, ``concurrency`` at a time, over one Fetcher; report each topic's stages and end.
+                      on_row: RowSink | None = None) -> dict[str, _Outcome]:
+    """Research ``keys``, ``concurrency`` at a time, over one Fetcher; report each topic's stages, rows and end.
 
     Cancelled, it stops every running topic (each keeps its partial results) and returns what it has.
     """
@@ -356,8 +366,8 @@ async def _run_topics(keys: list[str], queries: dict[str, str], depth: str, prov
                         on_progress(key, status["stage"], status["done"] if reading else None,
                                     status["total"] if reading else None)
 
-                try:
-                    run = provider._prepare(queries[key], depth, None)  # a topic too long to search fails here
+                try:  # a topic too long to search fails here
+                    run = provider._prepare(queries[key], depth, None, None if on_row is None else partial(on_row, key))
                     run.tracker.add_callback(forward)
                     results = await run_research(run, policy=provider.policy, extractor=extractor,
                                                  synthesizer=provider.synthesizer, fetcher=fetcher, store=session)
@@ -411,8 +421,9 @@ def _tracker_sinks(tracker: BatchTracker) -> tuple[ProgressSink, EndSink]:
 class _Batch:
     """One batch being run: its plan, tracker and the outcomes gathered so far."""
 
-    def __init__(self, plan: _Plan, progress_callback: BatchCallback | None) -> None:
+    def __init__(self, plan: _Plan, progress_callback: BatchCallback | None, on_row: RowSink | None = None) -> None:
         self.plan = plan
+        self.on_row = on_row
         self.tracker = BatchTracker(plan.label, plan.topics, unit="pages")
         if progress_callback is not None:
             self.tracker.add_callback(progress_callback)
@@ -442,7 +453,7 @@ class _Batch:
                 provider = self.plan.provider
                 task = asyncio.ensure_future(_run_topics(
                     self.plan.topics, self.plan.queries, self.plan.depth, provider,
-                    provider._extractor or shared_extractor(), self.plan.concurrency, on_progress, record))
+                    provider._extractor or shared_extractor(), self.plan.concurrency, on_progress, record, self.on_row))
                 try:
                     await asyncio.shield(task)
                 except asyncio.CancelledError:
@@ -611,6 +622,9 @@ async def _run_on_dask(batch: _Batch, record: EndSink) -> bool:
                 reason = f"the Dask task failed: {type(error).__name__}: {error}"
                 outcomes = {key: _Outcome("failed", plan.queries[key], None, reason) for key in futures[future].keys}
             for key, outcome in outcomes.items():
+                if batch.on_row is not None and outcome.results is not None:  # rows are written here, on the
+                    for row in outcome.results.df.iter_rows(named=True):  # client, as each chunk's results come
+                        batch.on_row(key, row)
                 record(key, outcome)
     finally:
         client.unsubscribe_topic(events)
@@ -628,8 +642,19 @@ def start_research_many(*args: Any, **kwargs: Any) -> BatchJob:
     Displayed, the job is the batch widget with a Cancel button; ``job.cancel()``, ``job.result()`` and
     ``job.partial_results`` work from any cell.
     """
-    plan, progress_callback, display = _request(*args, **kwargs)
-    job = BatchJob(_Batch(plan, progress_callback))
+    plan, progress_callback, display, stream_to = _request(*args, **kwargs)
+    if stream_to is None:
+        job = BatchJob(_Batch(plan, progress_callback))
+    else:
+        from torq_nb.export.stream import RowStream
+
+        rows = RowStream(stream_to, BATCH_SCHEMA)
+        try:
+            job = BatchJob(_Batch(plan, progress_callback, lambda topic, row: rows.write({"topic": topic, **row})))
+        except BaseException:
+            rows.close()
+            raise
+        job.add_done_callback(rows.close)
     if display:
         from torq_nb.display import show
 
@@ -648,8 +673,10 @@ def research_many(*args: Any, **kwargs: Any) -> BatchResults:
     batch). ``executor``: a ``dask.distributed.Client`` runs the topics on its workers. ``store``,
     ``max_age``, ``refresh``: the run store, as for ``research``: every topic reads and keeps its searches
     and pages there, so a batch run again (after a cancel, a dead kernel) fetches only what is missing; on
-    Dask the workers open the same store file (a path every worker must see). Other parameters as
-    ``research``; ``progress_callback`` receives the batch's status dicts (BatchTracker.status()).
+    Dask the workers open the same store file (a path every worker must see). ``stream_to``: as for
+    ``research``, every topic's rows (``topic`` first, as ``.df``) in one file; on Dask they are written here, in
+    the notebook's process, as each chunk of topics comes back. Other parameters as ``research``;
+    ``progress_callback`` receives the batch's status dicts (BatchTracker.status()).
 
     A topic that fails is a row of ``.summaries`` with its reason; the batch goes on. In a notebook one live
     widget shows the batch. An interrupt cancels it and raises BatchCancelled, whose ``.results`` are partial.

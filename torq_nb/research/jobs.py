@@ -42,6 +42,8 @@ class ResearchJob:
         self._blocking = blocking
         self._blocking_lock = threading.Lock()
         self._blocking_watchers: list[Callable[[bool], object]] = []
+        self._done_lock = threading.Lock()
+        self._done_callbacks: list[Callable[[], object]] | None = []  # None once they have been called
         self._future: concurrent.futures.Future[ResearchResults] = concurrent.futures.Future()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[ResearchResults] | None = None
@@ -58,9 +60,13 @@ class ResearchJob:
         self._task = loop.create_task(start())
         self._ready.set()
         try:
-            self._future.set_result(loop.run_until_complete(self._task))
-        except asyncio.CancelledError:  # before 3.11 the task re-raises a plain CancelledError, not ours
-            self._future.set_result(self._run.results())
+            try:
+                outcome = loop.run_until_complete(self._task)
+            except asyncio.CancelledError:  # before 3.11 the task re-raises a plain CancelledError, not ours
+                outcome = self._run.results()
+            finally:
+                self._ended()
+            self._future.set_result(outcome)
         except BaseException as error:  # handed to whoever waits on the job
             self._future.set_exception(error)
         finally:
@@ -107,6 +113,22 @@ class ResearchJob:
         """Wait for the run (at most ``timeout`` seconds) and return its results."""
         return self._future.result(timeout)
 
+    def add_done_callback(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once the run has ended, however it ended, and before ``result()`` returns (at once
+        if it has ended): what the run writes to (stream_to) is closed when its caller gets the results."""
+        with self._done_lock:
+            if self._done_callbacks is not None:
+                self._done_callbacks.append(callback)
+                return
+        self._tell(callback)
+
+    def _ended(self) -> None:
+        with self._done_lock:
+            callbacks, self._done_callbacks = self._done_callbacks or [], None
+        for callback in callbacks:
+            self._tell(callback)
+
+
     @property
     def blocking(self) -> bool:
         """True while a caller waits on the job in the kernel's main thread (``research()``): its cell is busy."""
@@ -121,11 +143,11 @@ class ResearchJob:
                 self._tell(watcher, blocking)
 
     @staticmethod
-    def _tell(watcher: Callable[[bool], object], blocking: bool) -> None:
+    def _tell(watcher: Callable[..., object], *args: object) -> None:
         try:
-            watcher(blocking)
+            watcher(*args)
         except Exception:
-            log.exception("blocking watcher %r raised; the run continues", watcher)
+            log.exception("callback %r of the job raised; the job goes on", watcher)
 
     def on_blocking(self, callback: Callable[[bool], object]) -> Callable[[], None]:
         """Call ``callback(blocking)`` now and whenever a caller starts or stops blocking on the job.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -130,21 +131,45 @@ def _row(rank: int, hit: Hit, status: str, page: Page | None = None, doc: Docume
     }
 
 
-class Run:
-    """The state of one run, kept so that a cancelled run can still hand back its partial results."""
+def _cancelled_row(rank: int, hit: Hit) -> dict[str, Any]:
+    return _row(rank, hit, "cancelled", error="run cancelled before this page was read")
 
-    def __init__(self, topic: str, depth: Depth, source: Source, tracker: ProgressTracker) -> None:
+
+#: Receives each row of a run as it is finished (ok, error, snippet or cancelled): a plain dict, SCHEMA's keys in
+#: its order. Called in the run's event loop; it should return quickly.
+RowCallback = Callable[[dict[str, Any]], object]
+
+
+class Run:
+    """The state of one run, kept so that a cancelled run can still hand back its partial results.
+
+    ``on_row`` is told each row as it is finished, so a caller can keep them as the run goes (stream_to)."""
+
+    def __init__(self, topic: str, depth: Depth, source: Source, tracker: ProgressTracker,
+                 on_row: RowCallback | None = None) -> None:
         self.topic, self.depth, self.source, self.tracker = check_topic(topic, depth, source), depth, source, tracker
+        self.on_row = on_row
         self.hits: list[Hit] = []
         self.rows: dict[int, dict[str, Any]] = {}
         self.summary = ""
         #: Hits that came from a stored search answer (their rows say cached when nothing else was fetched).
         self.stored_hits: set[Hit] = set()
 
+    def finish(self, rank: int, row: dict[str, Any]) -> None:
+        """Record hit ``rank``'s final row and hand it to ``on_row``."""
+        self.rows[rank] = row
+        if self.on_row is not None:
+            self.on_row(row)
+
+    def stop(self) -> None:
+        """Finish every hit not reached as a "cancelled" row: the run is being cancelled."""
+        for rank, hit in enumerate(self.hits, start=1):
+            if rank not in self.rows:
+                self.finish(rank, _cancelled_row(rank, hit))
+
     def results(self) -> ResearchResults:
         """The results as they stand: rows not finished yet are marked "cancelled"."""
-        rows = [self.rows.get(rank) or _row(rank, hit, "cancelled", error="run cancelled before this page was read")
-                for rank, hit in enumerate(self.hits, start=1)]
+        rows = [self.rows.get(rank) or _cancelled_row(rank, hit) for rank, hit in enumerate(self.hits, start=1)]
         status = self.tracker.status()
         counts = {name: sum(1 for row in rows if row["status"] == name) for name in ("ok", "error", "snippet", "cancelled")}
         return ResearchResults(
@@ -201,7 +226,7 @@ async def _read(run: Run, rank: int, hit: Hit, fetcher: Fetcher, extractor: Extr
     else:
         page, cached = await _fetch(run, hit, fetcher, store)
     if page.status != "ok":
-        run.rows[rank] = _row(rank, hit, "error", page, cached=cached)
+        run.finish(rank, _row(rank, hit, "error", page, cached=cached))
         return
     doc = await store.document(page)
     if doc is None:
@@ -209,9 +234,9 @@ async def _read(run: Run, rank: int, hit: Hit, fetcher: Fetcher, extractor: Extr
         if doc is not None:
             await store.save_document(page, doc)
     if doc is None or not doc.text.strip():
-        run.rows[rank] = _row(rank, hit, "error", page, error="no readable text in the page", cached=cached)
+        run.finish(rank, _row(rank, hit, "error", page, error="no readable text in the page", cached=cached))
     else:
-        run.rows[rank] = _row(rank, hit, "ok", page, doc, cached=cached)
+        run.finish(rank, _row(rank, hit, "ok", page, doc, cached=cached))
 
 
 async def _read_all(run: Run, fetcher: Fetcher, extractor: Extractor, store: StoreSession) -> None:
@@ -260,8 +285,8 @@ async def run_research(
             if run.depth.fetch:
                 await _read_all(run, active, extractor, store)
             else:
-                run.rows = {rank: _row(rank, hit, "snippet", cached=hit in run.stored_hits)
-                            for rank, hit in enumerate(run.hits, start=1)}
+                for rank, hit in enumerate(run.hits, start=1):
+                    run.finish(rank, _row(rank, hit, "snippet", cached=hit in run.stored_hits))
         tracker.progress("synthesizing", "writing the cited summary")
         texts = [
             SourceText(rank, row["title"] or row["url"], row["url"], row["content"])
@@ -274,6 +299,7 @@ async def run_research(
             await store.save_summary(synthesizer, run.topic, texts, summary)
         run.summary = summary
     except (asyncio.CancelledError, KeyboardInterrupt):
+        run.stop()
         tracker.cancel("cancelled")
         raise ResearchCancelled(run.results()) from None
     except BaseException as error:

@@ -20,7 +20,7 @@ from torq_nb.progress.tracker import StatusCallback as ProgressCallback
 from torq_nb.research.extract import Extractor, shared_extractor
 from torq_nb.research.fetch import FetchPolicy
 from torq_nb.research.jobs import ResearchJob
-from torq_nb.research.pipeline import Run, check_topic, get_depth, run_research
+from torq_nb.research.pipeline import RowCallback, Run, check_topic, get_depth, run_research
 from torq_nb.research.results import ResearchResults
 from torq_nb.research.sources import Source, resolve_source
 from torq_nb.research.store import DEFAULT_MAX_AGE, DEFAULT_STORE, StoreArgument, StoreSession, resolve_store
@@ -28,7 +28,7 @@ from torq_nb.research.synthesize import ExtractiveSynthesizer, Synthesizer
 
 #: The options of a research call that are not the source's (what a misspelt keyword is compared with).
 _OPTIONS = ("policy", "allow_private_networks", "synthesizer", "extractor", "display", "progress_callback", "depth",
-            "store", "max_age", "refresh")
+            "store", "max_age", "refresh", "stream_to")
 
 
 class WebSearchProvider:
@@ -86,7 +86,8 @@ class WebSearchProvider:
         StoreSession(self.store, max_age=max_age, refresh=refresh)  # checks them now, at the call
         self.max_age, self.refresh = max_age, refresh
 
-    def _prepare(self, topic: str, depth: str, progress_callback: ProgressCallback | None) -> Run:
+    def _prepare(self, topic: str, depth: str, progress_callback: ProgressCallback | None,
+                 on_row: RowCallback | None = None) -> Run:
         depth_spec = get_depth(depth)
         topic = check_topic(topic, depth_spec, self.source)
         if progress_callback is not None and not callable(progress_callback):
@@ -95,7 +96,7 @@ class WebSearchProvider:
                                                                  "source": self.source.name})
         if progress_callback is not None:
             tracker.add_callback(progress_callback)
-        return Run(topic, depth_spec, self.source, tracker)
+        return Run(topic, depth_spec, self.source, tracker, on_row)
 
     def store_session(self) -> StoreSession:
         """The store as one run, or one batch of runs, uses it (with this provider's max_age and refresh): pass
@@ -115,12 +116,14 @@ class WebSearchProvider:
         progress_callback: ProgressCallback | None = None,
         *,
         display: bool = False,
+        on_row: RowCallback | None = None,
     ) -> ResearchResults:
-        """Research ``topic`` in the running event loop; ``progress_callback`` receives get_status() dicts.
+        """Research ``topic`` in the running event loop; ``progress_callback`` receives get_status() dicts,
+        ``on_row`` each row as its page is finished (a dict in SCHEMA's order).
 
         Cancelling the awaiting task raises ResearchCancelled, whose ``.results`` are the partial results.
         """
-        run = self._prepare(topic, depth, progress_callback)
+        run = self._prepare(topic, depth, progress_callback, on_row)
         if display:
             from torq_nb.display import show
 
@@ -135,10 +138,12 @@ class WebSearchProvider:
         *,
         display: bool = True,
         blocking: bool = False,
+        on_row: RowCallback | None = None,
     ) -> ResearchJob:
         """Start researching ``topic`` in the background and return the job at once; ``blocking=True`` says
-        the caller will wait on it in the kernel's main thread (research() does), which its view shows."""
-        run = self._prepare(topic, depth, progress_callback)
+        the caller will wait on it in the kernel's main thread (research() does), which its view shows.
+        ``on_row`` receives each row as its page is finished, in the job's thread."""
+        run = self._prepare(topic, depth, progress_callback, on_row)
         job = ResearchJob(run, lambda: self._execute(run), blocking=blocking)
         if display:
             from torq_nb.display import show

@@ -1,0 +1,120 @@
+"""Rows written to a file while a run goes: ``research(topic, stream_to="rows.ndjson")``.
+
+A long run or a batch can then be watched (``tail -f``, ``pl.read_ndjson`` in another cell) and what it had
+finished survives a crash. The rules, chosen so the file is a valid table after every row:
+
+- The format follows the suffix: ``.ndjson`` / ``.jsonl`` (one JSON object a line) or ``.csv`` (a header line
+  first). The values and the columns are those of the export (``torq_nb.export.tabular``): the same Polars
+  writers, the same column order, CSV cells neutralised the same way.
+- The file is started afresh when the run starts (an existing file is replaced, never appended to: another
+  run's rows or header would corrupt it), its folder made if missing.
+- Each row is one whole line, written with one ``write`` and flushed to the operating system, so a reader or
+  a killed process never leaves half a row (rows are not fsynced: a power cut may lose the last ones).
+- Rows come in the order pages finish, not in rank order; sort by ``rank`` (and ``topic``) for the export's.
+- The caller closes the stream when the run has ended, however it ends; ``close`` may be called twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from torq_nb.export.atomic import prepare_target
+from torq_nb.export.tabular import neutralize_formulas
+
+__all__ = ["STREAM_SUFFIXES", "RowStream", "StreamWarning", "stream_format"]
+
+StreamFormat = Literal["ndjson", "csv"]
+
+#: The suffixes a stream accepts, and the format each names.
+STREAM_SUFFIXES: dict[str, StreamFormat] = {".ndjson": "ndjson", ".jsonl": "ndjson", ".csv": "csv"}
+
+
+class StreamWarning(UserWarning):
+    """Rows could no longer be written to the stream file; the run went on."""
+
+
+def stream_format(path: object) -> StreamFormat:
+    """The format ``path`` streams in, from its suffix; a TypeError or ValueError that says what to give instead.
+
+    Called at the research call, before any search starts."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"stream_to must be a file path such as 'rows.ndjson', not {path!r:.80}")
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise TypeError(f"stream_to must be a text path such as 'rows.ndjson', not {text!r:.80}")
+    if "://" in text:
+        raise ValueError(f"stream_to takes a local file, not the URL {text!r:.120}: rows are streamed to local files "
+                         "only; stream to a local file and export the results to the URL when the run ends")
+    suffix = Path(text).suffix.lower()
+    try:
+        return STREAM_SUFFIXES[suffix]
+    except KeyError:
+        raise ValueError(f"cannot stream to {Path(text).name}: unknown suffix {suffix or '(none)'!r}; "
+                         f"stream_to takes {', '.join(STREAM_SUFFIXES)}") from None
+
+
+class RowStream:
+    """An open stream file for rows of ``schema`` (column names and Polars types, in the file's order).
+
+    ``write(row)`` takes a row dict (missing columns are null) and appends it as one flushed line. A write that
+    fails (a full disk, a removed mount) is one StreamWarning and closes the stream: the run goes on and still
+    returns all its results, the file keeps the rows written before.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], schema: Mapping[str, pl.DataType]) -> None:
+        self.format = stream_format(path)
+        self.schema = dict(schema)
+        self.path = prepare_target(path)
+        self._lock = threading.Lock()  # close() may come from the waiting thread and the run's at once
+        self._file: io.BufferedWriter | None = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+        if self.format == "csv":
+            self._put(pl.DataFrame(schema=self.schema), header=True)
+
+    def _put(self, frame: pl.DataFrame, *, header: bool = False) -> None:
+        buffer = io.BytesIO()
+        if self.format == "csv":
+            neutralize_formulas(frame).write_csv(buffer, include_header=header)
+        else:
+            frame.write_ndjson(buffer)
+        with self._lock:
+            if self._file is None:  # closed, or a write failed: the rows are in the results
+                return
+            try:
+                self._file.write(buffer.getvalue())
+                self._file.flush()
+            except OSError as error:
+                with contextlib.suppress(OSError):  # its flush fails the same way
+                    self._file.close()
+                self._file = None
+                warnings.warn(StreamWarning(f"cannot stream rows to {self.path} any more ({error}); the run goes "
+                                            "on and its results hold every row"), stacklevel=2)
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Append ``row`` as one whole line, flushed."""
+        self._put(pl.DataFrame([row], schema=self.schema))
+
+    def close(self) -> None:
+        """Close the file (again: nothing)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    @property
+    def closed(self) -> bool:
+        return self._file is None
+
+    def __enter__(self) -> RowStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
