@@ -17,7 +17,7 @@ from torq_nb.export import ExportManager, export, to_markdown
 from torq_nb.export.atomic import atomic_path
 from torq_nb.research.results import SCHEMA
 
-SUFFIXES = [".md", ".html", ".pdf", ".csv", ".json", ".ndjson", ".parquet", ".ipynb", ".zip"]
+SUFFIXES = [".md", ".html", ".pdf", ".csv", ".json", ".ndjson", ".parquet", ".xlsx", ".ipynb", ".zip"]
 
 
 def looks_like(path: Path) -> None:
@@ -31,6 +31,7 @@ def looks_like(path: Path) -> None:
         ".json": lambda: isinstance(json.loads(data), dict),
         ".ndjson": lambda: all(json.loads(line) for line in data.splitlines()),
         ".parquet": lambda: data[:4] == b"PAR1",
+        ".xlsx": lambda: "xl/workbook.xml" in zipfile.ZipFile(path).namelist(),
         ".ipynb": lambda: nbformat.reads(data.decode(), as_version=4).cells[0].cell_type == "markdown",
         ".zip": lambda: zipfile.is_zipfile(path),
     }
@@ -60,9 +61,9 @@ def test_format_argument_overrides_the_suffix(tmp_path: Path) -> None:
 
 
 def test_unknown_format_lists_the_supported_ones(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"\.xlsx.*markdown \(\.md.*parquet \(\.parquet\).*zip \(\.zip\)"):
-        export(factory.results(2), tmp_path / "r.xlsx")
-    assert not (tmp_path / "r.xlsx").exists()
+    with pytest.raises(ValueError, match=r"\.docx.*markdown \(\.md.*parquet \(\.parquet\).*zip \(\.zip\)"):
+        export(factory.results(2), tmp_path / "r.docx")
+    assert not (tmp_path / "r.docx").exists()
 
 
 def test_every_input_kind_gives_the_same_table(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
@@ -193,17 +193,21 @@ def export(
     author: str | None = None,
     logo: str | os.PathLike[str] | None = None,
     template: str | os.PathLike[str] | None = None,
-) -> Path:
+    storage_options: Mapping[str, Any] | None = None,
+) -> Path | str:
     """Write ``results`` (ResearchResults, a results DataFrame or a saved run) to ``path``; return the path.
 
-    The format follows the suffix (.md .html .pdf .csv .json .ndjson .parquet .ipynb .zip) unless
+    The format follows the suffix (.md .html .pdf .csv .json .ndjson .parquet .xlsx .ipynb .zip) unless
     ``format`` names it; the write is atomic. PDF goes through Typst (``engine``); CSV cells a spreadsheet
     would run as formulas are neutralised unless ``neutralize=False``; ``bom`` and ``metadata_comments``
     shape the CSV. The documents (.md .html .pdf) take a ``title`` (instead of "Research: <topic>"), an
     ``author`` line, a ``logo`` image (.png .jpg .svg) and a ``template`` of your own: a ``.typ`` file for PDF,
-    a Jinja ``.html.j2`` file for HTML (docs/templates.md says what they receive).
+    a Jinja ``.html.j2`` file for HTML (docs/templates.md says what they receive). ``path`` may be an fsspec
+    URL (``s3://bucket/report.pdf``): the finished document is uploaded once and the URL returned;
+    ``storage_options`` (endpoint, credentials) go to fsspec.
     """
     from torq_nb.export.manager import export as write
 
     return write(results, path, format, engine=engine, bom=bom, neutralize=neutralize,
-                 metadata_comments=metadata_comments, title=title, author=author, logo=logo, template=template)
+                 metadata_comments=metadata_comments, title=title, author=author, logo=logo, template=template,
+                 storage_options=storage_options)

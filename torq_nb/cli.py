@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from torq_nb.research.sources import Source
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: The export formats and their suffixes, as ``torq_nb.export.FORMATS`` has them (tested: --help imports no
+#: export module).
+_FORMATS = ("Markdown (.md), HTML (.html), PDF (.pdf), CSV (.csv), JSON (.json), NDJSON (.ndjson .jsonl), "
+            "Parquet (.parquet), Excel (.xlsx), the report notebook (.ipynb) and a ZIP of them all (.zip)")
 
 #: The commands that search a source, and so take ``--source NAME`` and that source's own flags.
 _SEARCHING = ("research", "research-many")
@@ -161,11 +165,14 @@ def _parser(source: type[Source] | None = None) -> argparse.ArgumentParser:
                           "to watch the run (tail -f) and keep its rows if it dies; the file is started afresh")
     run.add_argument("--quiet", action="store_true", help="no progress line; only the summary")
 
-    again = commands.add_parser("export", help="re-export a saved run (its JSON export) to any format",
-                                description="Read RUN (a run saved with --export run.json) and write OUTPUT, "
-                                            "whose suffix picks the format.")
+    again = commands.add_parser(
+        "export", help="re-export a saved run (its JSON export) to any format, locally or to cloud storage",
+        description="Read RUN (a run saved with --export run.json) and write OUTPUT, whose suffix picks the format: "
+                    f"{_FORMATS}. OUTPUT is a path or an fsspec URL (s3://bucket/report.pdf, gcs://..., "
+                    "memory://...), uploaded once complete; S3 reads its endpoint and credentials from the usual "
+                    "AWS_* variables and files (AWS_ENDPOINT_URL for a local server).")
     again.add_argument("run", type=Path, help="a run saved as JSON by torq-nb or results.export('run.json')")
-    again.add_argument("output", type=Path, help="the file to write (.md .html .pdf .csv .json .ndjson .parquet .ipynb .zip)")
+    again.add_argument("output", help="the file or URL to write; its suffix picks the format (see above)")
     again.add_argument("--format", default=None, help="the format, when OUTPUT's suffix does not say it")
 
     many = commands.add_parser(
@@ -259,7 +266,11 @@ def _export(args: argparse.Namespace) -> int:
         run = load_run(args.run)
     except (ValueError, OSError) as error:
         raise _UsageError(str(error)) from None
-    written = export(run, args.output, args.format)
+    try:
+        written = export(run, args.output, args.format)
+    except (ImportError, ValueError, OSError) as error:  # a missing fsspec backend, an unknown protocol, an upload
+        print(f"torq-nb: export failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"wrote {written}", file=sys.stderr)
     return EXIT_OK
 

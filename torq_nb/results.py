@@ -218,8 +218,9 @@ class ResearchResults:
 
         return save_notebook(self, path)
 
-    def export(self, path: str | os.PathLike[str], format: str | None = None, **options: Any) -> Path:
-        """Export to ``path``; the format comes from the suffix (.md .html .pdf .csv .json .ndjson .parquet .zip .ipynb).
+    def export(self, path: str | os.PathLike[str], format: str | None = None, **options: Any) -> Path | str:
+        """Export to ``path`` (a file, or an fsspec URL such as ``s3://bucket/r.pdf``: the URL is returned); the format
+        comes from the suffix (.md .html .pdf .csv .json .ndjson .parquet .xlsx .zip .ipynb).
         ``options`` are ``torq_nb.export``'s: ``title``, ``author``, ``logo``, ``template``, ``engine``, ``bom``, ..."""
         from torq_nb.export.manager import export
 

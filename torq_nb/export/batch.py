@@ -124,13 +124,13 @@ def _table(kind: str) -> Callable[[IO[bytes], BatchResults, dict[str, Any]], obj
 
 _BATCH_WRITERS: dict[str, Callable[[IO[bytes], BatchResults, dict[str, Any]], object]] = {
     **{kind: _document(kind) for kind in ("markdown", "html", "pdf", "ipynb")},
-    **{kind: _table(kind) for kind in ("csv", "json", "ndjson", "parquet")},
+    **{kind: _table(kind) for kind in ("csv", "json", "ndjson", "parquet", "excel")},
 }
 
 
 def export_batch(batch: BatchResults, path: str | os.PathLike[str], format: str | None = None, *,
                  engine: str = "typst", bom: bool = False, neutralize: bool = True,
-                 metadata_comments: bool = False) -> Path:
+                 metadata_comments: bool = False) -> Path | str:
     """Write ``batch`` to ``path`` (the format from its suffix, or ``format``), atomically; return the path.
 
     Markdown, HTML, PDF and .ipynb: one report, a section per topic. CSV, JSON, NDJSON, Parquet: one table of

@@ -1,7 +1,7 @@
 """ExportManager and ``export()``: one call per format, the format chosen from the file's suffix.
 
 The document formats import nbconvert, nbformat and Typst when they are first written, so a CSV, JSON,
-NDJSON or Parquet export imports none of them.
+NDJSON, Parquet or Excel export imports none of them.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import os
 import shutil
 import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from torq_nb.export import tabular
-from torq_nb.export.atomic import write_bytes, write_text
+from torq_nb.export.atomic import file_name, write_bytes, write_text
 from torq_nb.export.data import ExportInput, normalize
 from torq_nb.export.style import PLAIN, TEMPLATE_SUFFIXES, ReportStyle
 from torq_nb.results import ResearchResults
@@ -36,6 +36,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "json": (".json",),
     "ndjson": (".ndjson", ".jsonl"),
     "parquet": (".parquet",),
+    "excel": (".xlsx",),
     "ipynb": (".ipynb",),
     "zip": (".zip",),
 }
@@ -48,11 +49,14 @@ def _supported() -> str:
 
 
 def resolve_format(path: str | os.PathLike[str], format: str | None = None) -> str:
-    """The format name for ``format`` (a name or suffix) or else ``path``'s suffix; ValueError if unknown."""
-    key = (format or Path(path).suffix).lower().strip()
+    """The format name for ``format`` (a name or suffix) or else the suffix of ``path`` (a path, or a URL's
+    path, its query left out); ValueError if unknown."""
+    file = file_name(path)
+    suffix = Path(file).suffix
+    key = (format or suffix).lower().strip()
     name = key if key in FORMATS else _BY_SUFFIX.get(key if key.startswith(".") else "." + key)
     if name is None:
-        what = f"format {format!r}" if format else f"suffix {Path(path).suffix or '(none)'!r} of {Path(path).name}"
+        what = f"format {format!r}" if format else f"suffix {suffix or '(none)'!r} of {file or path}"
         raise ValueError(f"cannot export: unknown {what}; supported formats: {_supported()}")
     return name
 
@@ -146,6 +150,7 @@ _WRITERS: dict[str, Callable[[IO[bytes], ResearchResults, dict[str, Any]], objec
     "json": lambda fh, run, o: tabular.json_into(fh, run),
     "ndjson": lambda fh, run, o: tabular.ndjson_into(fh, run),
     "parquet": lambda fh, run, o: tabular.parquet_into(fh, run),
+    "excel": lambda fh, run, o: tabular.excel_into(fh, run, neutralize=o.get("neutralize", True)),
     "ipynb": lambda fh, run, o: fh.write(_ipynb(run).encode("utf-8")),
 }
 
@@ -153,26 +158,31 @@ _WRITERS: dict[str, Callable[[IO[bytes], ResearchResults, dict[str, Any]], objec
 def export(results: ExportInput, path: str | os.PathLike[str], format: str | None = None, *,
            engine: Engine = "typst", bom: bool = False, neutralize: bool = True,
            metadata_comments: bool = False, title: str | None = None, author: str | None = None,
-           logo: str | os.PathLike[str] | None = None, template: str | os.PathLike[str] | None = None) -> Path:
-    """Write ``results`` to ``path`` in ``format`` (default: from the suffix), atomically; return the path.
+           logo: str | os.PathLike[str] | None = None, template: str | os.PathLike[str] | None = None,
+           storage_options: Mapping[str, Any] | None = None) -> Path | str:
+    """Write ``results`` to ``path`` in ``format`` (default: from the suffix), atomically; return the Path
+    written, or the URL as given.
 
     Formats: Markdown, HTML, PDF (``engine``), CSV (``bom``, ``neutralize``, ``metadata_comments``),
-    JSON, NDJSON, Parquet, the report notebook (.ipynb) and a ZIP bundle of all of them. The documents
-    take a ``title``, an ``author`` line, a ``logo`` image and a ``template`` of your own (.typ for PDF,
-    .html.j2 for HTML).
+    JSON, NDJSON, Parquet, Excel (.xlsx; ``neutralize``), the report notebook (.ipynb) and a ZIP bundle of
+    all of them. The documents take a ``title``, an ``author`` line, a ``logo`` image and a ``template`` of
+    your own (.typ for PDF, .html.j2 for HTML). ``path`` may be an fsspec URL (``s3://bucket/r.pdf``,
+    ``gcs://...``, ``memory://...``): the document is built in memory and uploaded once, complete
+    (``tabular.write_file``), with ``storage_options`` (endpoint, credentials) passed to fsspec.
     """
     name = resolve_format(path, format)
     style = ReportStyle.of(title=title, author=author, logo=logo, template=template)
     if style.template is not None and TEMPLATE_SUFFIXES[style.template.suffix.lower()] != name and name != "zip":
         kind = TEMPLATE_SUFFIXES[style.template.suffix.lower()]
-        raise ValueError(f"template {style.template.name} is a {kind.upper()} template, but {Path(path).name} is a {name} "
+        raise ValueError(f"template {style.template.name} is a {kind.upper()} template, but {file_name(path)} is a {name} "
                          f"export; pass it when exporting a .{kind} file")
     run = normalize(results)
     options = {"engine": engine, "bom": bom, "neutralize": neutralize, "metadata_comments": metadata_comments,
                "style": style}
     if name == "zip":
-        return tabular.write_file(path, lambda fh: _zip_into(fh, run, Path(path).stem or "results", options))
-    return tabular.write_file(path, lambda fh: _WRITERS[name](fh, run, options))
+        stem = Path(file_name(path)).stem or "results"
+        return tabular.write_file(path, lambda fh: _zip_into(fh, run, stem, options), storage_options)
+    return tabular.write_file(path, lambda fh: _WRITERS[name](fh, run, options), storage_options)
 
 
 class ExportManager:
@@ -191,11 +201,11 @@ class ExportManager:
         return write_bytes(path, to_pdf(results, engine))
 
     def export_to_csv(self, results: ExportInput, path: str | os.PathLike[str], *, bom: bool = False,
-                      neutralize: bool = True, metadata_comments: bool = False) -> Path:
+                      neutralize: bool = True, metadata_comments: bool = False) -> Path | str:
         """Write the rows as CSV to ``path`` and return it (see ``tabular.write_csv``)."""
         return tabular.write_csv(results, path, bom=bom, neutralize=neutralize, metadata_comments=metadata_comments)
 
-    def export(self, results: ExportInput, path: str | os.PathLike[str], format: str | None = None, **options: Any) -> Path:
+    def export(self, results: ExportInput, path: str | os.PathLike[str], format: str | None = None, **options: Any) -> Path | str:
         """Write ``results`` in the format of ``path``'s suffix (or ``format``); see ``torq_nb.export.export``."""
         return export(results, path, format, **options)
 

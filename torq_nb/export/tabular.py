@@ -1,22 +1,26 @@
-"""Tabular exports through Polars: CSV (formula-safe), JSON, NDJSON and Parquet.
+"""Tabular exports through Polars: CSV and Excel (formula-safe), JSON, NDJSON and Parquet.
 
 Each format has a ``*_into(fh, ...)`` that writes to an open binary file (used for ZIP members)
-and a ``write_*(results, path, ...)`` that writes a file atomically.
+and a ``write_*(results, path, ...)`` that writes a local file atomically or uploads to an fsspec URL
+(``write_file``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
 import polars as pl
 
-from torq_nb.export.atomic import atomic_path
+from torq_nb.export.atomic import atomic_path, is_url, local_path, write_remote
 from torq_nb.export.data import ExportInput, normalize
 from torq_nb.results import ResearchResults, json_default
+
+if TYPE_CHECKING:
+    from polars.selectors import Selector
 
 #: A text cell starting with one of these is a formula to Excel/LibreOffice (OWASP CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -32,19 +36,19 @@ def neutralize_formulas(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _comment_lines(run: ResearchResults) -> str:
-    """``# key: value`` lines with the run's metadata, one line each (line breaks become spaces)."""
+def _metadata_items(run: ResearchResults) -> list[tuple[str, str]]:
+    """The run's metadata as (key, text) pairs, empty values left out: the CSV's comments, the Excel's "run" sheet."""
     info = run.to_dict(rows=False)
     counts = info.pop("counts")
     info.pop("progress")
     extra = info.pop("metadata")
-    lines = []
-    for key, value in [*info.items(), *counts.items(), *extra.items()]:
-        if value is None or value == "":
-            continue
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=json_default)
-        lines.append(f"# {key}: {' '.join(text.splitlines())}\n")
-    return "".join(lines)
+    return [(key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=json_default))
+            for key, value in [*info.items(), *counts.items(), *extra.items()] if value is not None and value != ""]
+
+
+def _comment_lines(run: ResearchResults) -> str:
+    """``# key: value`` lines with the run's metadata, one line each (line breaks become spaces)."""
+    return "".join(f"# {key}: {' '.join(text.splitlines())}\n" for key, text in _metadata_items(run))
 
 
 def csv_into(fh: IO[bytes], results: ExportInput, *, bom: bool = False, neutralize: bool = True,
@@ -77,18 +81,112 @@ def parquet_into(fh: IO[bytes], results: ExportInput) -> None:
     run.df.write_parquet(fh, metadata={"torq_nb": json.dumps(run.to_dict(rows=False), ensure_ascii=False, default=json_default)})
 
 
-def write_file(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
-    """Run ``write`` on a fresh file that replaces ``path`` only once it is complete (``atomic_path``); return
-    the path written, ``~`` expanded: the one path rule of every export writer."""
-    target = Path(path).expanduser()
+#: Excel's limits: characters in a cell, hyperlinks in a sheet, and a link's length in Excel before 2016 (and
+#: so the length every Excel opens as a link).
+EXCEL_CELL_CHARS = 32_767
+EXCEL_LINKS = 65_530
+EXCEL_LINK_CHARS = 255
+#: Widest a column opens, in characters: snippets and page text are paragraphs, not column headings.
+_MAX_WIDTH = 60
+_WIDTHS = {"date": 11, "datetime": 19, "number": 9, "bool": 7}
+_LINK = r"(?i)^https?://"
+
+
+def _split_long(df: pl.DataFrame) -> pl.DataFrame:
+    """Each text column with a cell over Excel's 32,767 characters continues in columns ``NAME (2)``,
+    ``NAME (3)``, ... right after it, 32,767 characters each, so that joining them gives the whole text."""
+    longest = df.select(pl.col(pl.String).str.len_chars().max()).row(0, named=True) if df.height else {}
+    columns: list[pl.Expr] = []
+    for name in df.columns:
+        parts = -(-(longest.get(name) or 0) // EXCEL_CELL_CHARS)
+        columns.append(pl.col(name).str.slice(0, EXCEL_CELL_CHARS) if parts > 1 else pl.col(name))
+        columns += [pl.col(name).str.slice(part * EXCEL_CELL_CHARS, EXCEL_CELL_CHARS).replace("", None)
+                    .alias(f"{name} ({part + 1})") for part in range(1, parts)]
+    return df.select(columns)
+
+
+def _widths(df: pl.DataFrame) -> dict[str | Selector, int]:
+    """Column widths in pixels: a text column as wide as its longest cell up to 60 characters (never narrower
+    than its heading), other columns by kind. Polars measures the cells; xlsxwriter's autofit would be a
+    Python loop over every cell."""
+    text = df.select(pl.col(pl.String).str.len_chars().max()).row(0, named=True) if df.height else {}
+    widths: dict[str | Selector, int] = {}
+    for name, dtype in df.schema.items():
+        chars = (text.get(name) or 0) if name in text else _WIDTHS.get(_kind(dtype), 12)
+        widths[name] = 7 * min(max(chars, len(name) + 3), _MAX_WIDTH) + 5
+    return widths
+
+
+def _kind(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.Datetime):
+        return "datetime"
+    if dtype.is_numeric():
+        return "number"
+    return {pl.Date(): "date", pl.Boolean(): "bool"}.get(dtype, "text")
+
+
+def _sheet(df: pl.DataFrame, workbook: Any, name: str) -> Any:
+    """``df`` as a table on a new sheet: bold header row, frozen, with filters; dates as dates (UTC)."""
+    sheet = workbook.add_worksheet(name)
+    df.write_excel(workbook, sheet, header_format={"bold": True}, freeze_panes=(1, 0), autofilter=True,
+                   column_widths=_widths(df), dtype_formats={pl.Datetime: "yyyy-mm-dd hh:mm:ss", pl.Date: "yyyy-mm-dd"})
+    return sheet
+
+
+def excel_into(fh: IO[bytes], results: ExportInput, *, neutralize: bool = True) -> None:
+    """Write the Excel workbook (.xlsx, through Polars' ``write_excel`` and xlsxwriter) to ``fh``.
+
+    Sheet "results": the rows as a table, the header bold, frozen and with filters, columns sized to their
+    text up to 60 characters, dates and times (UTC) as Excel dates. No text cell is ever a formula or a link by
+    its content: every cell is written as text, and those a spreadsheet would run once edited (``=``, ``+``,
+    ``-``, ``@``, ...) get a leading ``'`` as in CSV unless ``neutralize=False``. In the ``url`` column, http(s)
+    URLs up to 255 characters are links (the first 65,530: Excel's limit per sheet); every other URL
+    (``javascript:``, ``file:``, longer ones) stays plain text, its whole value kept. A cell longer than
+    Excel's 32,767 characters continues in the next columns (``content (2)``, ...). Sheet "run": the run's
+    metadata (topic, summary, depth, counts, ...) as field/value rows.
+    """
+    import xlsxwriter
+
+    run = normalize(results)
+    nested = [name for name, dtype in run.df.schema.items() if dtype == pl.Object()]
+    if nested:
+        raise ValueError(f"Excel cannot store the object column(s) {', '.join(nested)}; convert them to text or drop them")
+    df = _split_long(neutralize_formulas(run.df) if neutralize else run.df)
+    meta = pl.DataFrame(_metadata_items(run), schema={"field": pl.String, "value": pl.String}, orient="row")
+    meta = _split_long(neutralize_formulas(meta) if neutralize else meta)
+    workbook = xlsxwriter.Workbook(fh, {"strings_to_formulas": False, "strings_to_urls": False, "in_memory": True,
+                                        "remove_timezone": True})
+    sheet = _sheet(df, workbook, "results")
+    if "url" in df.columns and df.height:
+        column = df.get_column_index("url")
+        links = df.select(pl.int_range(1, pl.len() + 1).alias("row"), "url").filter(
+            pl.col("url").str.contains(_LINK) & (pl.col("url").str.len_chars() <= EXCEL_LINK_CHARS)).head(EXCEL_LINKS)
+        style = workbook.get_default_url_format()
+        for row, url in links.iter_rows():
+            sheet.write_url(row, column, url, style, url)
+    _sheet(meta, workbook, "run")
+    workbook.close()
+
+
+def write_file(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object],
+               storage_options: Mapping[str, Any] | None = None) -> Path | str:
+    """The one path rule of every export writer. A local path: run ``write`` on a fresh file that replaces
+    ``path`` only once it is complete (``atomic_path``) and return the Path, ``~`` expanded. An fsspec URL
+    (``s3://bucket/r.pdf``, ``memory://r.csv``): build the document in memory, upload it in one write
+    (``atomic.write_remote``; ``storage_options`` go to fsspec) and return the URL as given."""
+    if is_url(path):
+        return write_remote(str(path), write, storage_options)
+    if storage_options:
+        raise ValueError(f"storage_options apply to URLs (s3://..., gcs://...), not to the local path {path}")
+    target = local_path(path)
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
         write(fh)
     return target
 
 
-def write_csv(results: ExportInput, path: str | os.PathLike[str], *, bom: bool = False,
-              neutralize: bool = True, metadata_comments: bool = False) -> Path:
-    """Write the rows as UTF-8 CSV, atomically.
+def write_csv(results: ExportInput, path: str | os.PathLike[str], *, bom: bool = False, neutralize: bool = True,
+              metadata_comments: bool = False, storage_options: Mapping[str, Any] | None = None) -> Path | str:
+    """Write the rows as UTF-8 CSV, atomically (to a path or an fsspec URL, see ``write_file``).
 
     ``bom=True`` adds a byte-order mark so Excel detects UTF-8. Text cells that a spreadsheet would
     run as formulas get a leading ``'`` unless ``neutralize=False``. ``metadata_comments=True``
@@ -96,19 +194,28 @@ def write_csv(results: ExportInput, path: str | os.PathLike[str], *, bom: bool =
     ``pl.read_csv(path, comment_prefix="#")``).
     """
     return write_file(path, lambda fh: csv_into(fh, results, bom=bom, neutralize=neutralize,
-                                                metadata_comments=metadata_comments))
+                                                metadata_comments=metadata_comments), storage_options)
 
 
-def write_json(results: ExportInput, path: str | os.PathLike[str]) -> Path:
+def write_excel(results: ExportInput, path: str | os.PathLike[str], *, neutralize: bool = True,
+                storage_options: Mapping[str, Any] | None = None) -> Path | str:
+    """Write the rows as an Excel workbook (.xlsx), atomically; see ``excel_into`` for what it holds."""
+    return write_file(path, lambda fh: excel_into(fh, results, neutralize=neutralize), storage_options)
+
+
+def write_json(results: ExportInput, path: str | os.PathLike[str], *,
+               storage_options: Mapping[str, Any] | None = None) -> Path | str:
     """Write the run's metadata and rows as one JSON object, atomically."""
-    return write_file(path, lambda fh: json_into(fh, results))
+    return write_file(path, lambda fh: json_into(fh, results), storage_options)
 
 
-def write_ndjson(results: ExportInput, path: str | os.PathLike[str]) -> Path:
+def write_ndjson(results: ExportInput, path: str | os.PathLike[str], *,
+                 storage_options: Mapping[str, Any] | None = None) -> Path | str:
     """Write the rows as newline-delimited JSON, atomically."""
-    return write_file(path, lambda fh: ndjson_into(fh, results))
+    return write_file(path, lambda fh: ndjson_into(fh, results), storage_options)
 
 
-def write_parquet(results: ExportInput, path: str | os.PathLike[str]) -> Path:
+def write_parquet(results: ExportInput, path: str | os.PathLike[str], *,
+                  storage_options: Mapping[str, Any] | None = None) -> Path | str:
     """Write the rows as Parquet (run metadata in the file's ``torq_nb`` key), atomically."""
-    return write_file(path, lambda fh: parquet_into(fh, results))
+    return write_file(path, lambda fh: parquet_into(fh, results), storage_options)

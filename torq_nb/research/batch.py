@@ -215,9 +215,10 @@ class BatchResults:
             "<code>results[topic]</code> one topic; <code>.export(path)</code> writes a report.</small></p></div>"
         )
 
-    def export(self, path: str | os.PathLike[str], format: str | None = None, **options: Any) -> Path:
-        """Write the batch to ``path``; the suffix picks the format: one report with a section per topic
-        (.md .html .pdf .ipynb) or one table of every row (.csv .json .ndjson .parquet), or a .zip of all."""
+    def export(self, path: str | os.PathLike[str], format: str | None = None, **options: Any) -> Path | str:
+        """Write the batch to ``path`` (a file or an fsspec URL); the suffix picks the format: one report with a
+        section per topic (.md .html .pdf .ipynb) or one table of every row (.csv .json .ndjson .parquet .xlsx), or
+        a .zip of all."""
         from torq_nb.export.batch import export_batch
 
         return export_batch(self, path, format, **options)

