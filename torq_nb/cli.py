@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: The export formats and their suffixes, as ``torq_nb.export.FORMATS`` has them (tested: --help imports no
 #: export module).
-_FORMATS = ("Markdown (.md), HTML (.html), PDF (.pdf), CSV (.csv), JSON (.json), NDJSON (.ndjson .jsonl), "
-            "Parquet (.parquet), Excel (.xlsx), the report notebook (.ipynb) and a ZIP of them all (.zip)")
+_FORMATS = ("Markdown (.md .markdown), HTML (.html .htm), PDF (.pdf), CSV (.csv), JSON (.json), "
+            "NDJSON (.ndjson .jsonl), Parquet (.parquet), Excel (.xlsx), the report notebook (.ipynb) and a ZIP of "
+            "them all (.zip)")
 
 #: The commands that search a source, and so take ``--source NAME`` and that source's own flags.
 _SEARCHING = ("research", "research-many")

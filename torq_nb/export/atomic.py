@@ -144,8 +144,8 @@ _CREDENTIALS = re.compile(r"credential|access ?denied|forbidden|signature|access
 def _upload_error(url: str, exc: Exception) -> OSError:
     reason = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, PermissionError) or _CREDENTIALS.search(f"{type(exc).__name__} {reason}"):
-        return PermissionError(13, f"cannot upload {url}: {reason}; give credentials (and an endpoint_url) in "
-                                   "storage_options=, or in the store's usual environment variables or config files")
+        return PermissionError(f"cannot upload {url}: {reason}; give credentials (and an endpoint_url) in "
+                               "storage_options=, or in the store's usual environment variables or config files")
     if isinstance(exc, FileNotFoundError):
-        return FileNotFoundError(2, f"cannot upload {url}: {reason}; check that the bucket or folder exists")
+        return FileNotFoundError(f"cannot upload {url}: {reason}; check that the bucket or folder exists")
     return OSError(f"cannot upload {url}: {reason}")
