@@ -11,6 +11,8 @@
    reaches the kernel through a subshell of its own (ipykernel 7) and the call raises ResearchCancelled with
    the partial results, as the interrupt does. Where the kernel has no subshell (forced here), the widget
    shows no Cancel button but says how to stop the run, and the kernel's interrupt does.
+4. The same for the blocking ``research_many()`` and its batch widget: Cancel (or, without a subshell, the
+   interrupt the widget names) raises BatchCancelled with every topic's partial rows.
 """
 
 from __future__ import annotations
@@ -283,3 +285,61 @@ def test_a_blocking_research_stops_from_its_widget(blocking_page: tuple[str, str
         assert all(entry["cancel"] and not entry["hint"] for entry in live), live
     else:  # never a button the kernel could not take; always the way to stop it
         assert all(not entry["cancel"] and STOP_HINT in entry["hint"] for entry in live), live
+
+
+# Two topics, each with the fast page and the hanging ones: the batch holds the cell until it is stopped.
+BLOCKING_BATCH_CELL = SOURCE_CODE + """\
+from torq_nb import BatchCancelled
+try:
+    batch, outcome = torq_nb.research_many(["first topic", "second topic"], source=ListedHits(urls),
+                                           allow_private_networks=True, store=None), "returned"
+except BatchCancelled as cancelled:
+    batch, outcome = cancelled.results, "BatchCancelled"
+print(outcome, sorted(batch.df["status"].to_list()))"""
+
+
+@pytest.fixture(params=["subshell", "no subshell"])
+def blocking_batch_page(request: pytest.FixtureRequest, tmp_path: Path, faults: FaultServer) -> Iterator[tuple[str, str]]:
+    """(address of a JupyterLab notebook whose cell blocks on research_many(), which kernel it stands for)."""
+    require_chromium()
+    prefix = NO_SUBSHELL if request.param == "no subshell" else ""
+    cells = [prefix + BLOCKING_BATCH_CELL.format(base=faults.base, slow=SLOW_PAGES)]
+    with notebook_lab(tmp_path / "batch.ipynb", cells) as server:
+        yield server.url("lab/tree/batch.ipynb"), request.param
+
+
+def test_a_blocking_batch_stops_from_its_widget(blocking_batch_page: tuple[str, str], faults: FaultServer) -> None:
+    address, kernel = blocking_batch_page
+    with chromium_page(address) as page:
+        wait_for_kernel_ready(page)
+        run_cell(page, 0)
+        widget = page.locator(".torq-batch")
+        widget.wait_for(timeout=60_000)
+        # The batch waits on hanging pages (at most 4 at once on one host: the batch shares the limit).
+        assert wait_for(lambda: faults.in_flight >= 3, timeout=60), faults.in_flight
+        expect(widget).to_have_attribute("data-state", "running")
+        assert "[*]" in cell(page, 0).locator(".jp-InputPrompt").inner_text(), "the cell should be busy with research_many()"
+        cancel = widget.locator(".torq-batch__cancel")
+        hint = widget.locator(".torq-batch__hint")
+        if SCREENSHOTS:
+            widget.screenshot(path=str(Path(SCREENSHOTS) / f"blocking-batch-{kernel.replace(' ', '-')}.png"))
+        if kernel == "subshell":
+            expect(cancel).to_be_visible()
+            expect(hint).to_be_hidden()
+            cancel.click()
+        else:  # never a button the kernel could not take; always the way to stop it
+            expect(cancel).to_be_hidden()
+            expect(hint).to_be_visible()
+            assert STOP_HINT in hint.inner_text()
+            page.evaluate("window.jupyterapp.commands.execute('notebook:interrupt-kernel')")
+        expect(widget).to_have_attribute("data-state", "cancelled", timeout=15_000)
+        wait_until_executed(page, 0, timeout_ms=30_000)
+        expect(cancel).to_be_hidden()
+        expect(hint).to_be_hidden()
+        assert wait_for(lambda: faults.in_flight == 0, timeout=10), f"{faults.in_flight} requests still open"
+        printed = cell(page, 0).locator('[data-mime-type="application/vnd.jupyter.stdout"]').inner_text()
+    outcome, statuses = printed.strip().split(" ", 1)
+    assert outcome == "BatchCancelled"
+    rows = ast.literal_eval(statuses)
+    assert len(rows) == 2 * (SLOW_PAGES + 1) and set(rows) <= {"ok", "cancelled"}, rows  # the fast pages may be read
+    assert rows.count("cancelled") >= 2 * SLOW_PAGES, rows

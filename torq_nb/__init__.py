@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from torq_nb.progress.snapshot import status_html, status_line
     from torq_nb.progress.terminal import TerminalProgress
     from torq_nb.progress.widget import ProgressWidget
-    from torq_nb.research.batch import BatchResults, research_many, start_research_many
+    from torq_nb.research.batch import BatchCancelled, BatchResults, research_many, start_research_many
     from torq_nb.research.extract import Extractor
     from torq_nb.research.fetch import FetchPolicy
     from torq_nb.research.jobs import ResearchJob
@@ -56,6 +56,7 @@ except PackageNotFoundError:  # a source tree that was never installed
 #: Public name -> the module that defines it.
 _WHERE: dict[str, str] = {
     "BatchResults": "torq_nb.research.batch",
+    "BatchCancelled": "torq_nb.research.batch",
     "research_many": "torq_nb.research.batch",
     "start_research_many": "torq_nb.research.batch",
     "ExportManager": "torq_nb.export.manager",
@@ -97,6 +98,7 @@ __all__ = [
     "DEFAULT_STAGES",
     "DEPTHS",
     "SCHEMA",
+    "BatchCancelled",
     "BatchResults",
     "DuckDuckGo",
     "ExportManager",

@@ -42,13 +42,17 @@ def view(obj: Any) -> Any:
         from torq_nb.progress.widget import ProgressWidget
 
         return ProgressWidget(obj)
+    from torq_nb.progress.widget import LiveView
+
+    widget: LiveView
     if isinstance(obj.tracker, BatchTracker):
         from torq_nb.progress.batch_widget import BatchWidget
 
-        return BatchWidget(obj.tracker, on_cancel=obj.cancel)
-    from torq_nb.progress.widget import ProgressWidget
+        widget = BatchWidget(obj.tracker, on_cancel=obj.cancel)
+    else:
+        from torq_nb.progress.widget import ProgressWidget
 
-    widget = ProgressWidget(obj.tracker, on_cancel=obj.cancel)
+        widget = ProgressWidget(obj.tracker, on_cancel=obj.cancel)
     if not widget.takes_clicks_while_busy:  # a busy kernel cannot take the click: say how to stop instead
         obj.on_blocking(widget.set_blocking)
     return widget

@@ -1,5 +1,6 @@
 // torq_nb batch widget: the one live view of a batch of research topics (a BatchTracker).
-// A plain ES module for anywidget (no build step), sent after common.js. The kernel sends one snapshot ("view") per update:
+// A plain ES module for anywidget (no build step), sent after common.js. The kernel sends one snapshot ("view") per update
+// (plus the view's own `cancellable` and `stop_hint`):
 // the overall counts, the count of topics in each stage, and short lists (running, failed, recently
 // finished), so the view stays the same size at 5,000 topics as at 5. Every string from the kernel is set
 // with textContent, never as HTML. Elapsed time and ETA tick locally from the last snapshot.
@@ -34,17 +35,24 @@ function itemRow(item, unit) {
 
 function render({ model, el }) {
   const root = make("div", "torq-batch");
-  const { header, operation, status, percentLabel, cancel, onCancel, bar, fill } = headerAndBar("torq-batch", model);
+  const { header, operation, status, percentLabel, cancel, onCancel, hint, bar, fill } = headerAndBar("torq-batch", model);
   const failedFill = make("div", "torq-batch__fill torq-batch__fill--failed");
   bar.append(failedFill);
 
   const details = make("div", "torq-batch__details");
   const stageList = make("ul", "torq-batch__stages");
   const lists = make("div", "torq-batch__lists");
-  root.append(header, bar, details, stageList, lists);
+  root.append(header, bar, details, stageList, lists, hint);
   el.append(root);
 
+  // When this view last received a snapshot, whose duration the clock counts on from.
   let arrivedAt = performance.now();
+  const onView = () => {
+    arrivedAt = performance.now();
+  };
+  model.on("change:view", onView);
+  // The rate's unit, kept until the rate moves well past 1 topic/s, so it does not flip on every update.
+  let perSecond = false;
   let timer = null;
   let disposed = false;
 
@@ -64,7 +72,10 @@ function render({ model, el }) {
     if (states.failed) parts.push(`${count(states.failed)} failed`);
     if (states.cancelled) parts.push(`${count(states.cancelled)} cancelled`);
     parts.push(`${count(view.units)} ${unit} read`);
-    if (view.rate) parts.push(view.rate >= 1 ? `${view.rate.toFixed(1)} topics/s` : `${(view.rate * 60).toFixed(1)} topics/min`);
+    if (view.rate) {
+      perSecond = perSecond ? view.rate >= 0.5 : view.rate >= 2;
+      parts.push(perSecond ? `${view.rate.toFixed(1)} topics/s` : `${(view.rate * 60).toFixed(1)} topics/min`);
+    }
     if (view.unit_rate) parts.push(`${view.unit_rate.toFixed(1)} ${unit}/s`);
     const clock = make("span", "torq-batch__clock", clockText(view));
     details.replaceChildren(...parts.map((p) => make("span", "torq-batch__fact", p)), clock);
@@ -104,7 +115,6 @@ function render({ model, el }) {
     const percent = Math.min(Math.max(Number(view.percent) || 0, 0), 100);
     const total = view.total || 0;
     const failedShare = total ? (100 * ((view.states || {}).failed || 0)) / total : 0;
-    arrivedAt = performance.now();
 
     root.dataset.state = state;
     root.dataset.percent = String(Math.round(percent * 10) / 10);
@@ -125,7 +135,7 @@ function render({ model, el }) {
       return chip;
     }));
     renderLists(view);
-    cancel.hidden = !(model.get("cancellable") && (state === "running" || state === "pending"));
+    syncCancel(model, cancel, hint, state === "running" || state === "pending");
 
     const running = state === "running";
     if (running && timer === null) {
@@ -143,13 +153,16 @@ function render({ model, el }) {
   const schedule = coalesced(update);
   model.on("change:view", schedule);
   model.on("change:cancellable", schedule);
+  model.on("change:stop_hint", schedule);
   update();
 
   return () => {
     disposed = true;
     if (timer !== null) clearInterval(timer);
     model.off("change:view", schedule);
+    model.off("change:view", onView);
     model.off("change:cancellable", schedule);
+    model.off("change:stop_hint", schedule);
     cancel.removeEventListener("click", onCancel);
     root.remove();
   };

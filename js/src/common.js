@@ -23,8 +23,8 @@ function make(tag, className, text) {
 }
 
 /**
- * A widget's header (operation, status, percent, a hidden Cancel button that asks the kernel to cancel)
- * and its progress bar with one fill, their classes under `block` ("torq-progress", "torq-batch").
+ * A widget's header (operation, status, percent, a hidden Cancel button that asks the kernel to cancel),
+ * its stop hint and its progress bar with one fill, their classes under `block` ("torq-progress", "torq-batch").
  */
 function headerAndBar(block, model) {
   const header = make("div", `${block}__header`);
@@ -42,13 +42,24 @@ function headerAndBar(block, model) {
   cancel.addEventListener("click", onCancel);
   header.append(operation, status, percentLabel, cancel);
 
+  // Where the kernel cannot take the click while a cell is busy, it sends `stop_hint` instead: how to stop.
+  const hint = make("div", `${block}__hint`);
+  hint.hidden = true;
+
   const bar = make("div", `${block}__bar`);
   bar.setAttribute("role", "progressbar");
   bar.setAttribute("aria-valuemin", "0");
   bar.setAttribute("aria-valuemax", "100");
   const fill = make("div", `${block}__fill`);
   bar.append(fill);
-  return { header, operation, status, percentLabel, cancel, onCancel, bar, fill };
+  return { header, operation, status, percentLabel, cancel, onCancel, hint, bar, fill };
+}
+
+/** While the run is live: the Cancel button if the kernel offers it (`cancellable`), else its `stop_hint`. */
+function syncCancel(model, cancel, hint, live) {
+  cancel.hidden = !(model.get("cancellable") && live);
+  hint.textContent = live ? model.get("stop_hint") || "" : "";
+  hint.hidden = !hint.textContent;
 }
 
 /** `update` run once after the changes of one comm message, however many fields it carries. */

@@ -32,7 +32,7 @@ function render({ model, el }) {
   // Cancel asks the kernel to cancel the run. The kernel side decides whether to offer it (`cancellable`): a
   // busy kernel takes the click only where it hands widget messages to a subshell; elsewhere `stop_hint`
   // says how to stop a run that holds the cell.
-  const { header, operation, status, percentLabel, cancel, onCancel, bar, fill } = headerAndBar("torq-progress", model);
+  const { header, operation, status, percentLabel, cancel, onCancel, hint, bar, fill } = headerAndBar("torq-progress", model);
 
   const stageList = make("ol", "torq-progress__stages");
   const details = make("div", "torq-progress__details");
@@ -44,8 +44,6 @@ function render({ model, el }) {
   const message = make("div", "torq-progress__message");
   const error = make("div", "torq-progress__error");
   error.setAttribute("role", "alert");
-
-  const hint = make("div", "torq-progress__hint");
 
   root.append(header, bar, stageList, details, message, error, hint);
   el.append(root);
@@ -138,9 +136,7 @@ function render({ model, el }) {
     show(message, s.message || "");
     show(error, s.error ? `${s.error.type}: ${s.error.message}` : "");
 
-    const live = state === "running" || state === "pending";
-    cancel.hidden = !(model.get("cancellable") && live);
-    show(hint, live ? model.get("stop_hint") || "" : "");
+    syncCancel(model, cancel, hint, state === "running" || state === "pending");
 
     renderStages();
     renderClock();

@@ -8,96 +8,60 @@ grow with the batch.
 
 Displayed, it sends a bundle holding the widget view, a text/html snapshot and a text/plain line under a
 display id, and rewrites that bundle when the batch ends, so saved and exported notebooks keep the final
-state (as ProgressWidget does).
+state; that, and the Cancel button, it shares with ProgressWidget (``LiveView``).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
-import anywidget
 import traitlets
 
 from torq_nb.progress.batch import BatchTracker, batch_html, batch_line
 from torq_nb.progress.models import TERMINAL_STATES
-from torq_nb.progress.widget import WIDGET_VIEW_MIME, widget_asset
+from torq_nb.progress.widget import LiveView, widget_asset
 
 __all__ = ["BatchWidget"]
 
 
-class BatchWidget(anywidget.AnyWidget):
+class BatchWidget(LiveView):
     """Live view of a BatchTracker: the overall bar (topics done/total, pages read, rate, ETA), the
     count of topics in each stage, the running topics and the last finished and failed ones.
 
-    ``on_cancel``, if given, shows a Cancel button that calls it while the batch runs (the kernel handles
-    the click only when no cell is busy: a batch started with ``start_research_many``).
+    ``on_cancel``, if given, shows a Cancel button that calls it while the batch runs; as in ProgressWidget,
+    a batch that holds the cell (``research_many``) takes the click through a kernel subshell, or shows how
+    to stop it instead.
     """
 
     _esm = widget_asset("batch.js")
     _css = widget_asset("batch.css")
 
     view = traitlets.Dict().tag(sync=True)
-    cancellable = traitlets.Bool(False).tag(sync=True)
 
-    def __init__(self, tracker: BatchTracker, *, on_cancel: Callable[[], object] | None = None, **kwargs: Any) -> None:
+    def __init__(self, tracker: BatchTracker, *, on_cancel: Callable[[], object] | None = None) -> None:
         if not isinstance(tracker, BatchTracker):
             raise TypeError(f"BatchWidget shows a BatchTracker, got {type(tracker).__name__}")
         self._tracker = tracker
-        self._handles: list[Any] = []
-        self._closed = False
-        self._send_lock = threading.Lock()
         with tracker._lock:  # no publish can fall between the first snapshot and the subscription
-            super().__init__(view=tracker.status(), cancellable=on_cancel is not None, **kwargs)
+            latest = tracker.status()
+            super().__init__(latest, on_cancel=on_cancel, view=latest)
             tracker.add_callback(self._on_status)
-        self._on_cancel = on_cancel
-        self.on_msg(self._on_front_end_message)
+        self._unsubscribe = lambda: tracker.remove_callback(self._on_status)
 
     @property
     def tracker(self) -> BatchTracker:
+        """The batch tracker this widget shows."""
         return self._tracker
 
     def _on_status(self, status: dict[str, Any]) -> None:
-        """Tracker callback (already throttled): one comm message; at the end, the static parts too."""
-        with self._send_lock:
-            if self._closed:
-                return
-            self.view = status
-        if status["state"] in TERMINAL_STATES:
-            for handle in list(self._handles):
-                handle.update(self._bundle(status), raw=True)
+        self._show(status, status["state"] in TERMINAL_STATES)
 
-    def _on_front_end_message(self, widget: Any, content: Any, buffers: Any) -> None:
-        if content == {"type": "cancel"} and self._on_cancel is not None and not self._tracker.finished:
-            self._on_cancel()
+    def _sync(self, snapshot: dict[str, Any]) -> None:
+        self.view = snapshot
 
-    def _bundle(self, status: dict[str, Any]) -> dict[str, Any]:
-        return {
-            WIDGET_VIEW_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.model_id},
-            "text/html": batch_html(status),
-            "text/plain": batch_line(status),
-        }
+    def _static(self, snapshot: dict[str, Any]) -> tuple[str, str]:
+        return batch_html(snapshot), batch_line(snapshot)
 
-    def _ipython_display_(self) -> None:
-        """Show the live view with a text/html snapshot and a text line beside it, kept to the final state."""
-        from IPython.display import display
-
-        with self._tracker._lock:
-            handle = display(self._bundle(self._tracker.status()), raw=True, display_id=True)
-            if handle is not None:
-                self._handles.append(handle)
-
-    def __repr__(self) -> str:
-        return batch_line(self._tracker.status())
-
-    def close(self) -> None:
-        """Stop observing the tracker and close the comm."""
-        if "_send_lock" in self.__dict__:
-            with self._send_lock:
-                self._closed = True
-            try:
-                self._tracker.remove_callback(self._on_status)
-            except ValueError:
-                pass
-        super().close()
+    def _finished(self) -> bool:
+        return self._tracker.finished

@@ -135,10 +135,100 @@ def _route_to_subshell(widget: anywidget.AnyWidget) -> bool:
     return True
 
 
-# ----------------------------------------------------------------------------- the widget
+# ----------------------------------------------------------------------------- the views
 
 
-class ProgressWidget(anywidget.AnyWidget):
+class LiveView(anywidget.AnyWidget):
+    """What the live views (ProgressWidget, BatchWidget) share: the Cancel button, or the hint on how to stop
+    a run that holds the cell, and the display bundle whose static parts are rewritten to the final state.
+
+    A subclass keeps its snapshot in sync (``_sync``) and says what its static parts are (``_static``);
+    it calls ``_show`` with each snapshot its tracker publishes.
+    """
+
+    cancellable = traitlets.Bool(False).tag(sync=True)
+    stop_hint = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, latest: Any, *, on_cancel: Callable[[], object] | None, **traits: Any) -> None:
+        self._lock = threading.Lock()  # taken inside the tracker's (publishing holds it), never around it
+        self._handles: list[Any] = []
+        self._closed = False
+        self._final_shown = False
+        self._on_cancel = on_cancel
+        self._latest = latest
+        self._unsubscribe: Callable[[], None] | None = None
+        super().__init__(cancellable=on_cancel is not None, **traits)
+        #: Whether a Cancel click reaches the kernel even while a cell is busy.
+        self.takes_clicks_while_busy = on_cancel is not None and _route_to_subshell(self)
+        self.on_msg(self._on_front_end_message)
+
+    def _sync(self, snapshot: Any) -> None:
+        """Set the synced trait(s) from ``snapshot``."""
+        raise NotImplementedError
+
+    def _static(self, snapshot: Any) -> tuple[str, str]:
+        """The text/html and text/plain forms of ``snapshot``, kept in saved notebooks."""
+        raise NotImplementedError
+
+    def _finished(self) -> bool:
+        raise NotImplementedError
+
+    def set_blocking(self, blocking: bool) -> None:
+        """The operation holds (or no longer holds) the kernel's main thread. Unless the widget takes clicks
+        while a cell is busy, a held operation gets the stop hint instead of a Cancel button it cannot honour."""
+        if self._on_cancel is None or self.takes_clicks_while_busy:
+            return
+        with self.hold_sync():
+            self.cancellable = not blocking
+            self.stop_hint = STOP_HINT if blocking else ""
+
+    def _show(self, snapshot: Any, final: bool) -> None:
+        """A published snapshot (any thread): one comm message; the first final one also rewrites the static parts."""
+        with self._lock:
+            if self._closed:
+                return
+            self._latest = snapshot
+            self._sync(snapshot)
+            if final and not self._final_shown:
+                self._final_shown = True
+                bundle = self._bundle(snapshot)
+                for handle in self._handles:  # the static parts; the live view stays
+                    handle.update(bundle, raw=True)
+
+    def _on_front_end_message(self, widget: Any, content: Any, buffers: Any) -> None:
+        if content == {"type": "cancel"} and self._on_cancel is not None and not self._finished():
+            self._on_cancel()
+
+    def _bundle(self, snapshot: Any) -> dict[str, Any]:
+        html, plain = self._static(snapshot)
+        return {WIDGET_VIEW_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.model_id},
+                "text/html": html, "text/plain": plain}
+
+    def _ipython_display_(self) -> None:
+        """Show the live view with a text/html snapshot and text line beside it, kept to the final state."""
+        from IPython.display import display
+
+        # Under the view's lock, so a run ending meanwhile either is in this bundle or updates this handle.
+        with self._lock:
+            handle = display(self._bundle(self._latest), raw=True, display_id=True)
+            if handle is not None:
+                self._handles.append(handle)
+
+    def __repr__(self) -> str:
+        return self._static(self._latest)[1]
+
+    def close(self) -> None:
+        """Stop observing the tracker and close the comm."""
+        if "_lock" in self.__dict__:  # absent when the constructor refused its arguments
+            with self._lock:
+                self._closed = True
+            if self._unsubscribe is not None:
+                self._unsubscribe()  # outside the view's lock: it takes the tracker's
+                self._unsubscribe = None
+        super().close()
+
+
+class ProgressWidget(LiveView):
     """Live view of a ProgressTracker: stage timeline, bar, elapsed time, rate/ETA, message and error.
 
     >>> ProgressWidget(tracker)            # or simply display(tracker)
@@ -152,84 +242,26 @@ class ProgressWidget(anywidget.AnyWidget):
     _css = widget_asset("progress.css")
 
     status = traitlets.Dict().tag(sync=True)
-    cancellable = traitlets.Bool(False).tag(sync=True)
-    stop_hint = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, tracker: ProgressTracker, *, on_cancel: Callable[[], object] | None = None) -> None:
         if not isinstance(tracker, ProgressTracker):
             raise TypeError(f"ProgressWidget shows a ProgressTracker, got {type(tracker).__name__}")
         self._tracker = tracker
-        self._lock = threading.Lock()  # taken inside the tracker's (publishing holds it), never around it
-        self._handles: list[Any] = []
-        self._closed = False
-        self._final_shown = False
-        self._on_cancel = on_cancel
-        self._latest = tracker.status()
-        super().__init__(status=view_state(self._latest), cancellable=on_cancel is not None)
-        #: Whether a Cancel click reaches the kernel even while a cell is busy.
-        self.takes_clicks_while_busy = on_cancel is not None and _route_to_subshell(self)
-        self.on_msg(self._on_front_end_message)
-        self._unsubscribe = tracker.subscribe(self._on_status)
+        latest = tracker.status()
+        super().__init__(latest, on_cancel=on_cancel, status=view_state(latest))
+        self._unsubscribe = tracker.subscribe(lambda status: self._show(status, status.finished))
 
     @property
     def tracker(self) -> ProgressTracker:
         """The tracker this widget shows."""
         return self._tracker
 
-    def set_blocking(self, blocking: bool) -> None:
-        """The operation holds (or no longer holds) the kernel's main thread. Unless the widget takes clicks
-        while a cell is busy, a held operation gets the stop hint instead of a Cancel button it cannot honour."""
-        if self._on_cancel is None or self.takes_clicks_while_busy:
-            return
-        with self.hold_sync():
-            self.cancellable = not blocking
-            self.stop_hint = STOP_HINT if blocking else ""
+    def _sync(self, snapshot: ProgressStatus) -> None:
+        self.status = view_state(snapshot)
 
-    def _on_status(self, status: ProgressStatus) -> None:
-        """Subscriber (any thread, tracker lock held): one comm message per published status."""
-        with self._lock:
-            if self._closed:
-                return
-            self._latest = status
-            self.status = view_state(status)
-            if status.finished and not self._final_shown:
-                self._final_shown = True
-                bundle = self._bundle(status)
-                for handle in self._handles:  # the static parts; the live view stays
-                    handle.update(bundle, raw=True)
+    def _static(self, snapshot: ProgressStatus) -> tuple[str, str]:
+        data = snapshot.to_dict()
+        return status_html(data), status_line(data)
 
-    def _on_front_end_message(self, widget: Any, content: Any, buffers: Any) -> None:
-        if content == {"type": "cancel"} and self._on_cancel is not None and not self._tracker.finished:
-            self._on_cancel()
-
-    # ----------------------------------------------------------------- display
-
-    def _bundle(self, status: ProgressStatus) -> dict[str, Any]:
-        data = status.to_dict()
-        return {
-            WIDGET_VIEW_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.model_id},
-            "text/html": status_html(data),
-            "text/plain": status_line(data),
-        }
-
-    def _ipython_display_(self) -> None:
-        """Show the live view with a text/html snapshot and text line beside it, kept to the final state."""
-        from IPython.display import display
-
-        # Under the widget's lock, so a run ending meanwhile either is in this bundle or updates this handle.
-        with self._lock:
-            handle = display(self._bundle(self._latest), raw=True, display_id=True)
-            if handle is not None:
-                self._handles.append(handle)
-
-    def __repr__(self) -> str:
-        return status_line(self._tracker.get_status())
-
-    def close(self) -> None:
-        """Stop observing the tracker and close the comm."""
-        if "_lock" in self.__dict__:  # absent when the constructor refused its arguments
-            with self._lock:
-                self._closed = True
-            if "_unsubscribe" in self.__dict__:
-                self._unsubscribe()  # outside the widget's lock: it takes the tracker's
-        super().close()
+    def _finished(self) -> bool:
+        return self._tracker.finished
