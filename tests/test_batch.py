@@ -237,6 +237,19 @@ def test_tracker_snapshot_stays_small_at_five_thousand_items() -> None:
     assert tracker.status()["states"]["cancelled"] == 1000 and len(published) == 2
 
 
+def test_finishing_a_batch_publishes_only_its_final_state() -> None:
+    tracker = BatchTracker("batch", ["a", "b", "c"], unit="pages", refresh_interval=0)
+    published: list[dict[str, Any]] = []
+    tracker.add_callback(published.append)
+    tracker.start()
+    tracker.item_finished("a", "complete", done=3)
+    before = len(published)
+    tracker.finish("cancelled")
+    after = published[before:]
+    assert [s["state"] for s in after] == ["cancelled"], after  # no running snapshot with b and c half-counted
+    assert after[0]["states"] == {"pending": 0, "running": 0, "complete": 1, "failed": 0, "cancelled": 2}
+
+
 def test_snapshots_treat_topic_names_as_data() -> None:
     hostile = '<img src=x onerror="alert(1)">\x1b[31m'
     tracker = BatchTracker("batch", [hostile, "plain"], unit="pages")

@@ -170,10 +170,10 @@ class BatchTracker:
                 return
             if self._started is None:
                 self.start()
+            self._state = state  # first: the topics marked cancelled below publish nothing of their own
             for key, item in self._items.items():
                 if item.state not in TERMINAL_STATES:
                     self.item_finished(key, "cancelled", reason="the batch stopped before this topic finished")
-            self._state = state
             self._ended = monotonic()
             self._message = message
             self._publish()
