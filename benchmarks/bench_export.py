@@ -10,6 +10,7 @@ machine is shared: the fastest run is the one least disturbed by other work).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -83,8 +84,12 @@ def main() -> None:
             "JSON": lambda r: export(r, out / "r.json"),
             "NDJSON": lambda r: export(r, out / "r.ndjson"),
             "Parquet": lambda r: export(r, out / "r.parquet"),
+            "Excel (.xlsx)": lambda r: export(r, out / "r.xlsx"),
             "Notebook (.ipynb)": lambda r: export(r, out / "r.ipynb"),
             "pandas to_csv (baseline)": lambda pdf: pdf.to_csv(out / "p.csv", index=False),
+            "pandas to_json (baseline)": lambda pdf: pdf.to_json(out / "p.json", orient="records", date_format="iso"),
+            "pandas to_json lines (baseline)": lambda pdf: pdf.to_json(out / "p.ndjson", orient="records", lines=True,
+                                                                       date_format="iso"),
             "pandas to_markdown (baseline)": lambda pdf: pdf[REPORT_COLUMNS].to_markdown(index=False),
         }
         notes = []
@@ -97,6 +102,16 @@ def main() -> None:
             notes.append(f"WeasyPrint skipped: {render}")
         else:
             cases[weasy] = render
+        for engine in ("openpyxl", "xlsxwriter"):  # Excel has no time zones: the baseline drops fetched_at's
+            if importlib.util.find_spec(engine) is None:
+                notes.append(f"pandas to_excel with {engine} skipped: pip install {engine}")
+            else:
+                cases[f"pandas to_excel, {engine} (baseline)"] = lambda pdf, engine=engine: pdf.assign(
+                    fetched_at=pdf["fetched_at"].dt.tz_localize(None)).to_excel(out / "p.xlsx", index=False, engine=engine)
+        if importlib.util.find_spec("pyarrow") is None:
+            notes.append("pandas to_parquet skipped: it needs pyarrow (pip install pyarrow), which torq_nb does not use")
+        else:
+            cases["pandas to_parquet (baseline)"] = lambda pdf: pdf.to_parquet(out / "p.parquet", index=False)
         if args.only:
             cases = {name: make for name, make in cases.items() if name.startswith(tuple(args.only))}
 
@@ -110,7 +125,7 @@ def main() -> None:
         table: dict[str, list[float]] = {name: [] for name in cases}
         for n in args.sizes:
             for name, make in cases.items():
-                slow = name.startswith(("PDF", "HTML", "nbconvert", "WeasyPrint"))
+                slow = name.startswith(("PDF", "HTML", "nbconvert", "WeasyPrint", "Excel", "pandas to_excel"))
                 repeat = args.repeat if n < 10_000 else (1 if slow else 3)
                 table[name].append(timed(make, n, repeat, prepare(name)))
                 print(f"  {name} {n} rows: {table[name][-1]:.1f} ms", file=sys.stderr)
@@ -119,7 +134,7 @@ def main() -> None:
     print("|---|" + "---:|" * len(args.sizes) + "---:|")
     for name, values in table.items():
         print(f"| {name} | " + " | ".join(f"{v:,.1f}" for v in values) + f" | {SEED_CLAIMS.get(name, '')} |")
-    print(f"\nFastest of {args.repeat} runs (10,000 rows: 1 for PDF/HTML, 3 else), milliseconds per export; "
+    print(f"\nFastest of {args.repeat} runs (10,000 rows: 1 for PDF/HTML/Excel, 3 else), milliseconds per export; "
           f"{os.cpu_count()} CPUs, load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end.")
     print("\nEach call is the whole export: normalising the input, building the report, rendering, writing.")
     print("pandas baselines get the same rows as a pandas DataFrame made before the clock starts; to_markdown")

@@ -120,6 +120,17 @@ def test_text_over_excel_cell_limit_continues_in_next_columns(tmp_path: Path) ->
     assert [cell.value for cell in ws[3]][at + 1:at + 3] == [None, None]
 
 
+def test_long_text_beyond_the_basic_plane_is_kept_whole(tmp_path: Path) -> None:
+    page = "😀 Ünï 中文 " * 5_000  # 45,000 characters, 50,000 UTF-16 units as Excel counts them
+    rows = [factory.row(1, snippet=page)]
+    book = openpyxl.load_workbook(export(factory.results(rows=rows), tmp_path / "emoji.xlsx"))
+    ws = book["results"]
+    names = [cell.value for cell in ws[1]]
+    parts = [value for name, value in zip(names, [cell.value for cell in ws[2]]) if str(name).startswith("snippet")]
+    assert len(parts) == 3 and "".join(parts) == page
+    assert all(len(part.encode("utf-16-le")) // 2 <= tabular.EXCEL_CELL_CHARS for part in parts)
+
+
 def test_empty_results_give_a_header_row(tmp_path: Path) -> None:
     ws = sheet(export(factory.results(0), tmp_path / "empty.xlsx"))
     assert [cell.value for cell in ws[1]][:3] == ["rank", "title", "url"]

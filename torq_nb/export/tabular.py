@@ -90,18 +90,29 @@ EXCEL_LINK_CHARS = 255
 _MAX_WIDTH = 60
 _WIDTHS = {"date": 11, "datetime": 19, "number": 9, "bool": 7}
 _LINK = r"(?i)^https?://"
+_ASTRAL = r"[\x{10000}-\x{10FFFF}]"
 
 
 def _split_long(df: pl.DataFrame) -> pl.DataFrame:
     """Each text column with a cell over Excel's 32,767 characters continues in columns ``NAME (2)``,
-    ``NAME (3)``, ... right after it, 32,767 characters each, so that joining them gives the whole text."""
-    longest = df.select(pl.col(pl.String).str.len_chars().max()).row(0, named=True) if df.height else {}
+    ``NAME (3)``, ... right after it, so that joining them gives the whole text. Excel (and xlsxwriter, which
+    cuts longer cells) counts UTF-16 units, two for a character beyond U+FFFF such as an emoji: a column holding
+    any of those is cut into pieces of half the length, which always fit."""
+    stats = {}
+    for name, dtype in df.schema.items():
+        if dtype == pl.String() and df.height:
+            column = df.get_column(name)
+            wide = column.str.count_matches(_ASTRAL)
+            stats[name] = (int((column.str.len_chars() + wide).max() or 0), int(column.str.len_chars().max() or 0),
+                           bool(wide.sum()))
     columns: list[pl.Expr] = []
     for name in df.columns:
-        parts = -(-(longest.get(name) or 0) // EXCEL_CELL_CHARS)
-        columns.append(pl.col(name).str.slice(0, EXCEL_CELL_CHARS) if parts > 1 else pl.col(name))
-        columns += [pl.col(name).str.slice(part * EXCEL_CELL_CHARS, EXCEL_CELL_CHARS).replace("", None)
-                    .alias(f"{name} ({part + 1})") for part in range(1, parts)]
+        units, chars, wide = stats.get(name, (0, 0, False))
+        piece = EXCEL_CELL_CHARS // 2 if wide else EXCEL_CELL_CHARS
+        parts = -(-chars // piece) if units > EXCEL_CELL_CHARS else 1
+        columns.append(pl.col(name).str.slice(0, piece) if parts > 1 else pl.col(name))
+        columns += [pl.col(name).str.slice(part * piece, piece).replace("", None).alias(f"{name} ({part + 1})")
+                    for part in range(1, parts)]
     return df.select(columns)
 
 
