@@ -71,7 +71,7 @@ function render({ model, el }) {
     const parts = [`${count(view.ended)}/${count(view.total)} topics`];
     if (states.failed) parts.push(`${count(states.failed)} failed`);
     if (states.cancelled) parts.push(`${count(states.cancelled)} cancelled`);
-    parts.push(`${count(view.units)} ${unit} read`);
+    parts.push(`${count(view.units)} ${view.units === 1 ? unit.replace(/s$/, "") : unit} read`);  // "1 page read"
     if (view.rate) {
       perSecond = perSecond ? view.rate >= 0.5 : view.rate >= 2;
       parts.push(perSecond ? `${view.rate.toFixed(1)} topics/s` : `${(view.rate * 60).toFixed(1)} topics/min`);

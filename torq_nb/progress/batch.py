@@ -283,7 +283,8 @@ def _facts(status: dict[str, Any]) -> list[str]:
         parts.append(f"{states['failed']:,} failed")
     if states.get("cancelled"):
         parts.append(f"{states['cancelled']:,} cancelled")
-    parts.append(f"{status.get('units', 0):,} {unit} read")
+    units = status.get("units", 0)
+    parts.append(f"{units:,} {unit.removesuffix('s') if units == 1 else unit} read")  # "1 page read"
     rate = status.get("rate")
     if rate:
         parts.append(f"{rate:,.1f} topics/s" if rate >= 1 else f"{rate * 60:,.1f} topics/min")
