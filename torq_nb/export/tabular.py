@@ -98,18 +98,17 @@ def _split_long(df: pl.DataFrame) -> pl.DataFrame:
     ``NAME (3)``, ... right after it, so that joining them gives the whole text. Excel (and xlsxwriter, which
     cuts longer cells) counts UTF-16 units, two for a character beyond U+FFFF such as an emoji: a column holding
     any of those is cut into pieces of half the length, which always fit."""
-    stats = {}
-    for name, dtype in df.schema.items():
-        if dtype == pl.String() and df.height:
-            column = df.get_column(name)
-            wide = column.str.count_matches(_ASTRAL)
-            stats[name] = (int((column.str.len_chars() + wide).max() or 0), int(column.str.len_chars().max() or 0),
-                           bool(wide.sum()))
+    text = [name for name, dtype in df.schema.items() if dtype == pl.String()]
+    wide = {name: pl.col(name).str.count_matches(_ASTRAL) for name in text}
+    stats = df.select(
+        *((pl.col(name).str.len_chars() + wide[name]).max().fill_null(0).alias(f"units {name}") for name in text),
+        *(pl.col(name).str.len_chars().max().fill_null(0).alias(f"chars {name}") for name in text),
+        *((wide[name].sum() > 0).alias(f"wide {name}") for name in text),
+    ).row(0, named=True) if text else {}
     columns: list[pl.Expr] = []
     for name in df.columns:
-        units, chars, wide = stats.get(name, (0, 0, False))
-        piece = EXCEL_CELL_CHARS // 2 if wide else EXCEL_CELL_CHARS
-        parts = -(-chars // piece) if units > EXCEL_CELL_CHARS else 1
+        piece = EXCEL_CELL_CHARS // 2 if stats.get(f"wide {name}") else EXCEL_CELL_CHARS
+        parts = -(-int(stats.get(f"chars {name}", 0)) // piece) if stats.get(f"units {name}", 0) > EXCEL_CELL_CHARS else 1
         columns.append(pl.col(name).str.slice(0, piece) if parts > 1 else pl.col(name))
         columns += [pl.col(name).str.slice(part * piece, piece).replace("", None).alias(f"{name} ({part + 1})")
                     for part in range(1, parts)]
