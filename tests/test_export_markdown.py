@@ -1,10 +1,9 @@
-"""Markdown and HTML exports: parsed back, the table cells, links and citations are what the rows hold."""
+"""The Markdown export parsed back: the table cells, links and citations are what the rows hold."""
 
 from __future__ import annotations
 
 import html
 import re
-from html.parser import HTMLParser
 from typing import Any
 
 import export_factory as factory
@@ -13,7 +12,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torq_nb.export import ExportManager, to_html, to_markdown
+from torq_nb.export import ExportManager, to_markdown
 
 parse = mistune.create_markdown(renderer=None, plugins=["table", "strikethrough", "url"])
 HOSTILE = "a | b\nsecond line <script>alert(1)</script> $5 and $6 *not bold* _x_ [x](http://evil) &amp; \\ `c` ~~s~~ # h"
@@ -57,7 +56,9 @@ def test_results_table_is_a_gfm_pipe_table_with_escaped_cells() -> None:
     head = [cell_text(c["children"]) for c in table["children"][0]["children"]]
     assert head == ["#", "Title", "Domain", "Status", "Words", "Published", "Snippet"]
     first, second = rows_of(table)
-    assert [cell_text(c["children"]) for c in first] == ["1", "Title | with pipe", "example.org", "ok", "25", "2024-01-02", HOSTILE]
+    # The snippet starts mid-sentence and ends without a full stop: it reads as the fragment it is.
+    assert [cell_text(c["children"]) for c in first] == ["1", "Title | with pipe", "example.org", "ok", "25", "2024-01-02",
+                                                         f"…{HOSTILE}…"]
     assert links(first[1]["children"])[0]["attrs"]["url"] == rows[0]["url"]
     assert len(second) == 7
     assert "<script>" not in md  # page text is escaped, never raw HTML
@@ -70,9 +71,28 @@ def test_summary_citations_link_to_the_numbered_source_list() -> None:
     assert targets == ["#source-1", "#source-3"]
     paragraph = next(node for node in parse(summary) if node["type"] == "paragraph")
     assert "Unknown [9]." in cell_text(paragraph["children"])
-    for rank in (1, 2, 3):
+    for rank in (1, 3):  # the cited sources, and only those
         assert f'<a id="source-{rank}"></a>**\\[{rank}\\]**' in md
-        assert f"(<https://example.org/articles/{rank}/" in md
+    sources = md.split("## Sources", 1)[1]
+    assert "articles/1/" in sources and "articles/3/" in sources and "articles/2/" not in sources
+
+
+def test_nothing_cited_means_no_source_list() -> None:
+    md = to_markdown(factory.results(3, summary="A summary that cites nothing."))
+    assert "## Sources" not in md and "source-" not in md
+    assert "## Results" in md  # every hit is still a row
+
+
+def test_snippets_read_as_fragments_and_long_values_are_cut_at_a_word() -> None:
+    snippets = ["the radiant energy from the Sun, which can be harnessed using solar thermal",
+                "Solar power is the conversion of sunlight into electricity.", "Sun power ...", "iPhone cells", ""]
+    rows = [factory.row(i + 1, snippet=snippet) for i, snippet in enumerate(snippets)]
+    rows.append(factory.row(6, snippet="word " * 1000))
+    cells = [cell_text(row[6]["children"]) for row in rows_of(tables(to_markdown(factory.results(rows=rows)))[0])]
+    assert cells[:5] == ["…the radiant energy from the Sun, which can be harnessed using solar thermal…",
+                         "Solar power is the conversion of sunlight into electricity.", "Sun power…", "iPhone cells…", ""]
+    # Cut at a word, and said so (the count is of the text as shown, its fragment marks included).
+    assert cells[5].startswith("…word word") and re.search(r" word… \[truncated from 5,001 characters\]$", cells[5])
 
 
 def test_failed_pages_are_listed_with_their_reasons() -> None:
@@ -111,38 +131,14 @@ def test_any_text_survives_as_table_cells(title: str, snippet: str) -> None:
     # Titles are link text: their line breaks become spaces; snippets keep them as <br>. Whitespace
     # around a cell's text is not part of it (the parser trims it).
     assert cells[1].strip() == " ".join(title.replace("\r", "\n").split("\n")).strip()
-    assert cells[2].strip() == snippet.replace("\r\n", "\n").replace("\r", "\n").strip()
+    expected = snippet.replace("\r\n", "\n").replace("\r", "\n").strip()
+    assert _unmarked(cells[2].strip(), expected) in (expected, expected.removesuffix("...").rstrip())
 
 
-class _Scan(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.external: list[str] = []
-        self.scripts = 0
-        self.ids: set[str] = set()
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        self.scripts += tag == "script"
-        if tag in ("script", "img", "iframe") and a.get("src"):
-            self.external.append(str(a["src"]))
-        if tag == "link" and a.get("href"):
-            self.external.append(str(a["href"]))
-        if a.get("id"):
-            self.ids.add(str(a["id"]))
-        if tag == "a" and a.get("href"):
-            self.hrefs.append(str(a["href"]))
-
-
-def test_html_is_one_offline_file_with_escaped_page_text() -> None:
-    rows = [factory.row(1, title="<img src=x onerror=alert(1)>", snippet=HOSTILE), factory.row(2)]
-    page = to_html(factory.results(rows=rows, topic="<b>topic</b>"))
-    scan = _Scan()
-    scan.feed(page)
-    assert scan.external == [] and scan.scripts == 0  # nothing to fetch, nothing to run
-    assert "&lt;img src=x onerror=alert(1)&gt;" in page
-    assert "<title>Research: &lt;b&gt;topic&lt;/b&gt;</title>" in page
-    assert {"source-1", "source-2"} <= scan.ids
-    assert "#source-1" in scan.hrefs and rows[0]["url"] in scan.hrefs
-    assert "jp-RenderedMarkdown" in page and "<style" in page  # JupyterLab's styles are inlined
+def _unmarked(shown: str, original: str) -> str:
+    """A shown snippet without the "…" the report adds before or after it (a fragment's marks)."""
+    if shown.startswith("…") and not original.startswith("…"):
+        shown = shown[1:]
+    if shown.endswith("…") and not original.endswith("…"):
+        shown = shown[:-1]
+    return shown

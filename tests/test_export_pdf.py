@@ -62,7 +62,7 @@ def test_pdf_has_title_metadata_and_page_numbers(report_pdf: tuple[Path, list[di
     path, _ = report_pdf
     text = pdftext(path)
     assert text.startswith(f"Research: {HOSTILE[0]}")
-    for field in ("Topic:", "Depth: standard", "Source: wikipedia", "Date: 2026-11-25", "Duration: 4.2 s",
+    for field in ("Topic:", "Depth: standard", "Source: wikipedia", "Date: 25 November 2026, 12:00 UTC", "Duration: 4.2 s",
                   "6 results: 5 fetched, 1 failed"):
         assert field in text
     pages = int(pdfinfo(path)["Pages"])
@@ -83,8 +83,9 @@ def test_every_url_is_printed_and_clickable(report_pdf: tuple[Path, list[dict[st
     text = joined(pdftext(path))
     uris = link_uris(path)
     for row in rows:
+        assert row["url"] in uris  # every title links to its page
+    for row in rows[:2] + rows[5:]:  # the cited sources' and the failed page's addresses are printed too
         assert row["url"] in text
-        assert row["url"] in uris
     assert b"/GoTo" in path.read_bytes() or b"/Dest" in path.read_bytes()  # [n] citations jump to the source list
 
 
@@ -102,7 +103,7 @@ def test_accents_and_cjk_print_with_real_fonts(report_pdf: tuple[Path, list[dict
 def test_long_table_breaks_across_pages_with_its_header_repeated(tmp_path: Path) -> None:
     path = export(factory.results(300), tmp_path / "long.pdf")
     pages = int(pdfinfo(path)["Pages"])
-    assert pages >= 8
+    assert pages >= 4
     for page in (2, 3):
         text = pdftext(path, "-f", str(page), "-l", str(page))
         assert re.search(r"#\s*Title\s*Domain\s*Status\s*Words\s*Published\s*Snippet", text), text[:300]

@@ -31,6 +31,9 @@ from torq_nb.export.mdtree import markdown_tree
 from torq_nb.export.text import md_expr, md_text
 from torq_nb.results import _CARD_CSS
 
+#: The HTML report's own script (sorting and filtering its tables): the one script it may hold.
+REPORT_SCRIPT = (Path(__file__).parent.parent / "torq_nb/export/templates/torq_html/report.js").read_text(encoding="utf-8")
+
 #: Text a hostile page can put in a title, snippet, error or summary sentence.
 HOSTILE = [
     "see http://x.test/a<img src=x onerror=alert(1)//> now",
@@ -45,12 +48,17 @@ HOSTILE = [
     "<style>@import url(http://tracker.test/x.css)</style><iframe src=http://tracker.test/f></iframe>",
     "`code` ``two`` | pipe | $x^2$ $$y$$ *em* _em_ ~~s~~ # h &amp; &lt;b&gt; \\ \\$ 3 < 4 > 2",
     "&lt;img src=x onerror=alert(11)&gt; [1](#source-1) <http://x.test/auto>",
+    "</script><script>alert(15)</script> </style><img src=x onerror=alert(16)> {{ 7*7 }} {% raw %}",
+    'quote " and \' in "attributes" onmouseover="alert(17)" x=\'y\' \u2028line\u2029separators\u2028',
 ]
 #: A URL field a hostile page can give.
 HOSTILE_URLS = [
     'http://x.test/a"><img src=x onerror=alert(12)>',
     "javascript:alert(13)",
     "https://x.test/ok?q=<script>alert(14)</script>&b=1",
+    "https://x.test/\u2028</script><script>alert(18)</script>\"'",
+    "JaVaScRiPt:alert(19)",
+    " javascript:alert(20)",
 ]
 #: Tags the report's own Markdown and nbconvert's templates make; page text may add none of its own.
 REPORT_TAGS = {"h1", "h2", "p", "ul", "li", "a", "strong", "br", "table", "thead", "tbody", "tr", "th", "td"}
@@ -278,13 +286,15 @@ def test_every_html_rendering_is_inert_in_chromium(browser: Any, tmp_path: Path)
         dialogs, requests, page = load(browser, path)
         assert dialogs == [], name
         assert requests == [path.as_uri()], name
-        # The card's own stylesheet (a constant, no page text: checked above) is the one style in a body.
-        counts = page.evaluate("""css => ({
+        # The card's own stylesheet (a constant, no page text: checked above) is the one style in a body; the
+        # report's own script (the package's file, no page text) is its one script.
+        counts = page.evaluate("""([css, script]) => ({
             active: [...document.querySelectorAll('img,script,iframe,svg,object,embed,style:not(head style)')]
-                .filter(e => !(e.tagName === 'STYLE' && e.textContent === css)).length,
+                .filter(e => !(e.tagName === 'STYLE' && e.textContent === css))
+                .filter(e => !(e.tagName === 'SCRIPT' && e.textContent.trim() === script.trim())).length,
             handlers: [...document.querySelectorAll('*')].filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length,
             js: [...document.querySelectorAll('a[href]')].filter(a => !/^(https?:|mailto:|xmpp:|#)/.test(a.getAttribute('href'))).length,
-        })""", _CARD_CSS)
+        })""", [_CARD_CSS, REPORT_SCRIPT])
         assert counts == {"active": 0, "handlers": 0, "js": 0}, (name, counts)
         text = squash(page.inner_text("body"))
         for hostile in HOSTILE:

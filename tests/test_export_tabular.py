@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from torq_nb.export import ExportManager, export, write_csv
-from torq_nb.export.tabular import FORMULA_PREFIXES, write_excel, write_json, write_ndjson, write_parquet
+from torq_nb.export.tabular import FORMULA_PREFIXES
 from torq_nb.research.results import SCHEMA
 
 HOSTILE = ["=1+2", "+SUM(A1)", "-3", "@cmd", "\tTAB", "\rCR", "\nLF", 'quote " and, comma', "multi\nline\r\nx", "", "Ünïcødé 中文 😀"]
@@ -88,18 +88,3 @@ def test_empty_results_write_valid_tables(tmp_path: Path) -> None:
     assert pl.read_csv(export(results, tmp_path / "e.csv")).columns == list(SCHEMA)
     assert json.loads(export(results, tmp_path / "e.json").read_text())["results"] == []
     assert pl.read_parquet(export(results, tmp_path / "e.parquet")).schema == pl.Schema(SCHEMA)
-
-
-def test_writers_upload_to_urls_and_local_only_writers_refuse_them(tmp_path: Path) -> None:
-    import fsspec
-
-    results = factory.results(2)
-    memory = fsspec.filesystem("memory")
-    for write, name in [(write_csv, "w.csv"), (write_json, "w.json"), (write_ndjson, "w.ndjson"),
-                        (write_parquet, "w.parquet"), (write_excel, "w.xlsx")]:
-        assert write(results, f"memory://tabular/{name}") == f"memory://tabular/{name}"
-        assert memory.cat_file(f"/tabular/{name}")
-    assert pl.read_csv(memory.cat_file("/tabular/w.csv"), schema=SCHEMA).equals(results.df)
-    with pytest.raises(ValueError, match=r"s3://b/r\.pdf is a URL.*results\.export\(url\)"):
-        ExportManager().export_to_pdf(results, "s3://b/r.pdf")
-    assert not Path("s3:").exists()

@@ -58,9 +58,12 @@ _CARD_CSS = (  # "table td": more specific than JupyterLab's own ".jp-RenderedHT
     ".torq-results table{border-collapse:collapse;margin:0.5em 0}"
     ".torq-results table th,.torq-results table td{padding:2px 8px;text-align:left;vertical-align:top;"
     "border-bottom:1px solid rgba(128,128,128,0.25)}"
-    ".torq-results table td:nth-child(1),.torq-results table td:nth-child(5){text-align:right;white-space:nowrap}"
-    ".torq-results table td:nth-child(3),.torq-results table td:nth-child(4){white-space:nowrap}"
+    ".torq-results table td.whole{white-space:nowrap}"
 )
+#: The card's columns, those of them the table has: (column, heading, right-aligned, never broken across lines).
+#: "title" is shown when there is a title or a URL (the URL is its link).
+_CARD_COLUMNS = (("rank", "#", True, True), ("title", "title", False, False), ("domain", "domain", False, True),
+                 ("status", "status", False, True), ("word_count", "words", True, True), ("error", "error", False, False))
 
 
 @dataclass(repr=False)
@@ -169,8 +172,8 @@ class ResearchResults:
                    operation_id=str(data.get("operation_id") or ""), progress=progress, metadata=metadata)
 
     def _repr_html_(self) -> str:
-        """The notebook view: counts, the cited summary and the sources table. Page text stays text
-        (escaped by ``torq_nb.export.text``, as every export is) and is bounded as in the report."""
+        """The notebook view: counts, the cited summary and the table's documented columns that it has. Page
+        text stays text (escaped by ``torq_nb.export.text``, as every export is) and is bounded as in the report."""
         from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, URL_CHARS, clip, html_text, summary_html
 
         def link(text: str, url: str | None) -> str:
@@ -179,30 +182,32 @@ class ResearchResults:
                 return f"<a href='{html_text(url)}' target='_blank' rel='noopener noreferrer'>{label}</a>"
             return label
 
-        def cell(value: Any) -> str:
+        def cell(name: str, row: dict[str, Any]) -> str:
+            if name == "title":
+                return link(str(row.get("title") or row.get("url") or ""), row.get("url"))
+            value = row[name]
             return html_text(clip(str(value), CELL_CHARS)) if value is not None else ""
 
-        counts = {status: self.df.filter(pl.col("status") == status).height for status in ("ok", "error", "snippet", "cancelled")}
+        present = set(self.df.columns) | ({"title"} if "url" in self.df.columns else set())
+        shown = [column for column in _CARD_COLUMNS if column[0] in present]
+        names = [name for name, *_ in _CARD_COLUMNS if name in self.df.columns] + (["url"] if "url" in self.df.columns else [])
         state = self.progress.state if self.progress else "complete"
-        facts = [f"{self.df.height} hits", f"{counts['ok']} read", f"{counts['error']} failed"]
-        facts += [f"{counts[s]} {s}" for s in ("snippet", "cancelled") if counts[s]]
+        facts = [f"{self.df.height} hits", f"{self.count('ok')} read", f"{self.count('error')} failed"]
+        facts += [f"{self.count(s)} {s}" for s in ("snippet", "cancelled") if self.count(s)]
         rows = "".join(
-            "<tr>"
-            f"<td style='text-align:right'>{row['rank']}</td>"
-            f"<td style='text-align:left'>{link(row['title'] or row['url'] or '', row['url'])}</td>"
-            f"<td style='text-align:left'>{cell(row['domain'])}</td><td style='text-align:left'>{cell(row['status'])}</td>"
-            f"<td style='text-align:right'>{row['word_count'] if row['word_count'] is not None else ''}</td>"
-            f"<td style='text-align:left'>{cell(row['error'])}</td>"
-            "</tr>"
-            for row in self.df.select("rank", "title", "url", "domain", "status", "word_count", "error").iter_rows(named=True)
+            "<tr>" + "".join(f"<td style='text-align:{'right' if right else 'left'}'{' class=whole' if whole else ''}>"
+                             f"{cell(name, row)}</td>" for name, _, right, whole in shown) + "</tr>"
+            for row in self.df.select(names).iter_rows(named=True)
         )
+        heads = "".join(f"<th>{head}</th>" for _, head, _, _ in shown)
+        table = f"<table><thead><tr>{heads}</tr></thead><tbody>{rows}</tbody></table>" if shown else ""
+        context = " · ".join(html_text(clip(value, CELL_CHARS)) for value in (self.depth, self.source, state) if value)
         return (
-            f"<div class='torq-results tex2jax_ignore mathjax_ignore'><h3>Research: {html_text(clip(self.topic, TITLE_CHARS))}</h3>"
-            f"<p><small>{cell(self.depth)} · {cell(self.source)} · {cell(state)} · {' · '.join(facts)}</small></p>"
+            f"<div class='torq-results tex2jax_ignore mathjax_ignore'><h3>{html_text(clip(self.title, TITLE_CHARS))}</h3>"
+            f"<p><small>{context} · {' · '.join(facts)}</small></p>"
             f"{summary_html(self.summary)}"
             f"<style>{_CARD_CSS}</style>"
-            "<table><thead><tr><th>#</th><th>title</th><th>domain</th><th>status</th><th>words</th><th>error</th>"
-            f"</tr></thead><tbody>{rows}</tbody></table>"
+            f"{table}"
             "<p><small>The full table is <code>.df</code> (Polars); <code>.export(path)</code> writes a report.</small></p></div>"
         )
 

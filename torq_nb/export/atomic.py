@@ -28,9 +28,6 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 
 def prepare_target(path: str | os.PathLike[str]) -> Path:
     """Resolve ``path``, create its missing parent folders, and fail clearly if it cannot be written."""
-    if is_url(path):  # else s3://b/r.pdf would become a local folder named "s3:"
-        raise ValueError(f"{path} is a URL, and this writer writes local files; export it with torq_nb.export(results, "
-                         "url) or results.export(url), which upload")
     target = local_path(path)
     parent = target.parent
     if target.is_dir():

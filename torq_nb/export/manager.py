@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import nbformat
 
 Engine = Literal["typst", "webpdf", "latex"]
-_TEMPLATES = Path(__file__).parent / "templates"
 
 #: Format name -> the suffixes that select it (the first is the one ZIP members get).
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -61,16 +60,13 @@ def resolve_format(path: str | os.PathLike[str], format: str | None = None) -> s
     return name
 
 
-def _exporter(kind: Literal["markdown", "html"]) -> Any:
-    """One nbconvert exporter per thread and kind: building one loads Jinja templates (slow)."""
-    cache: dict[str, Any] = _local.__dict__.setdefault("exporters", {})
-    if kind not in cache:
-        from nbconvert import HTMLExporter, MarkdownExporter
+def _exporter() -> Any:
+    """nbconvert's MarkdownExporter, one per thread: building one loads Jinja templates (slow)."""
+    if not hasattr(_local, "markdown"):
+        from nbconvert import MarkdownExporter
 
-        # The report holds no images, so embed_images (a BeautifulSoup pass per HTML tag) is not needed.
-        cache[kind] = HTMLExporter(template_name="torq_html", extra_template_basedirs=[str(_TEMPLATES)]) \
-            if kind == "html" else MarkdownExporter()
-    return cache[kind]
+        _local.markdown = MarkdownExporter()
+    return _local.markdown
 
 
 def to_notebook(results: ExportInput) -> nbformat.NotebookNode:
@@ -87,15 +83,21 @@ def _ipynb(results: ExportInput) -> str:
 
 
 def to_markdown(results: ExportInput, style: ReportStyle = PLAIN) -> str:
-    """The report as GitHub-flavoured Markdown, from nbconvert's MarkdownExporter (``style``: title and author)."""
-    body, _ = _exporter("markdown").from_notebook_node(to_notebook(results))
+    """The report as GitHub-flavoured Markdown, from nbconvert's MarkdownExporter (``style``: title and author;
+    a Markdown file has no logo: see docs/templates.md)."""
+    from torq_nb.export.report import build_report
+
+    body, _ = _exporter().from_notebook_node(build_report(results, style))
     return str(body)
 
 
 def to_html(results: ExportInput, style: ReportStyle = PLAIN) -> str:
-    """The report as one self-contained HTML file (``style``: title, author, logo, an HTML template)."""
-    body, _ = _exporter("html").from_notebook_node(to_notebook(results))
-    return str(body)
+    """The report as one self-contained, offline HTML file: the report's sections in a Jinja template, its tables
+    sortable and filterable (``style``: title, author, logo, an HTML template; see docs/templates.md)."""
+    from torq_nb.export.report import html_document, report_sections, title
+
+    run = normalize(results)
+    return html_document(report_sections(run, style=style), title(run, style), style)
 
 
 def to_pdf(results: ExportInput, engine: Engine = "typst", style: ReportStyle = PLAIN) -> bytes:
@@ -130,14 +132,17 @@ def to_pdf(results: ExportInput, engine: Engine = "typst", style: ReportStyle = 
     raise ValueError(f"unknown PDF engine {engine!r}; choose 'typst', 'webpdf' or 'latex'")
 
 
-def _zip_into(fh: IO[bytes], run: ResearchResults, stem: str, options: dict[str, Any]) -> None:
-    """A ZIP of every other format, each member named ``stem`` plus its suffix."""
+def _zip_into(fh: IO[bytes], run: Any, stem: str, options: dict[str, Any],
+              writers: Mapping[str, Callable[[IO[bytes], Any, dict[str, Any]], object]] | None = None) -> None:
+    """A ZIP of every other format, each member named ``stem`` plus its suffix, written by ``writers``
+    (by default a run's ``_WRITERS``; a batch gives its own)."""
+    chosen = _WRITERS if writers is None else writers
     with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, suffixes in FORMATS.items():
             if name == "zip":
                 continue
             buf = io.BytesIO()
-            _WRITERS[name](buf, run, options)
+            chosen[name](buf, run, options)
             zf.writestr(stem + suffixes[0], buf.getvalue())
 
 

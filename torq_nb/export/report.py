@@ -1,18 +1,25 @@
-"""The report notebook: a run as nbformat Markdown cells, the one source of Markdown, HTML and PDF.
+"""The report: a run as sections, the one source of the Markdown, HTML and PDF documents.
 
-Everything that came from a page (titles, snippets, errors, the summary's sentences) arrives as plain
-text and is escaped here, once, by ``torq_nb.export.text``: no Markdown, HTML, math, autolink or table
-syntax from a page reaches a renderer. Each value is bounded first (``text.clip``), since every
-document lays it out; the tables keep full values. The escaping is done with Polars expressions over
-whole columns, so 10,000 rows take milliseconds.
+Each ``Section`` holds one part of the report in every form: Markdown (the report notebook's cells, hence
+the .md, the .ipynb and nbconvert's PDF of it), an HTML fragment (the .html report, written through the
+Jinja template in ``templates/torq_html``) and, for tables and lists, the PDF's nodes. Everything that
+came from a page (titles, snippets, errors, the summary's sentences) arrives as plain text and is escaped
+per form, once, by ``torq_nb.export.text``: no Markdown, HTML, math, autolink or table syntax from a page
+reaches a renderer. Each value is bounded first (``text.clip``), since every document lays it out; the
+tables keep full values. The escaping is done with Polars expressions over whole columns, so 10,000 rows
+take milliseconds.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -25,6 +32,7 @@ from torq_nb.export.atomic import write_text
 from torq_nb.export.data import ExportInput, normalize
 from torq_nb.export.mdtree import Cell, Node, Tree, table_node
 from torq_nb.export.mdtree import text as text_node
+from torq_nb.export.style import PLAIN, ReportStyle
 from torq_nb.export.text import (
     CELL_CHARS,
     SUMMARY_CHARS,
@@ -32,12 +40,17 @@ from torq_nb.export.text import (
     URL_CHARS,
     clip,
     clip_expr,
+    fragment_expr,
+    html_expr,
+    html_text,
     md_block_start,
     md_expr,
     md_text,
     summary_paragraphs,
 )
 from torq_nb.results import ResearchResults
+
+_TEMPLATES = Path(__file__).parent / "templates"
 
 _ANCHOR_PREFIX = "source-"
 #: Only these schemes become links; anything else (javascript:, data:, file:) stays text.
@@ -134,6 +147,14 @@ def anchor(rank: int, prefix: str = "") -> str:
     return f"{prefix}{_ANCHOR_PREFIX}{rank}"
 
 
+def _summary_html(paragraphs: list[list[str | int]], ranks: set[int], prefix: str) -> str:
+    """The summary's paragraphs as HTML, each known ``[n]`` a link to its source."""
+    return "\n".join("<p>" + "".join(
+        html_text(part) if isinstance(part, str)
+        else f'<a class="cite" href="#{anchor(part, prefix)}">[{part}]</a>' if part in ranks else f"[{part}]"
+        for part in paragraph) + "</p>" for paragraph in paragraphs)
+
+
 def md_summary(summary: str, ranks: set[int], prefix: str = "") -> str:
     """The plain-text summary (bounded) as escaped Markdown, paragraphs kept, each known ``[n]`` a link to its source."""
     out = []
@@ -150,35 +171,110 @@ def md_summary(summary: str, ranks: set[int], prefix: str = "") -> str:
     return "\n\n".join(out)
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
+    """A run's duration as a reader says it ("4.2 s", "3 min 5 s"); '' if unknown."""
     if seconds is None:
         return ""
     minutes, secs = divmod(seconds, 60)
     return f"{int(minutes)} min {secs:.0f} s" if minutes else f"{secs:.1f} s"
 
 
-def title(run: ResearchResults) -> str:
-    """The report's title, bounded: it heads the document and every PDF page."""
+def human_date(value: str) -> str:
+    """An ISO-8601 date or date-time as a reader says it: "2 December 2026, 03:17 UTC" (a time with a zone is
+    shown in UTC, one without a zone as it is); text that is not ISO-8601 is returned as it is."""
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if len(value.strip()) <= 10:  # a date alone
+        return f"{when.day} {when:%B %Y}"
+    zone = ""
+    if when.tzinfo is not None:
+        when, zone = when.astimezone(timezone.utc), " UTC"
+    return f"{when.day} {when:%B %Y, %H:%M}{zone}"
+
+
+def title(run: ResearchResults, style: ReportStyle = PLAIN) -> str:
+    """The report's title, bounded: it heads the document and every PDF page (``style.title`` if given)."""
+    if style.title:
+        return clip(style.title, TITLE_CHARS)
     return f"Research: {clip(run.topic, TITLE_CHARS)}" if run.topic else run.title
 
 
-def _header(run: ResearchResults, level: int = 1) -> str:
-    fields = [
-        ("Topic", md_line(clip(run.topic, CELL_CHARS)) if run.topic else ""),
-        ("Depth", md_line(clip(run.depth, TITLE_CHARS)) if run.depth else ""),
-        ("Source", md_line(clip(run.source, TITLE_CHARS)) if run.source else ""),
-        ("Date", md_line(clip(run.date, TITLE_CHARS)) if run.date else ""),
-        ("Duration", _duration(run.duration)),
-        ("Pages", f"{run.df.height} results: {run.count('ok')} fetched, {run.count('error')} failed"),
-    ]
-    lines = [f"- **{name}:** {value}" for name, value in fields if value]
-    return f"{'#' * level} {md_line(title(run))}\n\n" + "\n".join(lines)
+@dataclass(frozen=True)
+class Fact:
+    """One line of a report's header: a name and its plain-text value; ``iso`` is the machine-readable form
+    of a date (HTML's ``<time datetime>``)."""
+
+    name: str
+    value: str
+    iso: str = ""
 
 
-#: The results table's columns, in order, when the table has them: (column, heading, right-aligned).
-_RESULT_COLUMNS = (("rank", "#", True), ("title", "Title", False), ("domain", "Domain", False),
-                   ("status", "Status", False), ("word_count", "Words", True), ("published", "Published", False),
-                   ("snippet", "Snippet", False))
+def _facts_markdown(facts: list[Fact]) -> str:
+    return "\n".join(f"- **{fact.name}:** {md_line(fact.value)}" for fact in facts)
+
+
+def _facts_html(facts: list[Fact]) -> str:
+    """The header's facts as a description list; dates and durations never break across lines."""
+    def value(fact: Fact) -> str:
+        if fact.iso:
+            return f'<time class="whole" datetime="{html_text(fact.iso)}">{html_text(fact.value)}</time>'
+        return html_text(fact.value)
+    rows = "".join(f"<div><dt>{html_text(fact.name)}</dt><dd>{value(fact)}</dd></div>" for fact in facts)
+    return f'<dl class="facts">{rows}</dl>'
+
+
+def header_section(heading: str, author: str | None, facts: list[Fact], level: int = 1) -> Section:
+    """A report's title, author line and facts. Its HTML is the facts alone: the template writes the title,
+    author and logo (``templates/torq_html``)."""
+    by = f"{md_block_start(md_line(clip(author, TITLE_CHARS)))}\n\n" if author else ""
+    facts = [Fact(f.name, clip(f.value, CELL_CHARS), f.iso) for f in facts if f.value]
+    return Section(f"{'#' * level} {md_line(heading)}\n\n{by}{_facts_markdown(facts)}", lambda: _facts_html(facts))
+
+
+def date_fact(value: str) -> Fact:
+    """The header's Date line: the human date, with the ISO form kept for HTML."""
+    shown = human_date(value)
+    return Fact("Date", clip(shown, TITLE_CHARS), value if shown != value else "")
+
+
+def _header(run: ResearchResults, level: int, style: ReportStyle) -> Section:
+    ok, failed, snippets = run.count("ok"), run.count("error"), run.count("snippet")
+    pages = f"{run.df.height} results: {ok} fetched, {failed} failed" + (f", {snippets} snippets only" if snippets else "")
+    return header_section(title(run, style), style.author, [
+        Fact("Topic", run.topic), Fact("Depth", clip(run.depth, TITLE_CHARS)), Fact("Source", clip(run.source, TITLE_CHARS)),
+        date_fact(run.date), Fact("Duration", duration(run.duration)), Fact("Pages", pages)], level)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: its cells' plain text (an expression), its heading, and how it lays out. ``number``:
+    right-aligned and sorted as a number; ``whole``: never broken across lines (domains, dates, statuses);
+    ``url``: an address, broken only after its ``/``, ``?``, ``#``, ``=`` and ``&``; ``prose``: sentences (snippets,
+    reasons), given room to read in a narrow window."""
+
+    expr: pl.Expr
+    head: str
+    number: bool = False
+    whole: bool = False
+    url: bool = False
+    prose: bool = False
+
+    @property
+    def css(self) -> str:
+        """The HTML class attribute of its cells (the template's stylesheet gives the layout)."""
+        flags = (("num", self.number), ("whole", self.whole), ("url", self.url), ("prose", self.prose))
+        names = " ".join(name for name, on in flags if on)
+        return f' class="{names}"' if names else ""
+
+
+#: The results table's columns, in order, when the table has them, with their heading and layout.
+_RESULT_COLUMNS = {"rank": Column(pl.lit(None), "#", number=True), "title": Column(pl.lit(None), "Title"),
+                   "domain": Column(pl.lit(None), "Domain", whole=True), "status": Column(pl.lit(None), "Status", whole=True),
+                   "word_count": Column(pl.lit(None), "Words", number=True),
+                   "published": Column(pl.lit(None), "Published", whole=True),
+                   "snippet": Column(pl.lit(None), "Snippet", prose=True)}
 
 
 def _col(df: pl.DataFrame, name: str) -> pl.Expr:
@@ -192,7 +288,7 @@ def _rank(df: pl.DataFrame) -> pl.Expr:
 
 
 def _lines(df: pl.DataFrame, line: pl.Expr) -> str:
-    return "\n".join(df.select(line.alias("line")).get_column("line").to_list())
+    return str(df.select(line.str.join("\n")).item()) if df.height else ""
 
 
 def _plain(col: pl.Expr) -> pl.Expr:
@@ -203,6 +299,20 @@ def _plain(col: pl.Expr) -> pl.Expr:
 def _label(df: pl.DataFrame, fallback: str) -> pl.Expr:
     """A row's title (or its URL, or ``fallback``) on one line, bounded."""
     return clip_expr(_one_line(pl.coalesce(_col(df, "title"), _col(df, "url"), pl.lit(fallback))), TITLE_CHARS)
+
+
+def _html_url_text(escaped: pl.Expr) -> pl.Expr:
+    """An escaped address in pieces that never break (the stylesheet's ``.url span``), each ending after a ``//``,
+    ``/``, ``?``, ``=``, ``&`` or ``#`` (not the ``#`` of an entity): a long URL wraps only there, never inside a
+    host, a word or at a hyphen of its own."""
+    pieces = escaped.str.replace_all(r"(//|[/?=]|&amp;|[^&]#)", "$1</span><span>")
+    return pl.concat_str([pl.lit("<span>"), pieces, pl.lit("</span>")])
+
+
+def _html_link(label: pl.Expr, target: pl.Expr) -> pl.Expr:
+    """``<a href=target>label</a>`` where ``target`` (from ``_url``) is not null, else the label alone."""
+    link = pl.concat_str([pl.lit('<a href="'), html_expr(target), pl.lit('">'), label, pl.lit("</a>")])
+    return pl.when(target.is_not_null()).then(link).otherwise(label)
 
 
 #: Python's whitespace but the line break: GFM strips it from both ends of a table cell (mistune uses str.strip).
@@ -226,21 +336,22 @@ def _cell_node(value: str) -> Cell:
 
 
 class Table:
-    """A table of the report, the one builder of both its forms.
+    """A table of the report, the one builder of its three forms.
 
     The model is each shown column's text, plain and bounded (``CELL_CHARS``; the link column's expression
     bounds itself), plus the link column's targets. ``markdown()`` writes it as a GFM pipe table, escaped
-    (the .md, .html and .ipynb, and the PDF that nbconvert makes of the saved notebook); ``node()`` gives the
-    PDF's table node directly, from the same model, through ``mdtree.table_node``, which holds the
-    column-width and tall-row rule for every table. Parsing the Markdown gives exactly ``node()``
-    (tests/test_export_parity.py).
+    (the .md and .ipynb, and the PDF that nbconvert makes of the saved notebook); ``html()`` as an HTML table
+    (the .html report: sortable and filterable there by the template's script); ``node()`` gives the PDF's
+    table node directly, from the same model, through ``mdtree.table_node``, which holds the column-width and
+    tall-row rule for every table. Parsing the Markdown gives exactly ``node()`` (tests/test_export_parity.py).
     """
 
-    def __init__(self, df: pl.DataFrame, columns: list[tuple[pl.Expr, str, bool]], link_column: int, url: pl.Expr) -> None:
-        self.heads = [head for _, head, _ in columns]
-        self.right = [right for *_, right in columns]
+    def __init__(self, df: pl.DataFrame, columns: list[Column], link_column: int, url: pl.Expr) -> None:
+        self.columns = columns
+        self.heads = [column.head for column in columns]
+        self.right = [column.number for column in columns]
         self.link_column = link_column
-        cells = (expr if i == link_column else clip_expr(expr, CELL_CHARS) for i, (expr, _, _) in enumerate(columns))
+        cells = (c.expr if i == link_column else clip_expr(c.expr, CELL_CHARS) for i, c in enumerate(columns))
         self.frame = df.select(*(expr.fill_null("").str.strip_chars(_CELL_SPACE).alias(f"c{i}") for i, expr in enumerate(cells)),
                                _url(url).alias("target"))
 
@@ -252,6 +363,21 @@ class Table:
         head = "| " + " | ".join(md_cell(h) for h in self.heads) + " |\n|" + "|".join("---:" if r else "---" for r in self.right) + "|\n"
         row = pl.concat_str([pl.lit("| "), pl.concat_str(cells, separator=" | "), pl.lit(" |")])
         return head + _lines(self.frame, row)
+
+    def html(self) -> str:
+        """The table as HTML: every cell escaped (``html_expr``), line breaks as ``<br>``, the link column's
+        cells links; number columns say so (``data-type``) for the template's sorting."""
+        cells = []
+        for i, column in enumerate(self.columns):
+            text = html_expr(pl.col(f"c{i}"))
+            text = _html_url_text(text) if column.url else text.str.replace_all("\n", "<br>", literal=True)
+            if i == self.link_column:
+                text = _html_link(text, pl.col("target"))
+            cells += [pl.lit(f"<td{column.css}>"), text, pl.lit("</td>")]
+        heads = "".join(f'<th scope="col"{c.css}{" data-type=number" if c.number else ""}>{html_text(c.head)}</th>'
+                        for c in self.columns)
+        rows = _lines(self.frame, pl.concat_str([pl.lit("<tr>"), *cells, pl.lit("</tr>")]))
+        return f'<div class="table"><table>\n<thead><tr>{heads}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table></div>'
 
     def node(self) -> Node:
         """The table as the PDF's table node (``mdtree.table_node``): what the parser makes of ``markdown()``."""
@@ -266,30 +392,36 @@ class Table:
 
 
 def _results(df: pl.DataFrame) -> Table:
-    shown = [c for c in _RESULT_COLUMNS if c[0] in df.columns] or [(name, name, False) for name in df.columns]
+    shown = [name for name in _RESULT_COLUMNS if name in df.columns]
     columns = []
-    for name, head, right in shown:
+    for name in shown:
         if name == "title":
             expr = _label(df, "")
         elif name == "status":
             code = _col(df, "http_status").cast(pl.String)
             error = (pl.col("status") == "error") & code.is_not_null()
             expr = pl.when(error).then(pl.format("{} ({})", _plain(pl.col("status")), code)).otherwise(_plain(pl.col("status")))
+        elif name == "snippet":
+            expr = fragment_expr(_plain(pl.col(name)))
         else:
             expr = _plain(pl.col(name))
-        columns.append((expr, head, right))
-    return Table(df, columns, next((i for i, c in enumerate(shown) if c[0] == "title"), -1), _col(df, "url"))
+        columns.append(replace(_RESULT_COLUMNS[name], expr=expr))
+    if not shown:
+        columns = [Column(_plain(pl.col(name)), name) for name in df.columns]
+    return Table(df, columns, shown.index("title") if "title" in shown else -1, _col(df, "url"))
 
 
 def _failures(df: pl.DataFrame) -> Table:
     url = _col(df, "url")
-    return Table(df, [(_rank(df).cast(pl.String), "#", True), (clip_expr(_one_line(url), URL_CHARS).fill_null(""), "URL", False),
-                      (_plain(_col(df, "http_status")), "HTTP", True), (_plain(_col(df, "error")), "Reason", False)], 1, url)
+    return Table(df, [Column(_rank(df).cast(pl.String), "#", number=True),
+                      Column(clip_expr(_one_line(url), URL_CHARS).fill_null(""), "URL", url=True),
+                      Column(_plain(_col(df, "http_status")), "HTTP", number=True),
+                      Column(_plain(_col(df, "error")), "Reason", prose=True)], 1, url)
 
 
 def _sources(df: pl.DataFrame, level: int, prefix: str) -> Section:
-    """The numbered source list under its heading, each item the target of its citations: its Markdown, and
-    the same list as PDF nodes (what the parser makes of the Markdown) with its anchor nodes."""
+    """The numbered source list under its heading, each item the target of its citations: its Markdown, its
+    HTML, and the same list as PDF nodes (what the parser makes of the Markdown) with its anchor nodes."""
     url = _col(df, "url")
     frame = df.select(_rank(df).cast(pl.String).alias("rank"), _label(df, "untitled").alias("title"),
                       clip_expr(_one_line(_col(df, "domain")), TITLE_CHARS).fill_null("").alias("domain"),
@@ -300,7 +432,18 @@ def _sources(df: pl.DataFrame, level: int, prefix: str) -> Section:
     link = pl.when(pl.col("url").is_not_null()).then(pl.lit(" <br>") + _with_target(_text(pl.col("url")), pl.col("target"))).otherwise(pl.lit(""))
     line = pl.concat_str([pl.lit(f'- <a id="{prefix}{_ANCHOR_PREFIX}'), rank, pl.lit('"></a>**\\['), rank, pl.lit("\\]** "),
                           _text(pl.col("title")), domain, link])
-    return Section(f"{'#' * level} Sources\n\n{_lines(frame, line)}",
+
+    def html() -> str:
+        where = pl.when(pl.col("domain") != "").then(pl.concat_str([pl.lit(' — <span class="whole">'), html_expr(pl.col("domain")),
+                                                                      pl.lit("</span>")])).otherwise(pl.lit(""))
+        address = _html_link(_html_url_text(html_expr(pl.col("url"))), pl.col("target"))
+        address = pl.when(pl.col("url").is_not_null()).then(pl.concat_str([pl.lit('<br><span class="url">'), address,
+                                                                            pl.lit("</span>")])).otherwise(pl.lit(""))
+        item = pl.concat_str([pl.lit(f'<li id="{html_text(prefix + _ANCHOR_PREFIX)}'), rank, pl.lit('"><strong>['), rank,
+                              pl.lit("]</strong> "), html_expr(pl.col("title")), where, address, pl.lit("</li>")])
+        return f'{_html_heading(level, "Sources")}\n<ul class="sources">\n{_lines(frame, item)}\n</ul>'
+
+    return Section(f"{'#' * level} Sources\n\n{_lines(frame, line)}", html,
                    lambda: _tree(level, "Sources", *_source_list(frame, prefix)))
 
 
@@ -321,11 +464,17 @@ def _source_list(frame: pl.DataFrame, prefix: str) -> tuple[list[Node], list[Nod
 
 @dataclass(frozen=True)
 class Section:
-    """One Markdown cell of a report; ``tree``, where given, builds the PDF's nodes of the same content
-    (only the PDF asks for them), sparing it parsing ``markdown`` back."""
+    """One part of a report, in each form: its Markdown (one cell of the report notebook), ``html`` building
+    its HTML fragment and ``tree``, where given, the PDF's nodes of the same content (each form is built only
+    when its document asks for it; the PDF is spared parsing ``markdown`` back)."""
 
     markdown: str
+    html: Callable[[], str]
     tree: Callable[[], Tree] | None = None
+
+
+def _html_heading(level: int, heading: str) -> str:
+    return f"<h{min(level, 6)}>{html_text(heading)}</h{min(level, 6)}>"
 
 
 def _tree(level: int, heading: str, nodes: list[Node], anchors: list[Node] | None = None) -> Tree:
@@ -334,26 +483,47 @@ def _tree(level: int, heading: str, nodes: list[Node], anchors: list[Node] | Non
 
 
 def table_section(level: int, heading: str, table: Table) -> Section:
-    """A heading and a table, in both forms."""
-    return Section(f"{'#' * level} {heading}\n\n{table.markdown()}", lambda: _tree(level, heading, [table.node()]))
+    """A heading and a table, in every form."""
+    return Section(f"{'#' * level} {heading}\n\n{table.markdown()}", lambda: f"{_html_heading(level, heading)}\n{table.html()}",
+                   lambda: _tree(level, heading, [table.node()]))
 
 
-def report_sections(results: ExportInput, *, level: int = 2, prefix: str = "") -> list[Section]:
-    """The report of a run, cell by cell: title and metadata, summary, results table, sources, failures.
-    Sections are headed at ``level`` (the title one above); ``prefix`` goes before every source anchor, so
-    that several reports can share one document (a batch's)."""
+def text_section(level: int, heading: str, text: str) -> Section:
+    """A heading and a paragraph of plain text, in every form (the PDF's from the Markdown)."""
+    return Section(f"{'#' * level} {md_line(heading)}\n\n{md_block_start(md_line(text))}",
+                   lambda: f"{_html_heading(level, heading)}\n<p>{html_text(text)}</p>")
+
+
+def _summary(run: ResearchResults) -> str:
+    """The summary to show: the run's, or for a quick-depth run that read no page by design, what quick depth is."""
+    if run.count("ok") or not (run.depth == "quick" or run.count("snippet")):
+        return run.summary
+    from torq_nb.research.synthesize import NO_SOURCES, QUICK_DEPTH  # (only then: it imports the synthesizers)
+
+    return QUICK_DEPTH if run.summary.strip() in ("", NO_SOURCES) else run.summary
+
+
+def report_sections(results: ExportInput, *, level: int = 2, prefix: str = "", style: ReportStyle = PLAIN) -> list[Section]:
+    """The report of a run, part by part: title and facts, summary, results table, the sources the summary
+    cites, failures. Sections are headed at ``level`` (the title one above); ``prefix`` goes before every source
+    anchor, so that several reports can share one document (a batch's); ``style`` gives the title and author."""
     run = normalize(results)
     df = run.df
     ranks = set(df.select(_rank(df)).to_series().to_list()) if df.height else set()
     heading = "#" * level
-    sections = [Section(_header(run, level - 1))]
-    if run.summary.strip():
-        sections.append(Section(f"{heading} Summary\n\n" + md_summary(run.summary, ranks, prefix)))
+    sections = [_header(run, level - 1, style)]
+    summary = _summary(run)
+    paragraphs = summary_paragraphs(clip(summary, SUMMARY_CHARS))
+    cited = {part for paragraph in paragraphs for part in paragraph if isinstance(part, int)} & ranks
+    if summary.strip():
+        sections.append(Section(f"{heading} Summary\n\n" + md_summary(summary, cited, prefix),
+                                lambda: f"{_html_heading(level, 'Summary')}\n{_summary_html(paragraphs, cited, prefix)}"))
     if df.height:
         sections.append(table_section(level, "Results", _results(df)))
-        sections.append(_sources(df, level, prefix))
+        if cited:
+            sections.append(_sources(df.filter(_rank(df).is_in(sorted(cited))), level, prefix))
     else:
-        sections.append(Section(f"{heading} Results\n\nThere were no results."))
+        sections.append(text_section(level, "Results", "There were no results."))
     failed = df.with_columns(_rank(df).alias("rank")).filter(pl.col("status") == "error") if "status" in df.columns else df.clear()
     if failed.height:
         sections.append(table_section(level, "Appendix: failed pages", _failures(failed)))
@@ -374,17 +544,66 @@ def trees(sections: list[Section]) -> dict[int, Tree]:
     return {i: section.tree() for i, section in enumerate(sections) if section.tree is not None}
 
 
-def report_notebook(run: ResearchResults, sections: list[Section]) -> nbformat.NotebookNode:
+def report_notebook(run: ResearchResults, sections: list[Section], style: ReportStyle = PLAIN) -> nbformat.NotebookNode:
     """The notebook of a run's ``report_sections``."""
-    return notebook(sections, title(run), {"report": True, "topic": run.topic, "operation_id": run.operation_id})
+    return notebook(sections, title(run, style), {"report": True, "topic": run.topic, "operation_id": run.operation_id})
 
 
-def build_report(results: ExportInput) -> nbformat.NotebookNode:
-    """The report notebook of a run: title and metadata, summary, results table, sources, failures."""
+def build_report(results: ExportInput, style: ReportStyle = PLAIN) -> nbformat.NotebookNode:
+    """The report notebook of a run: title and facts, summary, results table, sources, failures."""
     run = normalize(results)
-    return report_notebook(run, report_sections(run))
+    return report_notebook(run, report_sections(run, style=style), style)
 
 
 def save_notebook(results: ExportInput, path: str | os.PathLike[str]) -> Path:
     """Write the report notebook to ``path`` (atomically) and return the path."""
     return write_text(path, nbformat.writes(build_report(results)) + "\n")
+
+
+# --- The HTML document: the sections' fragments in a Jinja template (templates/torq_html/index.html.j2).
+
+_LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
+
+
+@cache
+def _asset(name: str) -> str:
+    """A file of the default template's folder (its stylesheet and script), read once."""
+    return (_TEMPLATES / "torq_html" / name).read_text(encoding="utf-8")
+
+
+def _environment(folder: Path | None) -> Any:
+    """A Jinja environment with autoescape on, finding the package's templates (``torq_html/index.html.j2``)
+    and, first, those in ``folder`` (the user's template's own folder)."""
+    import jinja2
+
+    folders = [str(folder), str(_TEMPLATES)] if folder is not None else [str(_TEMPLATES)]
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(folders), autoescape=True, keep_trailing_newline=True,
+                              undefined=jinja2.StrictUndefined)
+
+
+def logo_uri(logo: Path) -> str:
+    """The logo file as a data: URI, for an ``<img src>``: an SVG shown this way is an image, so no script in it
+    can run, and the document needs no other file."""
+    return f"data:{_LOGO_TYPES[logo.suffix.lower()]};base64,{base64.b64encode(logo.read_bytes()).decode('ascii')}"
+
+
+def html_document(sections: list[Section], heading: str, style: ReportStyle = PLAIN) -> str:
+    """The HTML report of ``sections`` (the first is the header: its fragment is the facts), rendered by the
+    user's template (``style.template_for("html")``) or the package's; the variables it gets are in
+    docs/templates.md ("HTML")."""
+    from markupsafe import Markup
+
+    template_file = style.template_for("html")
+    env = _environment(template_file.parent if template_file is not None else None)
+    template = env.get_template(template_file.name if template_file is not None else "torq_html/index.html.j2")
+    nonce = secrets.token_urlsafe(18)
+    csp = (f"default-src 'none'; img-src data:; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
+           "base-uri 'none'; form-action 'none'")
+    # Markup marks what is HTML already: fragments escaped by text.py and the template's own files; any other
+    # value is plain text, escaped by autoescape.
+    return str(template.render(
+        title=heading, author=clip(style.author, TITLE_CHARS) if style.author else None,
+        logo=logo_uri(style.logo) if style.logo is not None else None,
+        facts=Markup(sections[0].html()), sections=[Markup(section.html()) for section in sections[1:]],
+        css=Markup(_asset("report.css")), script=Markup(_asset("report.js")), nonce=nonce, csp=csp))
+

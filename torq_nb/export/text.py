@@ -8,16 +8,18 @@ as plain text. Each writer escapes it here, exactly once, where it writes its fo
   a tag; other Markdown punctuation gets a backslash; and the ``:`` of ``://`` and the ``.`` of
   ``www.`` are escaped, so that GFM autolinks cannot start in page text (an autolink swallows a
   backslash next to it, which would show as ``\\$`` or, before entities, let ``<img ...>`` through).
-- HTML (the results card): ``html_text`` and ``summary_html``.
+- HTML (the .html report, the results card): ``html_text`` and its column form ``html_expr``, which write
+  exactly what Jinja's autoescape writes (``&``, ``<``, ``>``, ``"`` and ``'`` as entities), so the report's
+  template and its prebuilt fragments agree; ``summary_html`` for the card.
 - Typst needs no escaping: text goes in as JSON data through ``sys_inputs``.
 
-Documents lay text out, so each value is first bounded (``clip``/``clip_expr``): a 1 MB title would
-cost a layout engine gigabytes. The tables (CSV, JSON, Parquet) keep every value in full.
+Documents lay text out, so each value is first bounded (``clip``/``clip_expr``, cutting at a word
+boundary): a 1 MB title would cost a layout engine gigabytes. The tables (CSV, JSON, Parquet) keep every
+value in full. A search snippet is a fragment of its page and reads as one (``fragment_expr``).
 """
 
 from __future__ import annotations
 
-import html
 import re
 from typing import Any
 
@@ -33,6 +35,15 @@ SUMMARY_CHARS = 50_000
 URL_CHARS = 2_048
 
 _ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
+#: HTML text and attribute values: markupsafe's (Jinja's autoescape) entities, ``&`` first.
+_HTML_ENTITIES = (*_ENTITIES, ('"', "&#34;"), ("'", "&#39;"))
+#: The partial word (and the space before it) that a cut at a fixed length leaves at the end; a cut keeps
+#: at least all but this many characters, so text without spaces (CJK, a long token) is cut where it stands.
+_PARTIAL_WORD = r"\s+\S{0,40}$"
+#: A snippet that ends like a sentence (punctuation, then closing quotes or brackets).
+_SENTENCE_END = r"[.!?…。！？][\"'”’»)\]]*$"
+#: A snippet that starts in the middle of a sentence: its first word is in lower case ("iPhone" is not).
+_MID_SENTENCE = r"^\p{Ll}[\p{Ll}'’-]*(?:[\s,;:]|$)"
 #: Markdown punctuation that gets a backslash (``<``, ``>`` and ``&`` are entities instead).
 _MD_PUNCT = r"([\\`*_\[\]#|~$!])"
 #: Autolink starts in GFM: a scheme's ``://`` and ``www.``; their ``:`` or ``.`` is escaped.
@@ -48,8 +59,11 @@ def truncation_mark(length: int) -> str:
 
 
 def clip(value: str, limit: int) -> str:
-    """``value`` if it has at most ``limit`` characters, else its first ``limit`` and the truncation mark."""
-    return value if len(value) <= limit else value[:limit] + truncation_mark(len(value))
+    """``value`` if it has at most ``limit`` characters, else at most its first ``limit``, cut at a word
+    boundary where there is one near, and the truncation mark."""
+    if len(value) <= limit:
+        return value
+    return re.sub(_PARTIAL_WORD, "", value[:limit + 1])[:limit] + truncation_mark(len(value))
 
 
 def clip_expr(col: pl.Expr, limit: int) -> pl.Expr:
@@ -57,7 +71,18 @@ def clip_expr(col: pl.Expr, limit: int) -> pl.Expr:
     length = col.str.len_chars()
     grouped = length.cast(pl.String).str.reverse().str.replace_all(r"(\d{3})", "$1,").str.reverse().str.strip_chars_start(",")
     mark = pl.lit("… [truncated from ") + grouped + pl.lit(" characters]")  # as truncation_mark: 1,048,576
-    return pl.when(length > limit).then(col.str.slice(0, limit) + mark).otherwise(col)
+    kept = col.str.slice(0, limit + 1).str.replace(_PARTIAL_WORD, "").str.slice(0, limit)
+    return pl.when(length > limit).then(kept + mark).otherwise(col)
+
+
+def fragment_expr(col: pl.Expr) -> pl.Expr:
+    """Search snippets over a String column, each shown as the fragment it is, as search pages show them:
+    "…" where the engine cut it before the end of a sentence (a trailing "..." becomes "…"), and "…" before
+    it when it starts mid-sentence. Null and blank stay as they are."""
+    text = col.str.strip_chars().str.replace(r"\s*\.\.\.$", "…")
+    ended = pl.when(text.str.contains(_SENTENCE_END)).then(text).otherwise(text + pl.lit("…"))
+    started = pl.when(text.str.contains(_MID_SENTENCE)).then(pl.lit("…") + ended).otherwise(ended)
+    return pl.when(text.str.len_chars() > 0).then(started).otherwise(col)
 
 
 def md_expr(col: pl.Expr) -> pl.Expr:
@@ -93,8 +118,18 @@ def summary_paragraphs(summary: str) -> list[list[str | int]]:
 
 
 def html_text(value: Any) -> str:
-    """``value`` as HTML text (or an attribute value): ``&``, ``<``, ``>`` and quotes as entities."""
-    return html.escape(str(value), quote=True)
+    """``value`` as HTML text (or a quoted attribute value): ``&``, ``<``, ``>`` and quotes as entities."""
+    text = str(value)
+    for char, entity in _HTML_ENTITIES:
+        text = text.replace(char, entity)
+    return text
+
+
+def html_expr(col: pl.Expr) -> pl.Expr:
+    """``html_text`` over a String column (null stays null): how the HTML report's tables escape page text."""
+    for char, entity in _HTML_ENTITIES:
+        col = col.str.replace_all(char, entity, literal=True)
+    return col
 
 
 def summary_html(summary: str) -> str:
