@@ -6,10 +6,15 @@ finished survives a crash. The rules, chosen so the file is a valid table after 
 - The format follows the suffix: ``.ndjson`` / ``.jsonl`` (one JSON object a line) or ``.csv`` (a header line
   first). The values and the columns are those of the export (``torq_nb.export.tabular``): the same Polars
   writers, the same column order, CSV cells neutralised the same way.
-- The file is started afresh when the run starts (an existing file is replaced, never appended to: another
-  run's rows or header would corrupt it), its folder made if missing.
-- Each row is one whole line, written with one ``write`` and flushed to the operating system, so a reader or
-  a killed process never leaves half a row (rows are not fsynced: a power cut may lose the last ones).
+- The file is started afresh when the run starts: an existing file is replaced, never appended to (another
+  run's rows or header would corrupt it), its folder made if missing. The new file appears whole (an atomic
+  replace): empty for NDJSON (``pl.read_ndjson(path, schema=...)`` reads it as no rows), the header for CSV.
+  Being a new file, ``tail -F`` (by name) follows it where ``tail -f`` would keep the old one.
+- Each row is one whole line, written with one ``write`` system call (unbuffered) that returns before the next
+  row; a write that fails part-way (a full disk) is cut back off. The kernel copies a long row (over a memory
+  page, 4 KiB) into the file page by page: a reader that reads during that write may see the row's start
+  (read up to the last newline), and a SIGKILL that lands inside it may leave it cut. Rows are not fsynced: a
+  power cut may lose the last ones.
 - Rows come in the order pages finish, not in rank order; sort by ``rank`` (and ``topic``) for the export's.
 - The caller closes the stream when the run has ended, however it ends; ``close`` may be called twice.
 """
@@ -22,12 +27,11 @@ import os
 import threading
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
-from torq_nb.export.atomic import prepare_target
+from torq_nb.export.atomic import atomic_path, is_url, local_path
 from torq_nb.export.tabular import neutralize_formulas
 
 __all__ = ["STREAM_SUFFIXES", "RowStream", "StreamWarning", "stream_format"]
@@ -51,21 +55,21 @@ def stream_format(path: object) -> StreamFormat:
     text = os.fspath(path)
     if not isinstance(text, str):
         raise TypeError(f"stream_to must be a text path such as 'rows.ndjson', not {text!r:.80}")
-    if "://" in text:
+    if is_url(text):
         raise ValueError(f"stream_to takes a local file, not the URL {text!r:.120}: rows are streamed to local files "
                          "only; stream to a local file and export the results to the URL when the run ends")
-    suffix = Path(text).suffix.lower()
+    suffix = local_path(text).suffix.lower()
     try:
         return STREAM_SUFFIXES[suffix]
     except KeyError:
-        raise ValueError(f"cannot stream to {Path(text).name}: unknown suffix {suffix or '(none)'!r}; "
+        raise ValueError(f"cannot stream to {local_path(text).name}: unknown suffix {suffix or '(none)'!r}; "
                          f"stream_to takes {', '.join(STREAM_SUFFIXES)}") from None
 
 
 class RowStream:
     """An open stream file for rows of ``schema`` (column names and Polars types, in the file's order).
 
-    ``write(row)`` takes a row dict (missing columns are null) and appends it as one flushed line. A write that
+    ``write(row)`` takes a row dict (missing columns are null) and appends it as one whole line, at once. A write that
     fails (a full disk, a removed mount) is one StreamWarning and closes the stream: the run goes on and still
     returns all its results, the file keeps the rows written before.
     """
@@ -73,34 +77,51 @@ class RowStream:
     def __init__(self, path: str | os.PathLike[str], schema: Mapping[str, pl.DataType]) -> None:
         self.format = stream_format(path)
         self.schema = dict(schema)
-        self.path = prepare_target(path)
         self._lock = threading.Lock()  # close() may come from the waiting thread and the run's at once
-        self._file: io.BufferedWriter | None = open(self.path, "wb")  # noqa: SIM115 - closed by close()
-        if self.format == "csv":
-            self._put(pl.DataFrame(schema=self.schema), header=True)
+        with atomic_path(path) as fresh:  # the file appears whole: empty, or (CSV) with its header
+            if self.format == "csv":
+                fresh.write_bytes(self._encode(pl.DataFrame(schema=self.schema), header=True))
+        self.path = local_path(path)
+        # Unbuffered: a row is one write system call, in the file at once, no flush to forget.
+        self._file: io.FileIO | None = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        self._size = os.fstat(self._file.fileno()).st_size  # the length of the whole rows written
 
-    def _put(self, frame: pl.DataFrame, *, header: bool = False) -> None:
-        buffer = io.BytesIO()
-        if self.format == "csv":
-            neutralize_formulas(frame).write_csv(buffer, include_header=header)
-        else:
-            frame.write_ndjson(buffer)
+    def _encode(self, frame: pl.DataFrame, header: bool) -> bytes:
+        """``frame``'s lines, by the export's Polars writers.
+
+        A Ctrl-C that arrives while Polars writes is a KeyboardInterrupt in the thread that is writing, besides
+        the main thread's own (seen with Polars 2.1). Off the main thread the lines are made again: the main thread
+        handles the interrupt (it cancels the run, whose last rows still come here)."""
+        while True:
+            buffer = io.BytesIO()
+            try:
+                if self.format == "csv":
+                    neutralize_formulas(frame).write_csv(buffer, include_header=header)
+                else:
+                    frame.write_ndjson(buffer)
+                return buffer.getvalue()
+            except KeyboardInterrupt:
+                if threading.current_thread() is threading.main_thread():
+                    raise
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Append ``row`` as one whole line, in the file when this returns."""
+        lines = self._encode(pl.DataFrame([row], schema=self.schema), header=False)
         with self._lock:
             if self._file is None:  # closed, or a write failed: the rows are in the results
                 return
             try:
-                self._file.write(buffer.getvalue())
-                self._file.flush()
+                rest = memoryview(lines)
+                while rest:  # a regular file takes it in one call unless it is failing
+                    rest = rest[self._file.write(rest):]
+                self._size += len(lines)
             except OSError as error:
-                with contextlib.suppress(OSError):  # its flush fails the same way
-                    self._file.close()
+                with contextlib.suppress(OSError):  # cut off the part of the row that got in
+                    os.ftruncate(self._file.fileno(), self._size)
+                self._file.close()
                 self._file = None
                 warnings.warn(StreamWarning(f"cannot stream rows to {self.path} any more ({error}); the run goes "
                                             "on and its results hold every row"), stacklevel=2)
-
-    def write(self, row: Mapping[str, Any]) -> None:
-        """Append ``row`` as one whole line, flushed."""
-        self._put(pl.DataFrame([row], schema=self.schema))
 
     def close(self) -> None:
         """Close the file (again: nothing)."""
@@ -108,13 +129,3 @@ class RowStream:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-
-    @property
-    def closed(self) -> bool:
-        return self._file is None
-
-    def __enter__(self) -> RowStream:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
