@@ -180,6 +180,14 @@ def test_errors_say_what_to_do(s3: Any, tmp_path: Path, monkeypatch: pytest.Monk
         export(results, "s3://missing-bucket/r.csv", storage_options=options(s3))
     with pytest.raises(ValueError, match="storage_options apply to URLs"):
         export(results, tmp_path / "r.csv", storage_options=options(s3))
+    from moto import settings
+
+    with pytest.MonkeyPatch.context() as strict:  # moto checks keys against its IAM users from the first request
+        strict.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+        with pytest.raises(PermissionError, match=r"^cannot upload s3://reports/wrong\.csv: .*Access Key.*storage_options="):
+            export(results, "s3://reports/wrong.csv",
+                   storage_options={**options(s3), "key": "wrong", "secret": "wrong", "skip_instance_cache": True})
+    assert "wrong.csv" not in keys(s3)
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(PermissionError) as refused:

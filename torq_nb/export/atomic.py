@@ -28,6 +28,9 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 
 def prepare_target(path: str | os.PathLike[str]) -> Path:
     """Resolve ``path``, create its missing parent folders, and fail clearly if it cannot be written."""
+    if is_url(path):  # else s3://b/r.pdf would become a local folder named "s3:"
+        raise ValueError(f"{path} is a URL, and this writer writes local files; export it with torq_nb.export(results, "
+                         "url) or results.export(url), which upload")
     target = local_path(path)
     parent = target.parent
     if target.is_dir():
@@ -142,7 +145,7 @@ _CREDENTIALS = re.compile(r"credential|access ?denied|forbidden|signature|access
 
 
 def _upload_error(url: str, exc: Exception) -> OSError:
-    reason = " ".join(str(exc).split()) or type(exc).__name__
+    reason = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
     if isinstance(exc, PermissionError) or _CREDENTIALS.search(f"{type(exc).__name__} {reason}"):
         return PermissionError(f"cannot upload {url}: {reason}; give credentials (and an endpoint_url) in "
                                "storage_options=, or in the store's usual environment variables or config files")
