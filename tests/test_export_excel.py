@@ -148,3 +148,11 @@ def test_zip_bundle_and_batch_exports_hold_the_workbook(tmp_path: Path) -> None:
     assert [cell.value for cell in column(ws, "topic")] == ["solar", "solar"]  # type: ignore[attr-defined]
     with zipfile.ZipFile(batch.export(tmp_path / "batch.zip")) as zf:
         assert "batch.xlsx" in zf.namelist()
+
+
+def test_any_frame_writes_nan_lists_and_no_text_columns(tmp_path: Path) -> None:
+    df = pl.DataFrame({"score": [float("nan"), float("inf"), 1.5], "tags": [["a", "b"], [], ["c"]]})
+    ws = sheet(export(df.select("score"), tmp_path / "numbers.xlsx"))
+    assert [cell.value for cell in column(ws, "score")][2] == 1.5  # type: ignore[attr-defined]
+    ws = sheet(export(df, tmp_path / "lists.xlsx"))
+    assert [cell.value for cell in column(ws, "tags")] == ["['a', 'b']", "[]", "['c']"]  # type: ignore[attr-defined]

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import export_factory as factory
+import openpyxl
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from torq_nb.export import ExportManager, export, write_csv
-from torq_nb.export.tabular import FORMULA_PREFIXES
+from torq_nb.export.tabular import FORMULA_PREFIXES, write_excel, write_json, write_ndjson, write_parquet
 from torq_nb.research.results import SCHEMA
 
 HOSTILE = ["=1+2", "+SUM(A1)", "-3", "@cmd", "\tTAB", "\rCR", "\nLF", 'quote " and, comma', "multi\nline\r\nx", "", "Ünïcødé 中文 😀"]
@@ -26,6 +27,15 @@ def test_csv_neutralises_formulas_and_reads_back(tmp_path: Path) -> None:
     for text, got in zip(HOSTILE, back["title"].to_list(), strict=True):
         assert got == ("'" + text if text.startswith(FORMULA_PREFIXES) else text)
     assert back.drop("title", "snippet").equals(results.df.drop("title", "snippet"))  # numbers stay numbers (score, -x)
+
+
+def test_categorical_text_is_neutralised_too(tmp_path: Path) -> None:
+    df = pl.DataFrame({"title": pl.Series(["=1+2", "ok"], dtype=pl.Categorical),
+                       "status": pl.Series(["@cmd", "ok"], dtype=pl.Enum(["@cmd", "ok"]))})
+    back = pl.read_csv(write_csv(df, tmp_path / "cat.csv"))
+    assert back["title"].to_list() == ["'=1+2", "ok"] and back["status"].to_list() == ["'@cmd", "ok"]
+    ws = openpyxl.load_workbook(write_excel(df, tmp_path / "cat.xlsx"))["results"]
+    assert [ws["A2"].value, ws["B2"].value] == ["'=1+2", "'@cmd"]
 
 
 def test_csv_opt_out_keeps_cells_verbatim(tmp_path: Path) -> None:
@@ -88,3 +98,18 @@ def test_empty_results_write_valid_tables(tmp_path: Path) -> None:
     assert pl.read_csv(export(results, tmp_path / "e.csv")).columns == list(SCHEMA)
     assert json.loads(export(results, tmp_path / "e.json").read_text())["results"] == []
     assert pl.read_parquet(export(results, tmp_path / "e.parquet")).schema == pl.Schema(SCHEMA)
+
+
+def test_writers_upload_to_urls_and_local_only_writers_refuse_them(tmp_path: Path) -> None:
+    import fsspec
+
+    results = factory.results(2)
+    memory = fsspec.filesystem("memory")
+    for write, name in [(write_csv, "w.csv"), (write_json, "w.json"), (write_ndjson, "w.ndjson"),
+                        (write_parquet, "w.parquet"), (write_excel, "w.xlsx")]:
+        assert write(results, f"memory://tabular/{name}") == f"memory://tabular/{name}"
+        assert memory.cat_file(f"/tabular/{name}")
+    assert pl.read_csv(memory.cat_file("/tabular/w.csv"), schema=SCHEMA).equals(results.df)
+    with pytest.raises(ValueError, match=r"s3://b/r\.pdf is a URL.*results\.export\(url\)"):
+        ExportManager().export_to_pdf(results, "s3://b/r.pdf")
+    assert not Path("s3:").exists()

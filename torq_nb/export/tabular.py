@@ -28,12 +28,15 @@ _FORMULA_PATTERN = r"^[=+\-@\t\r\n]"
 
 
 def neutralize_formulas(df: pl.DataFrame) -> pl.DataFrame:
-    """Prefix with ``'`` every text cell a spreadsheet would run as a formula; other cells are unchanged."""
-    text = [name for name, dtype in df.schema.items() if dtype == pl.String()]
-    return df.with_columns(
-        pl.when(pl.col(name).str.contains(_FORMULA_PATTERN)).then(pl.lit("'") + pl.col(name)).otherwise(pl.col(name)).alias(name)
-        for name in text
-    )
+    """Prefix with ``'`` every text cell a spreadsheet would run as a formula; other cells are unchanged.
+    Categorical and Enum columns are text to a spreadsheet too: they come back as String columns."""
+    text = [name for name, dtype in df.schema.items() if dtype == pl.String() or isinstance(dtype, (pl.Categorical, pl.Enum))]
+    return df.with_columns(_safe_text(name) for name in text)
+
+
+def _safe_text(name: str) -> pl.Expr:
+    cell = pl.col(name).cast(pl.String)
+    return pl.when(cell.str.contains(_FORMULA_PATTERN)).then(pl.lit("'") + cell).otherwise(cell).alias(name)
 
 
 def _metadata_items(run: ResearchResults) -> list[tuple[str, str]]:
@@ -119,10 +122,11 @@ def _widths(df: pl.DataFrame) -> dict[str | Selector, int]:
     """Column widths in pixels: a text column as wide as its longest cell up to 60 characters (never narrower
     than its heading), other columns by kind. Polars measures the cells; xlsxwriter's autofit would be a
     Python loop over every cell."""
-    text = df.select(pl.col(pl.String).str.len_chars().max()).row(0, named=True) if df.height else {}
+    text = [name for name, dtype in df.schema.items() if dtype == pl.String()]
+    longest = df.select(pl.col(text).str.len_chars().max().fill_null(0)).row(0, named=True) if text else {}
     widths: dict[str | Selector, int] = {}
     for name, dtype in df.schema.items():
-        chars = (text.get(name) or 0) if name in text else _WIDTHS.get(_kind(dtype), 12)
+        chars = longest[name] if name in longest else _WIDTHS.get(_kind(dtype), 12)
         widths[name] = 7 * min(max(chars, len(name) + 3), _MAX_WIDTH) + 5
     return widths
 
@@ -165,7 +169,7 @@ def excel_into(fh: IO[bytes], results: ExportInput, *, neutralize: bool = True) 
     meta = pl.DataFrame(_metadata_items(run), schema={"field": pl.String, "value": pl.String}, orient="row")
     meta = _split_long(neutralize_formulas(meta) if neutralize else meta)
     workbook = xlsxwriter.Workbook(fh, {"strings_to_formulas": False, "strings_to_urls": False, "in_memory": True,
-                                        "remove_timezone": True})
+                                        "remove_timezone": True, "nan_inf_to_errors": True})
     sheet = _sheet(df, workbook, "results")
     if "url" in df.columns and df.height:
         column = df.get_column_index("url")
