@@ -156,3 +156,12 @@ def test_any_frame_writes_nan_lists_and_no_text_columns(tmp_path: Path) -> None:
     assert [cell.value for cell in column(ws, "score")][2] == 1.5  # type: ignore[attr-defined]
     ws = sheet(export(df, tmp_path / "lists.xlsx"))
     assert [cell.value for cell in column(ws, "tags")] == ["['a', 'b']", "[]", "['c']"]  # type: ignore[attr-defined]
+
+
+def test_more_rows_than_excel_holds_is_refused_before_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tabular, "EXCEL_ROWS", 2)
+    with pytest.raises(ValueError, match=r"at most 2 rows .* has 3; export CSV or Parquet"):
+        export(factory.results(3), tmp_path / "big.xlsx")
+    assert list(tmp_path.iterdir()) == []
+    df = pl.DataFrame({"url": [None, None]})
+    assert column(sheet(export(df, tmp_path / "null.xlsx")), "url")[0].value is None  # type: ignore[attr-defined]

@@ -89,6 +89,7 @@ def parquet_into(fh: IO[bytes], results: ExportInput) -> None:
 EXCEL_CELL_CHARS = 32_767
 EXCEL_LINKS = 65_530
 EXCEL_LINK_CHARS = 255
+EXCEL_ROWS = 1_048_575  # below the header row
 #: Widest a column opens, in characters: snippets and page text are paragraphs, not column headings.
 _MAX_WIDTH = 60
 _WIDTHS = {"date": 11, "datetime": 19, "number": 9, "bool": 7}
@@ -162,16 +163,19 @@ def excel_into(fh: IO[bytes], results: ExportInput, *, neutralize: bool = True) 
     import xlsxwriter
 
     run = normalize(results)
-    nested = [name for name, dtype in run.df.schema.items() if dtype == pl.Object()]
-    if nested:
-        raise ValueError(f"Excel cannot store the object column(s) {', '.join(nested)}; convert them to text or drop them")
+    objects = [name for name, dtype in run.df.schema.items() if dtype == pl.Object()]
+    if objects:
+        raise ValueError(f"Excel cannot store the object column(s) {', '.join(objects)}; convert them to text or drop them")
+    if run.df.height > EXCEL_ROWS:
+        raise ValueError(f"Excel holds at most {EXCEL_ROWS:,} rows under its header and this table has {run.df.height:,}; "
+                         "export CSV or Parquet, or export it in parts (df.slice)")
     df = _split_long(neutralize_formulas(run.df) if neutralize else run.df)
     meta = pl.DataFrame(_metadata_items(run), schema={"field": pl.String, "value": pl.String}, orient="row")
     meta = _split_long(neutralize_formulas(meta) if neutralize else meta)
     workbook = xlsxwriter.Workbook(fh, {"strings_to_formulas": False, "strings_to_urls": False, "in_memory": True,
                                         "remove_timezone": True, "nan_inf_to_errors": True})
     sheet = _sheet(df, workbook, "results")
-    if "url" in df.columns and df.height:
+    if df.schema.get("url") == pl.String():
         column = df.get_column_index("url")
         links = df.select(pl.int_range(1, pl.len() + 1).alias("row"), "url").filter(
             pl.col("url").str.contains(_LINK) & (pl.col("url").str.len_chars() <= EXCEL_LINK_CHARS)).head(EXCEL_LINKS)
