@@ -92,6 +92,7 @@ def test_header_widths_dates_and_the_run_sheet(tmp_path: Path) -> None:
     assert published.is_date and published.value == datetime(2024, 1, 2)  # type: ignore[attr-defined]
     assert fetched.is_date and fetched.value == datetime(2026, 11, 25, 12, 0, 1)  # type: ignore[attr-defined]
     assert column(ws, "rank")[0].value == 1 and column(ws, "score")[0].value == 1.0  # type: ignore[attr-defined]
+    assert book["run"]["B2"].alignment.wrap_text  # the summary reads on several lines
     run = dict(book["run"].iter_rows(min_row=2, values_only=True))
     assert run["topic"] == "Solar energy" and run["depth"] == "standard" and run["results"] == "3"
     assert run["summary"].startswith("Solar panels convert light")

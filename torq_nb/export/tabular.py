@@ -140,11 +140,13 @@ def _kind(dtype: pl.DataType) -> str:
     return {pl.Date(): "date", pl.Boolean(): "bool"}.get(dtype, "text")
 
 
-def _sheet(df: pl.DataFrame, workbook: Any, name: str) -> Any:
-    """``df`` as a table on a new sheet: bold header row, frozen, with filters; dates as dates (UTC)."""
+def _sheet(df: pl.DataFrame, workbook: Any, name: str, wrap: tuple[str, ...] = ()) -> Any:
+    """``df`` as a table on a new sheet: bold header row, frozen, with filters; dates as dates (UTC); the text
+    of the ``wrap`` columns wrapped onto several lines."""
     sheet = workbook.add_worksheet(name)
     df.write_excel(workbook, sheet, header_format={"bold": True}, freeze_panes=(1, 0), autofilter=True,
-                   column_widths=_widths(df), dtype_formats={pl.Datetime: "yyyy-mm-dd hh:mm:ss", pl.Date: "yyyy-mm-dd"})
+                   column_widths=_widths(df), dtype_formats={pl.Datetime: "yyyy-mm-dd hh:mm:ss", pl.Date: "yyyy-mm-dd"},
+                   column_formats={name: {"text_wrap": True, "valign": "top"} for name in wrap})
     return sheet
 
 
@@ -182,7 +184,7 @@ def excel_into(fh: IO[bytes], results: ExportInput, *, neutralize: bool = True) 
         style = workbook.get_default_url_format()
         for row, url in links.iter_rows():
             sheet.write_url(row, column, url, style, url)
-    _sheet(meta, workbook, "run")
+    _sheet(meta, workbook, "run", wrap=("value",))
     workbook.close()
 
 
