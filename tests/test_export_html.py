@@ -205,7 +205,7 @@ def test_html_fragments_escape_as_jinja_does() -> None:
 
     for text in ['<a href="x">', "it's & <b>", "</script>\u2028", ""]:
         assert html_text(text) == str(escape(text))
-    assert "&lt;b&gt;" in html_document([Section("", lambda: ""), Section("", lambda: "")], "<b>")
+    assert "&lt;b&gt;" in html_document([Section(lambda: "", lambda: ""), Section(lambda: "", lambda: "")], "<b>")
 
 
 def test_a_batch_report_is_the_same_html_with_the_same_style(browser: Any, tmp_path: Path) -> None:

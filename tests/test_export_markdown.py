@@ -6,13 +6,16 @@ import html
 import re
 from typing import Any
 
+import cmarkgfm
 import export_factory as factory
 import mistune
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torq_nb.export import ExportManager, to_markdown
+from torq_nb.export import ExportManager, to_html, to_markdown
+from torq_nb.export.report import human_date
+from torq_nb.export.style import ReportStyle
 
 parse = mistune.create_markdown(renderer=None, plugins=["table", "strikethrough", "url"])
 HOSTILE = "a | b\nsecond line <script>alert(1)</script> $5 and $6 *not bold* _x_ [x](http://evil) &amp; \\ `c` ~~s~~ # h"
@@ -142,3 +145,31 @@ def _unmarked(shown: str, original: str) -> str:
     if shown.endswith("…") and not original.endswith("…"):
         shown = shown[:-1]
     return shown
+
+
+def test_a_quick_depth_report_says_what_quick_depth_is() -> None:
+    from torq_nb.research.synthesize import NO_SOURCES, QUICK_DEPTH
+
+    rows = [factory.row(i, status="snippet", snippet=f"search engine text {i}") for i in range(1, 4)]
+    quick = factory.results(rows=rows, summary=NO_SOURCES)
+    quick.depth = "quick"
+    for page in (cmarkgfm.github_flavored_markdown_to_html(to_markdown(quick)), to_html(quick)):
+        shown = html.unescape(re.sub(r"<[^>]+>", "", page))  # what a reader sees
+        assert QUICK_DEPTH in shown and "No pages could be read" not in shown
+    failed = factory.results(rows=[factory.row(1, status="error", error="HTTP 500", http_status=500)], summary=NO_SOURCES)
+    assert NO_SOURCES.split(",")[0] in to_markdown(failed)  # a standard run whose pages all failed still says so
+
+
+def test_dates_read_as_a_person_writes_them() -> None:
+    assert human_date("2026-12-02T03:17:41.585Z") == "2 December 2026, 03:17 UTC"
+    assert human_date("2026-12-02T04:17:00+01:00") == "2 December 2026, 03:17 UTC"
+    assert human_date("2026-12-02T03:17:00") == "2 December 2026, 03:17"  # no zone given: none claimed
+    assert human_date("2026-12-02") == "2 December 2026"
+    assert human_date("last Tuesday") == "last Tuesday"
+    assert "- **Date:** 25 November 2026, 12:00 UTC" in to_markdown(factory.results(2))
+
+
+def test_title_and_author_render_in_gfm() -> None:
+    md = to_markdown(factory.results(2), ReportStyle.of(title="Q3 *solar* <review>", author="Data team | 2026"))
+    page = cmarkgfm.github_flavored_markdown_to_html(md)
+    assert re.search(r"<h1>Q3 \*solar\* &lt;review&gt;</h1>\s*<p>Data team \| 2026</p>", page), page[:300]

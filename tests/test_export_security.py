@@ -28,6 +28,7 @@ from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
 from torq_nb.export import export, to_html, to_markdown, to_notebook
 from torq_nb.export.mdtree import markdown_tree
+from torq_nb.export.style import ReportStyle
 from torq_nb.export.text import md_expr, md_text
 from torq_nb.results import _CARD_CSS
 
@@ -278,6 +279,7 @@ def test_every_html_rendering_is_inert_in_chromium(browser: Any, tmp_path: Path)
     results = hostile_results()
     documents = {
         "export.html": export(results, tmp_path / "export.html"),
+        "styled.html": export(results, tmp_path / "styled.html", title=HOSTILE[8], author=HOSTILE[12]),
         "gfm.html": _page(tmp_path, "gfm.html", gfm(to_markdown(results))),
         "card.html": _page(tmp_path, "card.html", results._repr_html_()),
         "nbconvert.html": _page(tmp_path, "nbconvert.html", nbconvert_body(results)),
@@ -321,3 +323,24 @@ def test_links_keep_the_exact_url_in_every_format(tmp_path: Path) -> None:
         assert url in [attrs.get("href") for tag, attrs in scan(html).tags if tag == "a"]
     pdf = export(results, tmp_path / "links.pdf").read_bytes()
     assert b"/URI (" + url.encode() + b")" in pdf.replace(b"/URI(", b"/URI (")
+
+
+def test_the_reports_script_never_parses_or_runs_text() -> None:
+    """Sorting and filtering move rows and read textContent: nothing that turns text into markup or code."""
+    code = re.sub(r"^\s*//.*$", "", REPORT_SCRIPT, flags=re.M)
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function(", "setTimeout(",
+                 "setInterval(", "createContextualFragment", "DOMParser", "srcdoc", "fetch(", "XMLHttpRequest", "import("):
+        assert sink not in code, sink
+
+
+def test_style_values_are_text_in_markdown_and_html() -> None:
+    results = factory.results(2)
+    for value in HOSTILE:
+        md = to_markdown(results, ReportStyle.of(title=value, author=value))
+        found = assert_inert(gfm(md.split("## Summary")[0]), {"h1", "p", "ul", "li", "strong", "a"})
+        assert found.text.count(squash(value)) == 2
+        page = to_html(results, ReportStyle.of(title=value, author=value))
+        head = page.split("<section>")[0]
+        found = assert_inert(head, {"html", "head", "meta", "title", "style", "body", "main", "header", "h1", "p", "dl",
+                                    "div", "dt", "dd", "time"})
+        assert found.text.count(squash(value)) >= 2  # the heading and the author line (and the <title>)

@@ -95,7 +95,7 @@ def _topic_section(topic: str, row: dict[str, Any]) -> Section:
     if row["reason"]:
         facts.append(clip(row["reason"], CELL_CHARS))
     heading = clip(topic, TITLE_CHARS)
-    return Section(f"## {md_line(heading)}\n\n{' · '.join(map(md_line, facts))}",
+    return Section(lambda: f"## {md_line(heading)}\n\n{' · '.join(map(md_line, facts))}",
                    lambda: f"<h2>{html_text(heading)}</h2>\n<p>{html_text(' · '.join(facts))}</p>")
 
 

@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -230,7 +230,7 @@ def header_section(heading: str, author: str | None, facts: list[Fact], level: i
     author and logo (``templates/torq_html``)."""
     by = f"{md_block_start(md_line(clip(author, TITLE_CHARS)))}\n\n" if author else ""
     facts = [Fact(f.name, clip(f.value, CELL_CHARS), f.iso) for f in facts if f.value]
-    return Section(f"{'#' * level} {md_line(heading)}\n\n{by}{_facts_markdown(facts)}", lambda: _facts_html(facts))
+    return Section(lambda: f"{'#' * level} {md_line(heading)}\n\n{by}{_facts_markdown(facts)}", lambda: _facts_html(facts))
 
 
 def date_fact(value: str) -> Fact:
@@ -443,7 +443,7 @@ def _sources(df: pl.DataFrame, level: int, prefix: str) -> Section:
                               pl.lit("]</strong> "), html_expr(pl.col("title")), where, address, pl.lit("</li>")])
         return f'{_html_heading(level, "Sources")}\n<ul class="sources">\n{_lines(frame, item)}\n</ul>'
 
-    return Section(f"{'#' * level} Sources\n\n{_lines(frame, line)}", html,
+    return Section(lambda: f"{'#' * level} Sources\n\n{_lines(frame, line)}", html,
                    lambda: _tree(level, "Sources", *_source_list(frame, prefix)))
 
 
@@ -464,13 +464,18 @@ def _source_list(frame: pl.DataFrame, prefix: str) -> tuple[list[Node], list[Nod
 
 @dataclass(frozen=True)
 class Section:
-    """One part of a report, in each form: its Markdown (one cell of the report notebook), ``html`` building
-    its HTML fragment and ``tree``, where given, the PDF's nodes of the same content (each form is built only
-    when its document asks for it; the PDF is spared parsing ``markdown`` back)."""
+    """One part of a report, in each form, each built only when a document asks for it: its Markdown (one cell
+    of the report notebook), its HTML fragment and, where given, the PDF's nodes of the same content (sparing
+    the PDF parsing the Markdown back)."""
 
-    markdown: str
+    build_markdown: Callable[[], str]
     html: Callable[[], str]
     tree: Callable[[], Tree] | None = None
+
+    @cached_property
+    def markdown(self) -> str:
+        """The section as Markdown (built once)."""
+        return self.build_markdown()
 
 
 def _html_heading(level: int, heading: str) -> str:
@@ -484,13 +489,13 @@ def _tree(level: int, heading: str, nodes: list[Node], anchors: list[Node] | Non
 
 def table_section(level: int, heading: str, table: Table) -> Section:
     """A heading and a table, in every form."""
-    return Section(f"{'#' * level} {heading}\n\n{table.markdown()}", lambda: f"{_html_heading(level, heading)}\n{table.html()}",
+    return Section(lambda: f"{'#' * level} {heading}\n\n{table.markdown()}", lambda: f"{_html_heading(level, heading)}\n{table.html()}",
                    lambda: _tree(level, heading, [table.node()]))
 
 
 def text_section(level: int, heading: str, text: str) -> Section:
     """A heading and a paragraph of plain text, in every form (the PDF's from the Markdown)."""
-    return Section(f"{'#' * level} {md_line(heading)}\n\n{md_block_start(md_line(text))}",
+    return Section(lambda: f"{'#' * level} {md_line(heading)}\n\n{md_block_start(md_line(text))}",
                    lambda: f"{_html_heading(level, heading)}\n<p>{html_text(text)}</p>")
 
 
@@ -516,7 +521,7 @@ def report_sections(results: ExportInput, *, level: int = 2, prefix: str = "", s
     paragraphs = summary_paragraphs(clip(summary, SUMMARY_CHARS))
     cited = {part for paragraph in paragraphs for part in paragraph if isinstance(part, int)} & ranks
     if summary.strip():
-        sections.append(Section(f"{heading} Summary\n\n" + md_summary(summary, cited, prefix),
+        sections.append(Section(lambda: f"{heading} Summary\n\n" + md_summary(summary, cited, prefix),
                                 lambda: f"{_html_heading(level, 'Summary')}\n{_summary_html(paragraphs, cited, prefix)}"))
     if df.height:
         sections.append(table_section(level, "Results", _results(df)))
