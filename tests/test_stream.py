@@ -59,13 +59,19 @@ def read(path: Path, schema: dict[str, pl.DataType] = SCHEMA) -> pl.DataFrame:
 
 
 def read_whole_lines(path: Path, schema: dict[str, pl.DataType] = SCHEMA) -> pl.DataFrame:
-    """The file's whole lines as a table, read while another process writes it: a row longer than a memory page
-    reaches the file page by page, so a reader can see its start before its write returns."""
-    data = path.read_bytes() if path.exists() else b""
-    whole = io.BytesIO(data[: data.rfind(b"\n") + 1])
-    if path.suffix == ".csv":
-        return pl.read_csv(whole, schema=schema) if whole.getvalue() else pl.DataFrame(schema=schema)
-    return pl.read_ndjson(whole, schema=schema)
+    """The file's whole rows, read while another thread or process writes it: a row longer than a memory page
+    reaches the file page by page, so a reader can see its start before its write returns. NDJSON: the lines
+    up to the last newline; CSV (whose quoted text may hold newlines): the file once it parses."""
+    while True:
+        data = path.read_bytes() if path.exists() else b""
+        if path.suffix != ".csv":
+            return pl.read_ndjson(io.BytesIO(data[: data.rfind(b"\n") + 1]), schema=schema)
+        if not data:
+            return pl.DataFrame(schema=schema)
+        try:
+            return pl.read_csv(io.BytesIO(data), schema=schema)
+        except pl.exceptions.PolarsError:  # a row is being written
+            time.sleep(0.01)
 
 
 def is_open(path: Path) -> bool:
