@@ -57,7 +57,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             yield client
         finally:
             server.stop()
-            fsspec.filesystem("s3").clear_instance_cache()
+            fsspec.get_filesystem_class("s3").clear_instance_cache()
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 import polars as pl
 
 from torq_nb.export.atomic import atomic_path, is_url, local_path, write_remote
-from torq_nb.export.data import ExportInput, normalize
+from torq_nb.export.data import ExportInput, _kind, normalize
 from torq_nb.results import ResearchResults, json_default
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ EXCEL_LINK_CHARS = 255
 EXCEL_ROWS = 1_048_575  # below the header row
 #: Widest a column opens, in characters: snippets and page text are paragraphs, not column headings.
 _MAX_WIDTH = 60
-_WIDTHS = {"date": 11, "datetime": 19, "number": 9, "bool": 7}
+_WIDTHS = {"date": 11, "datetime": 19, "integer": 9, "number": 9, "bool": 7}
 _LINK = r"(?i)^https?://"
 _ASTRAL = r"[\x{10000}-\x{10FFFF}]"
 
@@ -132,21 +132,13 @@ def _widths(df: pl.DataFrame) -> dict[str | Selector, int]:
     return widths
 
 
-def _kind(dtype: pl.DataType) -> str:
-    if isinstance(dtype, pl.Datetime):
-        return "datetime"
-    if dtype.is_numeric():
-        return "number"
-    return {pl.Date(): "date", pl.Boolean(): "bool"}.get(dtype, "text")
-
-
 def _sheet(df: pl.DataFrame, workbook: Any, name: str, wrap: tuple[str, ...] = ()) -> Any:
     """``df`` as a table on a new sheet: bold header row, frozen, with filters; dates as dates (UTC); the text
     of the ``wrap`` columns wrapped onto several lines."""
     sheet = workbook.add_worksheet(name)
     df.write_excel(workbook, sheet, header_format={"bold": True}, freeze_panes=(1, 0), autofilter=True,
                    column_widths=_widths(df), dtype_formats={pl.Datetime: "yyyy-mm-dd hh:mm:ss", pl.Date: "yyyy-mm-dd"},
-                   column_formats={name: {"text_wrap": True, "valign": "top"} for name in wrap})
+                   column_formats={column: {"text_wrap": True, "valign": "top"} for column in wrap})
     return sheet
 
 
