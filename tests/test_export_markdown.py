@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from torq_nb.export import ExportManager, to_html, to_markdown
 from torq_nb.export.report import human_date
 from torq_nb.export.style import ReportStyle
+from torq_nb.export.text import QUICK_DEPTH
+from torq_nb.research.synthesize import NO_SOURCES
 
 parse = mistune.create_markdown(renderer=None, plugins=["table", "strikethrough", "url"])
 HOSTILE = "a | b\nsecond line <script>alert(1)</script> $5 and $6 *not bold* _x_ [x](http://evil) &amp; \\ `c` ~~s~~ # h"
@@ -148,12 +150,10 @@ def _unmarked(shown: str, original: str) -> str:
 
 
 def test_a_quick_depth_report_says_what_quick_depth_is() -> None:
-    from torq_nb.research.synthesize import NO_SOURCES, QUICK_DEPTH
-
     rows = [factory.row(i, status="snippet", snippet=f"search engine text {i}") for i in range(1, 4)]
     quick = factory.results(rows=rows, summary=NO_SOURCES)
     quick.depth = "quick"
-    for page in (cmarkgfm.github_flavored_markdown_to_html(to_markdown(quick)), to_html(quick)):
+    for page in (cmarkgfm.github_flavored_markdown_to_html(to_markdown(quick)), to_html(quick), quick._repr_html_()):
         shown = html.unescape(re.sub(r"<[^>]+>", "", page))  # what a reader sees
         assert QUICK_DEPTH in shown and "No pages could be read" not in shown
     failed = factory.results(rows=[factory.row(1, status="error", error="HTTP 500", http_status=500)], summary=NO_SOURCES)

@@ -46,6 +46,7 @@ from torq_nb.export.text import (
     md_block_start,
     md_expr,
     md_text,
+    shown_summary,
     summary_paragraphs,
 )
 from torq_nb.results import ResearchResults
@@ -499,15 +500,6 @@ def text_section(level: int, heading: str, text: str) -> Section:
                    lambda: f"{_html_heading(level, heading)}\n<p>{html_text(text)}</p>")
 
 
-def _summary(run: ResearchResults) -> str:
-    """The summary to show: the run's, or for a quick-depth run that read no page by design, what quick depth is."""
-    if run.count("ok") or not (run.depth == "quick" or run.count("snippet")):
-        return run.summary
-    from torq_nb.research.synthesize import NO_SOURCES, QUICK_DEPTH  # (only then: it imports the synthesizers)
-
-    return QUICK_DEPTH if run.summary.strip() in ("", NO_SOURCES) else run.summary
-
-
 def report_sections(results: ExportInput, *, level: int = 2, prefix: str = "", style: ReportStyle = PLAIN) -> list[Section]:
     """The report of a run, part by part: title and facts, summary, results table, the sources the summary
     cites, failures. Sections are headed at ``level`` (the title one above); ``prefix`` goes before every source
@@ -517,7 +509,7 @@ def report_sections(results: ExportInput, *, level: int = 2, prefix: str = "", s
     ranks = set(df.select(_rank(df)).to_series().to_list()) if df.height else set()
     heading = "#" * level
     sections = [_header(run, level - 1, style)]
-    summary = _summary(run)
+    summary = shown_summary(run)
     paragraphs = summary_paragraphs(clip(summary, SUMMARY_CHARS))
     cited = {part for paragraph in paragraphs for part in paragraph if isinstance(part, int)} & ranks
     if summary.strip():
