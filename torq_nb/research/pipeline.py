@@ -228,11 +228,7 @@ async def _read(run: Run, rank: int, hit: Hit, fetcher: Fetcher, extractor: Extr
     if page.status != "ok":
         run.finish(rank, _row(rank, hit, "error", page, cached=cached))
         return
-    doc = await store.document(page)
-    if doc is None:
-        doc = await extractor.extract(page)
-        if doc is not None:
-            await store.save_document(page, doc)
+    doc = await store.document(page, extractor.extract)
     if doc is None or not doc.text.strip():
         run.finish(rank, _row(rank, hit, "error", page, error="no readable text in the page", cached=cached))
     else:

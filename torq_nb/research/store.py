@@ -34,7 +34,7 @@ import threading
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
@@ -265,6 +265,7 @@ class RunStore:
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
+        self._pruned_by: int | None = None  # the process that pruned this store on saving a run
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
@@ -406,9 +407,8 @@ class RunStore:
                     (source, query, limit, blob, _now(), len(blob) + len(query) + 100))
 
     # extracted documents ----------------------------------------------------------------------------------------
-    def document(self, page: Page) -> Document | None:
-        """The text extracted before from this very page body (by the same extraction code), if kept."""
-        digest = document_key(page)
+    def document(self, digest: str) -> Document | None:
+        """The text extracted before from a page body whose ``document_key`` is ``digest``, if kept."""
         row = self._do(lambda conn: conn.execute("SELECT doc FROM documents WHERE digest = ?", (digest,)).fetchone())
         if row is None:
             return None
@@ -416,12 +416,13 @@ class RunStore:
         return Document(data["text"], data["title"], data["author"],
                         date.fromisoformat(data["published"]) if data["published"] else None)
 
-    def save_document(self, page: Page, doc: Document) -> None:
+    def save_document(self, digest: str, doc: Document) -> None:
+        """Keep the text extracted from the page body whose ``document_key`` is ``digest``."""
         data = {"text": doc.text, "title": doc.title, "author": doc.author,
                 "published": doc.published.isoformat() if doc.published else None}
         blob = zlib.compress(json.dumps(data).encode("utf-8", "surrogatepass"), 6)
         self._write("INSERT OR REPLACE INTO documents VALUES (?,?,?,?)",
-                    (document_key(page), blob, _now(), len(blob) + 100))
+                    (digest, blob, _now(), len(blob) + 100))
 
     # summaries --------------------------------------------------------------------------------------------------
     def summary(self, synthesizer: object, topic: str, texts: Sequence[SourceText]) -> str | None:
@@ -437,7 +438,8 @@ class RunStore:
 
     # runs -------------------------------------------------------------------------------------------------------
     def save_run(self, results: ResearchResults) -> str:
-        """Keep a finished run (table as Parquet, summary, progress, metadata); returns its run id."""
+        """Keep a finished run (table as Parquet, summary, progress, metadata); returns its run id. The first run
+        a process saves prunes the store (``prune``)."""
         buffer = io.BytesIO()
         results.df.write_parquet(buffer, compression="zstd")
         rows = buffer.getvalue()
@@ -450,7 +452,9 @@ class RunStore:
                   results.progress.duration if results.progress else None, pages, results.df.height,
                   results.summary, rows, info, _now(), len(rows) + len(info) + len(results.summary) + 100)
         self._write("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
-        self.prune()
+        if self._pruned_by != os.getpid():  # once per process: a prune scans every table, and a run adds little
+            self._pruned_by = os.getpid()
+            self.prune()
         return results.operation_id
 
     def runs(self) -> pl.DataFrame:
@@ -627,6 +631,7 @@ class StoreSession:
         self.refresh = refresh
         self._broken: StoreError | None = None
         self._warned = False
+        self._identities: dict[int, tuple[Source, str | None]] = {}  # by id(source), the source kept alive
 
     async def _use(self, function: Callable[..., T], *args: Any) -> T | None:
         if self.store is None or self._broken is not None:
@@ -653,6 +658,13 @@ class StoreSession:
         except StoreError as error:
             self._broken = error
             raise
+
+    def _identity(self, source: Source) -> str | None:
+        """``source_identity(source)``, worked out once per source in this session (it hashes the settings)."""
+        known = self._identities.get(id(source))
+        if known is None or known[0] is not source:
+            known = self._identities[id(source)] = (source, source_identity(source))
+        return known[1]
 
     def fresh(self, fetched_at: float) -> bool:
         return _now() - fetched_at <= self.max_age
@@ -687,20 +699,20 @@ class StoreSession:
 
     async def source_page(self, source: Source, url: str) -> Page | None:
         """A fresh page that ``source`` made for the hit at ``url`` from its API (None under refresh)."""
-        identity = source_identity(source)
+        identity = self._identity(source)
         if self.refresh or self.store is None or identity is None:
             return None
         stored = await self._use(self.store.page, f"{identity} {url}")
         return stored.page(url) if stored is not None and self.fresh(stored.fetched_at) else None
 
     async def save_source_page(self, source: Source, url: str, page: Page) -> None:
-        identity = source_identity(source)
+        identity = self._identity(source)
         if identity is not None:
             await self.save_page(f"{identity} {url}", page, {}, public=True)
 
     async def search(self, source: Source, query: str, limit: int) -> list[Hit] | None:
         """A fresh stored answer of ``source`` to ``query`` (None if there is none, or under refresh)."""
-        identity = source_identity(source)
+        identity = self._identity(source)
         if self.refresh or self.store is None or identity is None:
             return None
         found = await self._use(self.store.search, identity, query, limit)
@@ -709,19 +721,22 @@ class StoreSession:
         return found[0]
 
     async def save_search(self, source: Source, query: str, limit: int, hits: list[Hit]) -> None:
-        identity = source_identity(source)
+        identity = self._identity(source)
         if self.store is not None and identity is not None:
             await self._use(self.store.save_search, identity, query, limit, hits)
 
-    async def document(self, page: Page) -> Document | None:
-        """The text extracted earlier from this very page body, if stored."""
+    async def document(self, page: Page, extract: Callable[[Page], Awaitable[Document | None]]) -> Document | None:
+        """The text of this very page body: extracted before (kept in the store), else ``extract(page)``'s, then
+        kept. The body is hashed once, on the store's thread."""
         if self.store is None:
-            return None
-        return await self._use(self.store.document, page)
-
-    async def save_document(self, page: Page, doc: Document) -> None:
-        if self.store is not None:
-            await self._use(self.store.save_document, page, doc)
+            return await extract(page)
+        digest = await self._use(document_key, page)
+        doc = await self._use(self.store.document, digest) if digest is not None else None
+        if doc is None:
+            doc = await extract(page)
+            if doc is not None and digest is not None:
+                await self._use(self.store.save_document, digest, doc)
+        return doc
 
     async def summary(self, synthesizer: object, topic: str, texts: Sequence[SourceText]) -> str | None:
         """The summary written before by this synthesizer of these very texts (None under refresh)."""
