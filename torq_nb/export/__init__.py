@@ -1,5 +1,6 @@
-"""Exports of a research run: the report notebook, Markdown, HTML and PDF through nbconvert (PDF via
-Typst), and CSV, JSON, NDJSON and Parquet through Polars. Every write is atomic.
+"""Exports of a research run: the report notebook, Markdown, HTML and PDF (through Typst), and CSV, Excel,
+JSON, NDJSON and Parquet through Polars, to a local path or any fsspec URL. Every write is atomic where the
+target allows it.
 
 ``torq_nb.export`` itself is the function (torq_nb/api.py). The names below load on first use, so a
 CSV export does not import nbconvert or Typst.
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from torq_nb.export.tabular import (
         neutralize_formulas,
         write_csv,
+        write_excel,
         write_json,
         write_ndjson,
         write_parquet,
@@ -49,6 +51,7 @@ _WHERE: dict[str, str] = {
     "save_notebook": "torq_nb.export.report",
     "neutralize_formulas": "torq_nb.export.tabular",
     "write_csv": "torq_nb.export.tabular",
+    "write_excel": "torq_nb.export.tabular",
     "write_json": "torq_nb.export.tabular",
     "write_ndjson": "torq_nb.export.tabular",
     "write_parquet": "torq_nb.export.tabular",
@@ -72,6 +75,7 @@ __all__ = [
     "to_notebook",
     "to_pdf",
     "write_csv",
+    "write_excel",
     "write_json",
     "write_ndjson",
     "write_parquet",
