@@ -1,6 +1,6 @@
 """Rows written to a file while a run goes: ``research(topic, stream_to="rows.ndjson")``.
 
-A long run or a batch can then be watched (``tail -f``, ``pl.read_ndjson`` in another cell) and what it had
+A long run or a batch can then be watched (``tail -F``, ``pl.read_ndjson`` in another cell) and what it had
 finished survives a crash. The rules, chosen so the file is a valid table after every row:
 
 - The format follows the suffix: ``.ndjson`` / ``.jsonl`` (one JSON object a line) or ``.csv`` (a header line
@@ -16,7 +16,8 @@ finished survives a crash. The rules, chosen so the file is a valid table after 
   (read up to the last newline), and a SIGKILL that lands inside it may leave it cut. Rows are not fsynced: a
   power cut may lose the last ones.
 - Rows come in the order pages finish, not in rank order; sort by ``rank`` (and ``topic``) for the export's.
-- The caller closes the stream when the run has ended, however it ends; ``close`` may be called twice.
+- The caller closes the stream when the run has ended, however it ends; ``close`` may be called twice. One
+  thread writes and closes it: the run's (its rows come from its event loop).
 """
 
 from __future__ import annotations
@@ -69,15 +70,14 @@ def stream_format(path: object) -> StreamFormat:
 class RowStream:
     """An open stream file for rows of ``schema`` (column names and Polars types, in the file's order).
 
-    ``write(row)`` takes a row dict (missing columns are null) and appends it as one whole line, at once. A write that
-    fails (a full disk, a removed mount) is one StreamWarning and closes the stream: the run goes on and still
-    returns all its results, the file keeps the rows written before.
+    ``write(row)`` takes a row dict (missing columns are null) and appends it as one whole line, at once. A write
+    that fails (a full disk, a removed mount) is one StreamWarning and closes the stream: the run goes on and
+    still returns all its results, the file keeps the rows written before.
     """
 
     def __init__(self, path: str | os.PathLike[str], schema: Mapping[str, pl.DataType]) -> None:
         self.format = stream_format(path)
         self.schema = dict(schema)
-        self._lock = threading.Lock()  # close() may come from the waiting thread and the run's at once
         with atomic_path(path) as fresh:  # the file appears whole: empty, or (CSV) with its header
             if self.format == "csv":
                 fresh.write_bytes(self._encode(pl.DataFrame(schema=self.schema), header=True))
@@ -106,26 +106,24 @@ class RowStream:
 
     def write(self, row: Mapping[str, Any]) -> None:
         """Append ``row`` as one whole line, in the file when this returns."""
+        if self._file is None:  # closed, or a write failed: the rows are in the results
+            return
         lines = self._encode(pl.DataFrame([row], schema=self.schema), header=False)
-        with self._lock:
-            if self._file is None:  # closed, or a write failed: the rows are in the results
-                return
-            try:
-                rest = memoryview(lines)
-                while rest:  # a regular file takes it in one call unless it is failing
-                    rest = rest[self._file.write(rest):]
-                self._size += len(lines)
-            except OSError as error:
-                with contextlib.suppress(OSError):  # cut off the part of the row that got in
-                    os.ftruncate(self._file.fileno(), self._size)
-                self._file.close()
-                self._file = None
-                warnings.warn(StreamWarning(f"cannot stream rows to {self.path} any more ({error}); the run goes "
-                                            "on and its results hold every row"), stacklevel=2)
+        try:
+            rest = memoryview(lines)
+            while rest:  # a regular file takes it in one call unless it is failing
+                rest = rest[self._file.write(rest):]
+            self._size += len(lines)
+        except OSError as error:
+            with contextlib.suppress(OSError):  # cut off the part of the row that got in
+                os.ftruncate(self._file.fileno(), self._size)
+            self._file.close()
+            self._file = None
+            warnings.warn(StreamWarning(f"cannot stream rows to {self.path} any more ({error}); the run goes "
+                                        "on and its results hold every row"), stacklevel=2)
 
     def close(self) -> None:
         """Close the file (again: nothing)."""
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -123,11 +123,11 @@ class ResearchJob:
         self._tell(callback)
 
     def _ended(self) -> None:
+        """The run has ended: call the done callbacks, once."""
         with self._done_lock:
             callbacks, self._done_callbacks = self._done_callbacks or [], None
         for callback in callbacks:
             self._tell(callback)
-
 
     @property
     def blocking(self) -> bool:
