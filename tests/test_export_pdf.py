@@ -293,3 +293,88 @@ def test_any_notebook_with_megabyte_cells_and_a_long_link_makes_a_pdf(tmp_path: 
     out = pdftext(path)
     assert "a link too long for a PDF" in out and link_uris(path) == []
     assert "…[truncatedfrom1,000,000characters]" in joined(out).replace(" ", "")
+
+
+BRANDED_TITLE = 'Lab #read("/etc/passwd") $x^2$ ] report'
+BRANDED_AUTHOR = "Ada #Lovelace $y$ ]"
+
+
+def docs_template(tmp_path: Path) -> Path:
+    """The example template of docs/templates.md's "PDF (Typst)" section, as a file."""
+    text = (Path(__file__).parent.parent / "docs" / "templates.md").read_text(encoding="utf-8")
+    section = text.split("## PDF (Typst)", 1)[1].split("\n## ", 1)[0]
+    examples = re.findall(r"```typst\n(.*?)```", section, re.DOTALL)
+    path = tmp_path / "brand.typ"
+    path.write_text(examples[-1], encoding="utf-8")
+    return path
+
+
+def pdfimages(path: Path) -> list[list[str]]:
+    out = subprocess.run(["pdfimages", "-list", str(path)], capture_output=True, text=True, check=True).stdout
+    return [line.split() for line in out.splitlines()[2:]]
+
+
+def test_title_author_and_logo_brand_the_pdf_and_print_literally(tmp_path: Path) -> None:
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(_png(120, 40))
+    path = export(factory.results(80), tmp_path / "branded.pdf", title=BRANDED_TITLE, author=BRANDED_AUTHOR, logo=logo)
+    info = pdfinfo(path)
+    assert info["Title"].strip() == BRANDED_TITLE and info["Author"].strip() == BRANDED_AUTHOR
+    first = pdftext(path, "-f", "1", "-l", "1")
+    assert first.startswith(f"{BRANDED_TITLE}\n{BRANDED_AUTHOR}\n") and "Research:" not in first
+    assert pdftext(path, "-f", "2", "-l", "2").startswith(BRANDED_TITLE)  # the running header
+    assert "root:x:0:0" not in pdftext(path)
+    images = pdfimages(path)
+    assert [(row[0], row[3], row[4]) for row in images] == [("1", "120", "40")]  # the logo, on page 1
+
+
+def test_svg_logo_is_drawn(tmp_path: Path) -> None:
+    logo = tmp_path / "logo.svg"
+    logo.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="90" height="30"><text x="2" y="20" '
+                    'font-family="sans-serif">LOGO-SVG</text></svg>')
+    path = export(factory.results(3), tmp_path / "svg.pdf", logo=logo)
+    assert "LOGO-SVG" in pdftext(path, "-f", "1", "-l", "1")
+
+
+def test_the_documented_template_restyles_the_pdf(tmp_path: Path) -> None:
+    logo = tmp_path / "logo.jpg"
+    outputs = nbformat.read(Path(__file__).parent / "fixtures" / "notebooks" / "outputs.ipynb", as_version=4)
+    logo.write_bytes(base64.b64decode(next(o["data"]["image/jpeg"] for cell in outputs.cells for o in cell.get("outputs", [])
+                                           if "image/jpeg" in o.get("data", {}))))
+    path = export(factory.results(80), tmp_path / "styled.pdf", title=BRANDED_TITLE, author=BRANDED_AUTHOR, logo=logo,
+                  template=docs_template(tmp_path))
+    info = pdfinfo(path)
+    assert info["Title"].strip() == BRANDED_TITLE and info["Author"].strip() == BRANDED_AUTHOR
+    second = pdftext(path, "-f", "2", "-l", "2")
+    assert second.startswith(f"Example Lab · {BRANDED_TITLE} internal") and "Example Lab · page 2" in second
+    assert [row[0] for row in pdfimages(path)] == ["1"]
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
+    assert "DejaVuSans" in fonts and "Libertinus" not in fonts.split("DejaVuSansMono")[0].replace("DejaVuSans-", "")
+
+
+def test_nbconvert_takes_the_same_template(tmp_path: Path) -> None:
+    source = tmp_path / "any.ipynb"
+    nbformat.write(any_notebook(), source)
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "typst-pdf",
+                    f"--TypstPDFExporter.typst_template={docs_template(tmp_path)}", str(source)],
+                   check=True, capture_output=True, timeout=120)
+    text = pdftext(tmp_path / "any.pdf")
+    assert "Example Lab · page 1" in text and "hello from stdout" in text
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ('#import "/torq.typ": report\n#show: report.with(colour: red)\n', "unexpected argument: colour"),
+    ('#import "/torq.typ": report\n#show: report.with(\n', "unclosed delimiter"),
+    ('#import "brand-colours.typ": *\n', "file not found"),
+])
+def test_a_broken_template_names_its_file_and_typsts_message(tmp_path: Path, source: str, message: str) -> None:
+    template = tmp_path / "mine.typ"
+    template.write_text(source)
+    with pytest.raises(RuntimeError) as caught:
+        export(factory.results(2), tmp_path / "broken.pdf", template=template)
+    text = str(caught.value)
+    assert str(template) in text and message in text, text
+    assert f"{template}:2" in text or message == "file not found", text  # the line Typst points at
+    assert "torq-typst-" not in text  # no temporary folder: the names the user knows
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert not (tmp_path / "broken.pdf").exists()

@@ -103,15 +103,16 @@ def to_html(results: ExportInput, style: ReportStyle = PLAIN) -> str:
 def to_pdf(results: ExportInput, engine: Engine = "typst", style: ReportStyle = PLAIN) -> bytes:
     """The report as PDF bytes: Typst by default (``style``: title, author, logo, a Typst template);
     nbconvert's ``webpdf`` or ``latex`` where installed."""
-    from torq_nb.export.report import report_notebook, report_sections, trees
+    from torq_nb.export.report import report_notebook, report_sections, title, trees
 
     run = normalize(results)
-    sections = report_sections(run)
-    nb = report_notebook(run, sections)
+    sections = report_sections(run, style=style)
+    nb = report_notebook(run, sections, style)
     if engine == "typst":
-        from torq_nb.export.typst_pdf import render_pdf
+        from torq_nb.export.typst_pdf import TEMPLATE, render_pdf
 
-        return render_pdf(nb, title=run.title, trees=trees(sections))
+        return render_pdf(nb, title=title(run, style), trees=trees(sections), author=style.author, logo=style.logo,
+                          template=style.template_for("pdf") or TEMPLATE)
     if engine == "latex":
         missing = [tool for tool in ("xelatex", "pandoc") if shutil.which(tool) is None]
         if missing:

@@ -245,7 +245,8 @@ def table_node(head: Sequence[Cell], rows: Sequence[Sequence[Cell]], align: list
     head = [_flat(c) for c in head] + [""] * (ncols - len(head)) if head else []
     rows = [[_flat(c) for c in r] + [""] * (ncols - len(r)) for r in rows]
     longest = [""] * ncols
-    for row in ([head] if head else []) + rows[:500]:
+    # The first and last rows: a number column (ranks, counts) is widest at its end.
+    for row in ([head] if head else []) + (rows if len(rows) <= 1000 else rows[:500] + rows[-500:]):
         for i, cell in enumerate(row):
             if len(plain := _cell_text(cell)) > len(longest[i]):
                 longest[i] = plain

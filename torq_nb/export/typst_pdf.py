@@ -14,6 +14,7 @@ import binascii
 import json
 import logging
 import re
+import shutil
 import tempfile
 import threading
 import urllib.parse
@@ -31,7 +32,10 @@ from torq_nb.export.mdtree import Node, Tree, html_blocks, html_tables, markdown
 from torq_nb.export.texmath import definitions, math_node, to_typst
 from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, URL_CHARS, clip
 
-TEMPLATE = Path(__file__).parent / "templates" / "typst" / "notebook.typ"
+_TEMPLATES = Path(__file__).parent / "templates" / "typst"
+TEMPLATE = _TEMPLATES / "notebook.typ"
+#: The template's parts (``report``, ``render``, ``doc``...), which every template imports as ``/torq.typ``.
+BASE = _TEMPLATES / "torq.typ"
 #: Preferred families, first match wins per glyph; Typst falls back further on its own.
 BODY_FONTS = ("Libertinus Serif", "Noto Serif CJK SC", "Noto Serif CJK KR", "Noto Sans CJK SC", "DejaVu Sans")
 MONO_FONTS = ("DejaVu Sans Mono", "Noto Sans Mono CJK SC", "Noto Sans CJK SC")
@@ -370,9 +374,10 @@ def _link_targets(blocks: list[Node], anchors: list[Node], refs: list[Node]) -> 
             _unlink(anchor)
 
 
-def _bound(nodes: list[Node]) -> None:
+def _bound(nodes: list[Node], maths: list[Node]) -> list[Node]:
     """Clip, in place, every string of the tree that Typst would lay out; a link to an over-long URL
-    becomes a plain span (its text kept). One pass over the nodes. (Over-long labels: ``_link_targets``.)"""
+    becomes a plain span (its text kept). One pass over the nodes, which also collects the math nodes into
+    ``maths`` (in document order) and returns it. (Over-long labels: ``_link_targets``.)"""
     for n in nodes:
         for key in ("v", "src", "tex"):
             if isinstance(value := n.get(key), str) and len(value) > TEXT_CHARS:
@@ -380,7 +385,9 @@ def _bound(nodes: list[Node]) -> None:
         if isinstance(lang := n.get("lang"), str) and len(lang) > 40:
             n["lang"] = ""
         kind = n.get("t")
-        if kind == "link" and len(n["url"]) > URL_CHARS:
+        if kind == "math":
+            maths.append(n)
+        elif kind == "link" and len(n["url"]) > URL_CHARS:
             _unlink(n)
         if kind == "table":
             for row in (n["head"], *n["rows"]):
@@ -389,15 +396,16 @@ def _bound(nodes: list[Node]) -> None:
                         if len(cell) > TABLE_CELL_CHARS:
                             row[i] = clip(cell, TABLE_CELL_CHARS)
                     else:
-                        _bound(cell)
+                        _bound(cell, maths)
             n["widths"] = [clip(w, TITLE_CHARS) if isinstance(w, str) else w for w in n["widths"]]
         elif kind == "list":
             for item in n["items"]:
-                _bound(item)
+                _bound(item, maths)
         elif kind == "cell":
-            _bound(n["outputs"])
+            _bound(n["outputs"], maths)
         if isinstance(n.get("c"), list):
-            _bound(n["c"])
+            _bound(n["c"], maths)
+    return maths
 
 
 def _unlink(node: Node) -> None:
@@ -408,11 +416,21 @@ def _unlink(node: Node) -> None:
 
 def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: str = "a4",
                       fonts: typst.Fonts | None = None, trees: Mapping[int, Tree] | None = None,
-                      base: Path | None = None) -> dict[str, Any]:
-    """The JSON tree the template renders: title, metadata lines, and one node per cell part. ``trees``
-    gives some Markdown cells' nodes by cell number (blocks, anchors, refs, as ``markdown_tree`` returns
-    them), built by the caller from the data the cell's Markdown was written from; the others are parsed.
-    ``base``: the notebook's folder, where Markdown images given by relative path are looked for."""
+                      base: Path | None = None, author: str | None = None, logo: Path | None = None) -> dict[str, Any]:
+    """The JSON tree the template renders: title, authors, logo, metadata lines, and one node per cell part.
+    ``trees`` gives some Markdown cells' nodes by cell number (blocks, anchors, refs, as ``markdown_tree``
+    returns them), built by the caller from the data the cell's Markdown was written from; the others are
+    parsed. ``base``: the notebook's folder, where Markdown images given by relative path are looked for.
+    ``author`` (instead of the notebook's authors) goes into the PDF's metadata; ``logo``, an image file, is
+    copied into ``root`` for the top of the first page."""
+    return _document(nb, root, title=title, paper=paper, fonts=fonts, trees=trees, base=base, author=author,
+                     logo=logo)[0]
+
+
+def _document(nb: NotebookNode, root: Path, *, title: str, paper: str, fonts: typst.Fonts | None,
+              trees: Mapping[int, Tree] | None, base: Path | None, author: str | None,
+              logo: Path | None) -> tuple[dict[str, Any], list[Node]]:
+    """``notebook_document``'s tree, and its math nodes (for finding what Typst refuses)."""
     images = _Images(root, base)
     lang = (nb.metadata.get("language_info") or {}).get("name") or (nb.metadata.get("kernelspec") or {}).get("language") or ""
     blocks: list[Node] = []
@@ -432,24 +450,29 @@ def notebook_document(nb: NotebookNode, root: Path, *, title: str = "", paper: s
                            "outputs": outputs})
         elif source.strip():
             blocks += _raw_cell(cell, source, images)
-    _bound(blocks)
-    _typeset_math(blocks)
+    maths = _bound(blocks, [])
+    _typeset_math(maths)
     _link_targets(blocks, anchors, refs)
     first = blocks[0] if blocks else {}
     nb_title = clip(str(nb.metadata.get("title") or title or "Notebook"), CELL_CHARS)
-    meta = [["Authors", clip(", ".join(str(a.get("name", a)) if isinstance(a, dict) else str(a) for a in nb.metadata["authors"]),
-                             CELL_CHARS)]] if isinstance(nb.metadata.get("authors"), list) else []
+    names = [str(a.get("name", a)) if isinstance(a, dict) else str(a) for a in nb.metadata["authors"]] \
+        if isinstance(nb.metadata.get("authors"), list) else []
+    meta = [["Authors", clip(", ".join(names), CELL_CHARS)]] if names else []
     available = set(fonts.families()) if fonts else set()
+    if logo is not None:
+        shutil.copyfile(logo, root / ("logo" + logo.suffix.lower()))
     return {
         "title": nb_title,
         "running_title": _running_title(nb_title),
+        "authors": [clip(name, TITLE_CHARS) for name in ([author] if author else names)],
+        "logo": "/logo" + logo.suffix.lower() if logo is not None else None,
         "show_title": not (first.get("t") == "h" and first.get("level") == 1),
         "meta": meta,
         "paper": paper,
         "fonts": [f for f in BODY_FONTS if f in available] or list(BODY_FONTS[:1]),
         "mono": [f for f in MONO_FONTS if f in available] or list(MONO_FONTS[:1]),
         "blocks": blocks,
-    }
+    }, maths
 
 
 #: A raw cell's format (its ``format`` or ``raw_mimetype`` metadata) as the language of its code block.
@@ -474,27 +497,12 @@ def _raw_cell(cell: NotebookNode, source: str, images: _Images) -> list[Node]:
     return [{"t": "codeblock", "v": breakable(source), "lang": _RAW_LANGS.get(fmt, "")}]
 
 
-def _math_nodes(value: Any) -> list[Node]:
-    """Every math node in a tree of nodes, in document order."""
-    found: list[Node] = []
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if item.get("t") == "math":
-                found.append(item)
-            stack += [v for v in reversed(list(item.values())) if isinstance(v, list)]
-        elif isinstance(item, list):
-            stack += [v for v in reversed(item) if isinstance(v, (dict, list))]
-    return found
-
-
-def _typeset_math(blocks: list[Node]) -> None:
+def _typeset_math(maths: list[Node]) -> None:
     """Gives every Markdown math node its Typst form (``v``), with the notebook's own argument-less
     ``\\newcommand`` definitions (MathJax keeps them from where they appear to the end of the notebook);
     a span that only defines macros prints nothing. Nodes that do not convert print their TeX."""
     macros: dict[str, str] = {}
-    for node in _math_nodes(blocks):
+    for node in maths:
         if "v" in node:
             continue
         defined, rest = definitions(node["tex"])
@@ -540,14 +548,18 @@ def _refused_math(compiler: typst.Compiler, nodes: list[Node]) -> list[Node]:
 
 def render_pdf(nb: NotebookNode, *, title: str = "", paper: str = "a4", font_paths: tuple[str, ...] = (),
                template: Path = TEMPLATE, trees: Mapping[int, Tree] | None = None, base: Path | None = None,
-               log: logging.Logger | None = None) -> bytes:
-    """Compile ``nb`` to PDF bytes with the Typst template (``trees``, ``base``: see ``notebook_document``).
-    Typst's warnings go to ``log``; math Typst refuses is printed as its TeX (and logged), never a failed export."""
+               author: str | None = None, logo: Path | None = None, log: logging.Logger | None = None) -> bytes:
+    """Compile ``nb`` to PDF bytes with the Typst ``template`` (``trees``, ``base``, ``author``, ``logo``: see
+    ``notebook_document``), which may import the package's parts as ``/torq.typ``. Typst's warnings go to
+    ``log``; math Typst refuses is printed as its TeX (and logged), never a failed export; a template that
+    fails is a RuntimeError naming it, with Typst's message."""
     log = log or _log
     fonts = _fonts(tuple(font_paths))
     with tempfile.TemporaryDirectory(prefix="torq-typst-") as tmp:
         root = Path(tmp)
-        doc = notebook_document(nb, root, title=title, paper=paper, fonts=fonts, trees=trees, base=base)
+        doc, maths = _document(nb, root, title=title, paper=paper, fonts=fonts, trees=trees, base=base, author=author,
+                               logo=logo)
+        shutil.copyfile(BASE, root / BASE.name)
         compiler = typst.Compiler(root=str(root), font_paths=fonts)
         source = template.read_bytes()
         while True:
@@ -555,10 +567,10 @@ def render_pdf(nb: NotebookNode, *, title: str = "", paper: str = "a4", font_pat
                 pdf, warnings = compiler.compile_with_warnings(input=source, format="pdf", sys_inputs={"doc": json.dumps(doc)})
                 break
             except typst.TypstError as exc:
-                maths = [n for n in _math_nodes(doc["blocks"]) if n.get("v")]
-                refused = _refused_math(compiler, maths) if maths else []
+                converted = [n for n in maths if n.get("v")]
+                refused = _refused_math(compiler, converted) if converted else []
                 if not refused:
-                    raise RuntimeError(f"Typst could not typeset the notebook: {exc.message}") from None
+                    raise _template_error(exc, template, root) from None
                 for node in refused:
                     del node["v"]
                 log.warning("Typst refused %d converted math span(s), printed as TeX instead; the first: %s",
@@ -567,6 +579,20 @@ def render_pdf(nb: NotebookNode, *, title: str = "", paper: str = "a4", font_pat
         log.warning("Typst: %s", message)
     assert isinstance(pdf, bytes)
     return pdf.replace(_SUSPECTS, b"/MarkInfo<</Marked true>>".ljust(len(_SUSPECTS)), 1)
+
+
+def _template_error(exc: typst.TypstError, template: Path, root: Path) -> RuntimeError:
+    """Typst's error as one message: for a template of the user's, its file and Typst's diagnostic (with the
+    file and line it points at, named as the user knows them), so that they can fix it."""
+    if template == TEMPLATE:
+        return RuntimeError(f"Typst could not typeset the notebook: {exc.message}")
+
+    def named(text: str) -> str:  # the private root's files by their names in it, the main file by its path
+        return re.sub(r"\S*" + re.escape(root.name) + "/", "", text).replace("__typst_py_bytes__.typ", str(template))
+    where = named(str(getattr(exc, "diagnostic", "") or "")).strip()
+    return RuntimeError(f"the Typst template {template} failed: {named(exc.message)}" + (f"\n{where}" if where else "") +
+                        '\n(a template can read only what the export gives it: #import "/torq.typ" and doc.logo; see '
+                        "docs/templates.md)")
 
 
 def _warning_text(warning: Any) -> str:
