@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,9 @@ def test_a_batch_report_is_the_same_html_with_the_same_style(browser: Any, tmp_p
     context.close()
     markdown = batch.export(tmp_path / "batch.md", title="Energy sweep", author="Ops").read_text("utf-8")
     assert markdown.startswith("# Energy sweep\n\nOps\n")
+    with zipfile.ZipFile(batch.export(tmp_path / "batch.zip", title="Energy sweep")) as bundle:  # the same writers
+        assert "<h1>Energy sweep</h1>" in bundle.read("batch.html").decode("utf-8")
+        assert bundle.read("batch.csv").startswith(b"topic,")
     with pytest.raises(ValueError, match="unknown"):
         batch.export(tmp_path / "batch.docx")
 
