@@ -1,7 +1,7 @@
 """marimo as a host, for real: ``marimo run`` on loopback driven by Debian's Chromium, against a loopback SearXNG.
 
-The README's way works there as in JupyterLab: ``research()`` shows the live widget while its cell runs (with
-the stop hint, since marimo takes no click while a cell is busy), a tracker as a cell's value and
+The README's way works there as in JupyterLab: ``research()`` and ``research_many()`` show their live widget
+while their cell runs (with the stop hint, since marimo takes no click while a cell is busy), a tracker as a cell's value and
 ``display(tracker)`` are the live widget, the results card lays its table out, and a background job's Cancel
 button stops it with partial results.
 """
@@ -57,6 +57,12 @@ def _(torq_nb):
 
 @app.cell
 def _(results, torq_nb):
+    batch = torq_nb.research_many(["solar energy storage", "grid batteries"], store=None)
+    return (batch,)
+
+
+@app.cell
+def _(batch, torq_nb):
     job = torq_nb.start_research("grid batteries")
     job
     return
@@ -66,6 +72,12 @@ if __name__ == "__main__":
     app.run()
 '''
 
+#: The batch widget's state, and whether it offers Cancel or the stop hint.
+BATCH = """els => els.map(e => ({
+    state: e.dataset.state,
+    cancel: !e.querySelector('.torq-batch__cancel').hidden,
+    hint: e.querySelector('.torq-batch__hint').textContent,
+}))"""
 #: Every widget's operation, state and stage, and whether it offers Cancel or the stop hint.
 WIDGETS = """els => els.map(e => ({
     operation: e.querySelector('.torq-progress__operation').textContent,
@@ -89,9 +101,11 @@ def test_marimo_shows_every_view_live_and_cancel_works(tmp_path: Path) -> None:
                 page.goto(address)
                 widgets = page.locator(".torq-progress")
                 seen: list[list[dict[str, object]]] = []
-                deadline = time.monotonic() + 120
+                batches: list[list[dict[str, object]]] = []
+                deadline = time.monotonic() + 180
                 while time.monotonic() < deadline:
                     seen.append(widgets.evaluate_all(WIDGETS))
+                    batches.append(page.locator(".torq-batch").evaluate_all(BATCH))
                     if len(seen[-1]) == 4 and seen[-1][3]["state"] == "running" and seen[-1][3]["cancel"]:
                         break
                     time.sleep(0.2)
@@ -103,6 +117,11 @@ def test_marimo_shows_every_view_live_and_cancel_works(tmp_path: Path) -> None:
                 final = seen[-1]
                 assert final[0]["state"] == "complete"
                 assert [w["operation"] for w in final[1:3]] == ["pipeline as a value", "pipeline through display()"]
+                # research_many() is live in its cell too, with the stop hint while it holds the cell.
+                batch_seen = [shown[0] for shown in batches if shown]
+                assert any(b["state"] == "running" and not b["cancel"] and "interrupt" in str(b["hint"])
+                           for b in batch_seen), batch_seen
+                assert batch_seen[-1]["state"] == "complete" and not batch_seen[-1]["hint"], batch_seen[-1]
 
                 job = widgets.filter(has_text="grid batteries")
                 job.locator(".torq-progress__cancel").click()
