@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
 import zipfile
 from collections.abc import Iterator
@@ -245,3 +246,17 @@ def test_the_results_card_shows_any_subset_of_the_columns(columns: list[str]) ->
     assert heads == [head for head in ("#", "title", "domain", "status", "words") if head in {expected[c] for c in columns}]
     if "url" in columns:
         assert card.count("href='https://example.org/articles/") == 3
+
+
+def test_a_broken_template_says_where_and_what_to_read(tmp_path: Path) -> None:
+    results = factory.results(2)
+    template = tmp_path / "t.html.j2"
+    template.write_text("<p>{{ nope }}</p>")
+    with pytest.raises(ValueError, match=r"t\.html\.j2 could not be rendered: 'nope' is undefined.*docs/templates\.md"):
+        export(results, tmp_path / "a.html", template=template)
+    template.write_text("<p>\n{% block %}</p>")
+    with pytest.raises(ValueError, match=r"t\.html\.j2 \(line 2\)"):
+        export(results, tmp_path / "b.html", template=template)
+    template.write_text("<p>{{ title }}</p>")  # fixed: the same session sees the new file
+    os.utime(template, (1e9, 2e9))
+    assert export(results, tmp_path / "c.html", template=template).read_text("utf-8") == "<p>Research: Solar energy</p>"

@@ -568,9 +568,11 @@ def _asset(name: str) -> str:
     return (_TEMPLATES / "torq_html" / name).read_text(encoding="utf-8")
 
 
+@cache
 def _environment(folder: Path | None) -> Any:
     """A Jinja environment with autoescape on, finding the package's templates (``torq_html/index.html.j2``)
-    and, first, those in ``folder`` (the user's template's own folder)."""
+    and, first, those in ``folder`` (the user's template's own folder). Kept: it keeps its compiled templates,
+    and reloads one whose file changed."""
     import jinja2
 
     folders = [str(folder), str(_TEMPLATES)] if folder is not None else [str(_TEMPLATES)]
@@ -588,19 +590,28 @@ def html_document(sections: list[Section], heading: str, style: ReportStyle = PL
     """The HTML report of ``sections`` (the first is the header: its fragment is the facts), rendered by the
     user's template (``style.template_for("html")``) or the package's; the variables it gets are in
     docs/templates.md ("HTML")."""
+    import jinja2
     from markupsafe import Markup
 
     template_file = style.template_for("html")
-    env = _environment(template_file.parent if template_file is not None else None)
-    template = env.get_template(template_file.name if template_file is not None else "torq_html/index.html.j2")
     nonce = secrets.token_urlsafe(18)
     csp = (f"default-src 'none'; img-src data:; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
            "base-uri 'none'; form-action 'none'")
-    # Markup marks what is HTML already: fragments escaped by text.py and the template's own files; any other
-    # value is plain text, escaped by autoescape.
-    return str(template.render(
-        title=heading, author=clip(style.author, TITLE_CHARS) if style.author else None,
-        logo=logo_uri(style.logo) if style.logo is not None else None,
-        facts=Markup(sections[0].html()), sections=[Markup(section.html()) for section in sections[1:]],
-        css=Markup(_asset("report.css")), script=Markup(_asset("report.js")), nonce=nonce, csp=csp))
+    try:
+        env = _environment(template_file.parent.resolve() if template_file is not None else None)
+        template = env.get_template(template_file.name if template_file is not None else "torq_html/index.html.j2")
+        # Markup marks what is HTML already: fragments escaped by text.py and the template's own files; any other
+        # value is plain text, escaped by autoescape.
+        return str(template.render(
+            title=heading, author=clip(style.author, TITLE_CHARS) if style.author else None,
+            logo=logo_uri(style.logo) if style.logo is not None else None,
+            facts=Markup(sections[0].html()), sections=[Markup(section.html()) for section in sections[1:]],
+            css=Markup(_asset("report.css")), script=Markup(_asset("report.js")), nonce=nonce, csp=csp))
+    except jinja2.TemplateError as exc:
+        if template_file is None:
+            raise
+        where = f" (line {exc.lineno})" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
+        raise ValueError(f"the HTML template {template_file}{where} could not be rendered: {exc}. Its variables and the "
+                         "default template's blocks (extend 'torq_html/index.html.j2') are listed in docs/templates.md, "
+                         "section HTML") from None
 
