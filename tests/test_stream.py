@@ -20,7 +20,7 @@ from fake_search import FIXTURE_PAGES, SearchServer, load_pages, search_environm
 from web_faults import FaultServer
 
 import torq_nb
-from torq_nb.research.batch import BATCH_SCHEMA, research_many
+from torq_nb.research.batch import BATCH_SCHEMA, research_many, start_research_many
 from torq_nb.research.fetch import FetchPolicy
 from torq_nb.research.models import Hit
 from torq_nb.research.pipeline import ResearchCancelled
@@ -334,6 +334,23 @@ def test_a_batch_streams_every_topics_rows_with_the_topic_first(search: SearchSe
     assert rows.columns == list(BATCH_SCHEMA)
     assert rows.sort("topic", "rank").equals(results.df.sort("topic", "rank"))
     assert any(0 < ended < len(topics) and height > 0 for ended, height in seen), seen  # rows while it ran
+    assert not is_open(path)
+
+
+def test_a_cancelled_batch_leaves_every_row_it_reached(faults: FaultServer, tmp_path: Path) -> None:
+    path = tmp_path / "batch.ndjson"
+    urls = [faults.url("/ok"), *(faults.url(f"/sleep?s=30&n={i}") for i in range(3))]
+    job = start_research_many(["first", "second"], source=ListedHits(urls), policy=POLICY, display=False,
+                              stream_to=path)
+    deadline = time.monotonic() + 60
+    while read_whole_lines(path, BATCH_SCHEMA).height < 2:  # each topic's fast page is in, the slow ones in flight
+        assert time.monotonic() < deadline and not job.done()
+        time.sleep(0.02)
+    assert job.cancel()
+    results = job.result(timeout=60)
+    rows = read(path, BATCH_SCHEMA)
+    assert rows.sort("topic", "rank").equals(results.df.sort("topic", "rank"))
+    assert dict(rows.group_by("status").len().iter_rows()) == {"ok": 2, "cancelled": 6}
     assert not is_open(path)
 
 
