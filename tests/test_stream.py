@@ -220,11 +220,16 @@ def test_a_stream_that_cannot_be_is_refused_at_the_call_before_any_search(search
     assert search.requests == []
 
 
-def test_a_bad_topic_leaves_an_existing_file_alone(tmp_path: Path) -> None:
+def test_a_bad_call_leaves_an_existing_file_alone(tmp_path: Path) -> None:
     path = tmp_path / "rows.ndjson"
     path.write_text('{"rank": 1}\n', "utf-8")
     with pytest.raises(ValueError, match="non-empty"):
         torq_nb.research("  ", source="local", path=str(tmp_path), display=False, stream_to=path)
+    with pytest.raises(TypeError, match="progress_callback"):
+        torq_nb.start_research("x", source="local", path=str(tmp_path), display=False, stream_to=path,
+                               progress_callback="print")
+    with pytest.raises(ValueError, match="depth"):
+        research_many(["x"], "huge", source="local", path=str(tmp_path), display=False, stream_to=path)
     assert path.read_text("utf-8") == '{"rank": 1}\n'
 
 

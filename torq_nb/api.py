@@ -77,7 +77,6 @@ def _request(
     """The parameters of every research function (documented on ``research``): the provider they build
     (WebSearchProvider validates them), the arguments of the run and where its rows stream. Everything is
     checked here, before a stream file is started afresh."""
-    from torq_nb.research.pipeline import check_topic, get_depth
     from torq_nb.research.provider import WebSearchProvider
 
     provider = WebSearchProvider(source, policy=policy, allow_private_networks=allow_private_networks,
@@ -87,7 +86,7 @@ def _request(
         from torq_nb.export.stream import stream_format
 
         stream_format(stream_to)
-        check_topic(topic, get_depth(depth), provider.source)
+        provider.check_run(topic, depth, progress_callback)
     return provider, {"topic": topic, "depth": depth, "progress_callback": progress_callback, "display": display}, stream_to
 
 

@@ -20,7 +20,7 @@ from torq_nb.progress.tracker import StatusCallback as ProgressCallback
 from torq_nb.research.extract import Extractor, shared_extractor
 from torq_nb.research.fetch import FetchPolicy
 from torq_nb.research.jobs import ResearchJob
-from torq_nb.research.pipeline import RowCallback, Run, check_topic, get_depth, run_research
+from torq_nb.research.pipeline import Depth, RowCallback, Run, check_topic, get_depth, run_research
 from torq_nb.research.results import ResearchResults
 from torq_nb.research.sources import Source, resolve_source
 from torq_nb.research.store import DEFAULT_MAX_AGE, DEFAULT_STORE, StoreArgument, StoreSession, resolve_store
@@ -86,12 +86,18 @@ class WebSearchProvider:
         StoreSession(self.store, max_age=max_age, refresh=refresh)  # checks them now, at the call
         self.max_age, self.refresh = max_age, refresh
 
-    def _prepare(self, topic: str, depth: str, progress_callback: ProgressCallback | None,
-                 on_row: RowCallback | None = None) -> Run:
+    def check_run(self, topic: str, depth: str, progress_callback: ProgressCallback | None) -> tuple[str, Depth]:
+        """The run's topic (stripped) and depth, checked: a TypeError or ValueError that says what to fix. A
+        caller with something to set up first (a stream file) calls it before; making the run calls it too."""
         depth_spec = get_depth(depth)
         topic = check_topic(topic, depth_spec, self.source)
         if progress_callback is not None and not callable(progress_callback):
             raise TypeError(f"progress_callback must be a function taking a status dict, not {progress_callback!r}")
+        return topic, depth_spec
+
+    def _prepare(self, topic: str, depth: str, progress_callback: ProgressCallback | None,
+                 on_row: RowCallback | None = None) -> Run:
+        topic, depth_spec = self.check_run(topic, depth, progress_callback)
         tracker = ProgressTracker(f"research: {topic}", metadata={"topic": topic, "depth": depth,
                                                                  "source": self.source.name})
         if progress_callback is not None:
