@@ -48,6 +48,11 @@ def timed(make: Callable[[Any], object], n: int, repeat: int, prepare: Callable[
     return min(times)
 
 
+#: The PDF's branding case: a template of one's own (docs/templates.md) and a logo from the test fixtures.
+LOGO = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "notebooks" / "images" / "relative.png"
+BRAND = '#import "/torq.typ": report\n#show: report.with(font: ("DejaVu Sans",), header: [Benchmark lab])\n'
+
+
 def webpdf_available() -> str | None:
     """None if nbconvert's webpdf can run here, else why not."""
     try:
@@ -76,10 +81,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
+        (out / "brand.typ").write_text(BRAND)
         cases: dict[str, Callable[[Any], object]] = {
             "Markdown": to_markdown,
             "HTML": to_html,
             "PDF (Typst)": to_pdf,
+            "PDF (Typst), own template and logo": lambda r: export(r, out / "b.pdf", title="Benchmark report", author="Bench",
+                                                                  logo=LOGO, template=out / "brand.typ"),
             "CSV": lambda r: export(r, out / "r.csv"),
             "JSON": lambda r: export(r, out / "r.json"),
             "NDJSON": lambda r: export(r, out / "r.ndjson"),
