@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import importlib
 import inspect
 import pydoc
 import re
 import warnings
 
+import cmarkgfm
 import polars as pl
 import pytest
 from fake_search import SearchServer, load_pages
 from web_faults import FaultServer
 
 import torq_nb
+from torq_nb.export.manager import to_html, to_markdown
 from torq_nb.research.fetch import FetchPolicy
 from torq_nb.research.models import Hit
 from torq_nb.research.pipeline import ResearchCancelled
 from torq_nb.research.results import SCHEMA
 from torq_nb.research.sources import SearXNG, Source, SourceError
+from torq_nb.research.synthesize import QUICK_DEPTH
 
 FAST = FetchPolicy(allow_private_networks=True, retries=1, backoff=0.01, total_timeout=2.0, read_timeout=1.0,
                    connect_timeout=1.0)
@@ -106,7 +110,11 @@ async def test_quick_depth_lists_snippets_without_fetching():
     assert 0 < results.df.height <= 5
     assert set(results.df["status"]) == {"snippet"}
     assert page_requests == []
-    assert "[" not in results.summary  # nothing read, nothing cited
+    # Its summary says what quick depth is (not "No pages could be read"), in every view of the run.
+    assert results.summary == QUICK_DEPTH
+    for shown in (results._repr_html_(), cmarkgfm.github_flavored_markdown_to_html(to_markdown(results)), to_html(results)):
+        text = html.unescape(re.sub(r"<[^>]+>", "", shown))
+        assert "Quick depth reads no pages" in text and "No pages could be read" not in text
 
 
 def test_unknown_depth_and_empty_topic_are_clear_errors():

@@ -174,7 +174,7 @@ class ResearchResults:
     def _repr_html_(self) -> str:
         """The notebook view: counts, the cited summary and the table's documented columns that it has. Page
         text stays text (escaped by ``torq_nb.export.text``, as every export is) and is bounded as in the report."""
-        from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, URL_CHARS, clip, html_text, shown_summary, summary_html
+        from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, URL_CHARS, clip, html_text, summary_html
 
         def link(text: str, url: str | None) -> str:
             label = html_text(clip(text, TITLE_CHARS))
@@ -205,7 +205,7 @@ class ResearchResults:
         return (
             f"<div class='torq-results tex2jax_ignore mathjax_ignore'><h3>{html_text(clip(self.title, TITLE_CHARS))}</h3>"
             f"<p><small>{context} · {' · '.join(facts)}</small></p>"
-            f"{summary_html(shown_summary(self))}"
+            f"{summary_html(self.summary)}"
             f"<style>{_CARD_CSS}</style>"
             f"{table}"
             "<p><small>The full table is <code>.df</code> (Polars); <code>.export(path)</code> writes a report.</small></p></div>"

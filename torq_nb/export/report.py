@@ -46,7 +46,6 @@ from torq_nb.export.text import (
     md_block_start,
     md_expr,
     md_text,
-    shown_summary,
     summary_paragraphs,
 )
 from torq_nb.results import ResearchResults
@@ -509,7 +508,7 @@ def report_sections(results: ExportInput, *, level: int = 2, prefix: str = "", s
     ranks = set(df.select(_rank(df)).to_series().to_list()) if df.height else set()
     heading = "#" * level
     sections = [_header(run, level - 1, style)]
-    summary = shown_summary(run)
+    summary = run.summary
     paragraphs = summary_paragraphs(clip(summary, SUMMARY_CHARS))
     cited = {part for paragraph in paragraphs for part in paragraph if isinstance(part, int)} & ranks
     if summary.strip():

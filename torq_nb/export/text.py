@@ -21,12 +21,9 @@ value in full. A search snippet is a fragment of its page and reads as one (``fr
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
-
-if TYPE_CHECKING:
-    from torq_nb.results import ResearchResults
 
 #: At most this many characters of one title, heading or label reach a document.
 TITLE_CHARS = 300
@@ -118,19 +115,6 @@ def summary_paragraphs(summary: str) -> list[list[str | int]]:
     """The summary's paragraphs (split at blank lines), each a list of text pieces and citation numbers."""
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", summary.replace("\r\n", "\n")) if p.strip()]
     return [[int(part) if i % 2 else part for i, part in enumerate(_CITATION.split(p)) if part] for p in paragraphs]
-
-
-#: What a quick-depth run shows instead of a summary: quick depth reads no pages, by design.
-QUICK_DEPTH = ("Quick depth reads no pages, so there is no summary: the results below are the search hits, each with "
-               "the snippet the search engine gave. Research at standard or deep depth to read the pages and summarise them.")
-
-
-def shown_summary(run: ResearchResults) -> str:
-    """The summary a reader is shown: the run's, but for a quick-depth run (no page read, by design) whose
-    summary cites nothing, what quick depth is; the synthesizer, given no page, can only say that none was read."""
-    quick = run.count("ok") == 0 and (run.depth == "quick" or run.count("snippet") > 0)
-    cites = any(isinstance(part, int) for paragraph in summary_paragraphs(run.summary) for part in paragraph)
-    return QUICK_DEPTH if quick and not cites else run.summary
 
 
 def html_text(value: Any) -> str:

@@ -25,7 +25,7 @@ from torq_nb.research.models import Document, Hit, Page
 from torq_nb.research.results import SCHEMA, ResearchResults
 from torq_nb.research.sources.base import Source, unique_hits
 from torq_nb.research.store import StoreSession
-from torq_nb.research.synthesize import SourceText, Synthesizer
+from torq_nb.research.synthesize import QUICK_DEPTH, SourceText, Synthesizer
 
 
 @dataclass(frozen=True)
@@ -283,17 +283,21 @@ async def run_research(
             else:
                 for rank, hit in enumerate(run.hits, start=1):
                     run.finish(rank, _row(rank, hit, "snippet", cached=hit in run.stored_hits))
-        tracker.progress("synthesizing", "writing the cited summary")
-        texts = [
-            SourceText(rank, row["title"] or row["url"], row["url"], row["content"])
-            for rank, row in sorted(run.rows.items())
-            if row["status"] == "ok"
-        ]
-        summary = await store.summary(synthesizer, run.topic, texts)  # the same texts were summarised before
-        if summary is None:
-            summary = await synthesizer.synthesize(run.topic, texts)
-            await store.save_summary(synthesizer, run.topic, texts, summary)
-        run.summary = summary
+        if run.depth.fetch:
+            tracker.progress("synthesizing", "writing the cited summary")
+            texts = [
+                SourceText(rank, row["title"] or row["url"], row["url"], row["content"])
+                for rank, row in sorted(run.rows.items())
+                if row["status"] == "ok"
+            ]
+            summary = await store.summary(synthesizer, run.topic, texts)  # the same texts were summarised before
+            if summary is None:
+                summary = await synthesizer.synthesize(run.topic, texts)
+                await store.save_summary(synthesizer, run.topic, texts, summary)
+            run.summary = summary
+        else:
+            tracker.progress("synthesizing", "no pages to summarise at quick depth")
+            run.summary = QUICK_DEPTH
     except (asyncio.CancelledError, KeyboardInterrupt):
         run.stop()
         tracker.cancel("cancelled")

@@ -47,6 +47,7 @@ from sentencex import segment
 
 __all__ = [
     "NO_SOURCES",
+    "QUICK_DEPTH",
     "ExtractiveSynthesizer",
     "OpenAICompatibleSynthesizer",
     "SourceText",
@@ -64,6 +65,9 @@ log = logging.getLogger(__name__)
 
 #: The whole summary when no page could be read: it cites nothing, since there is nothing to cite.
 NO_SOURCES = "No pages could be read for this topic, so there is nothing to summarise."
+#: The summary of a quick-depth run, which reads no page by design (so no synthesizer is asked).
+QUICK_DEPTH = ("Quick depth reads no pages, so there is no summary: the results are the search hits, each with the "
+               "snippet the search engine gave. Research at standard or deep depth to read the pages and summarise them.")
 
 _WORD = re.compile(r"\w+")
 # Reference marks copied from the page (Wikipedia's "[12]", "[3-5]", "[citation needed]"): they would read as ours.
