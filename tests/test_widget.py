@@ -23,10 +23,11 @@ from nbconvert import HTMLExporter
 
 from torq_nb.progress import ProgressStatus, ProgressTracker
 from torq_nb.progress.snapshot import status_html, status_line
-from torq_nb.progress.widget import WIDGET_VIEW_MIME, ProgressWidget, asset_dir
+from torq_nb.progress.widget import ProgressWidget, asset_dir
 
 HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 STATUS_FIELDS = {field.name for field in dataclasses.fields(ProgressStatus)}
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 # ----------------------------------------------------------------------------- a real kernel
@@ -250,6 +251,27 @@ def test_display_bundle_is_brought_up_to_the_final_state(kernel: Kernel) -> None
     assert 'data-state="complete"' in final["text/html"] and 'data-percent="100.0"' in final["text/html"]
     assert "<img" not in final["text/html"] and "<script" not in final["text/html"]
     assert ": complete 100%" in final["text/plain"]
+
+
+def test_display_bundle_holds_anywidgets_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What anywidget puts in a widget's bundle (the view; in Colab, metadata naming its widget manager) is in
+    ours too, with the static snapshot beside it."""
+    import anywidget.widget
+
+    tracker = ProgressTracker("bundle")
+    widget = ProgressWidget(tracker)
+    try:
+        colab = {WIDGET_VIEW_MIME: {"colab": {"custom_widget_manager": {"url": "https://example.invalid/m.js"}}}}
+        for host_metadata in ({}, colab):
+            monkeypatch.setattr(anywidget.widget, "repr_mimebundle",
+                                lambda model_id, repr_text, m=host_metadata: ({"text/plain": repr_text, WIDGET_VIEW_MIME: {
+                                    "version_major": 2, "version_minor": 1, "model_id": model_id}}, m))
+            own, own_metadata = widget._repr_mimebundle_()
+            data, metadata = widget._bundle(tracker.status())
+            assert metadata == own_metadata
+            assert data[WIDGET_VIEW_MIME] == own[WIDGET_VIEW_MIME] and data["text/html"].startswith("<")
+    finally:
+        widget.close()
 
 
 def test_failure_reaches_the_widget_and_the_saved_snapshot(kernel: Kernel) -> None:

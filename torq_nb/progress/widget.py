@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 #: ticks its own clock from ``duration``, so it needs no timestamp.
 KERNEL_ONLY: frozenset[str] = frozenset({"metadata", "timestamp"})
 
-WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
-
 #: What a blocked run's widget says instead of offering a Cancel button the kernel could not receive.
 STOP_HINT = "This cell is busy with the run: to stop it, interrupt the kernel (■, or I, I). Results so far are kept."
 
@@ -191,18 +189,20 @@ class LiveView(anywidget.AnyWidget):
             self._sync(snapshot)
             if final and not self._final_shown:
                 self._final_shown = True
-                bundle = self._bundle(snapshot)
+                data, metadata = self._bundle(snapshot)
                 for handle in self._handles:  # the static parts; the live view stays
-                    handle.update(bundle, raw=True)
+                    handle.update(data, metadata=metadata, raw=True)
 
     def _on_front_end_message(self, widget: Any, content: Any, buffers: Any) -> None:
         if content == {"type": "cancel"} and self._on_cancel is not None and not self._finished():
             self._on_cancel()
 
-    def _bundle(self, snapshot: Any) -> dict[str, Any]:
+    def _bundle(self, snapshot: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """anywidget's own display bundle (the widget view, and what hosts such as Colab need in its metadata),
+        plus the static text/html and text/plain of ``snapshot``."""
+        data, metadata = self._repr_mimebundle_() or ({}, {})
         html, plain = self._static(snapshot)
-        return {WIDGET_VIEW_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.model_id},
-                "text/html": html, "text/plain": plain}
+        return {**data, "text/html": html, "text/plain": plain}, metadata
 
     def _ipython_display_(self) -> None:
         """Show the live view with a text/html snapshot and text line beside it, kept to the final state."""
@@ -210,7 +210,8 @@ class LiveView(anywidget.AnyWidget):
 
         # Under the view's lock, so a run ending meanwhile either is in this bundle or updates this handle.
         with self._lock:
-            handle = display(self._bundle(self._latest), raw=True, display_id=True)
+            data, metadata = self._bundle(self._latest)
+            handle = display(data, metadata=metadata, raw=True, display_id=True)
             if handle is not None:
                 self._handles.append(handle)
 
