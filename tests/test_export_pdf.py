@@ -378,3 +378,24 @@ def test_a_broken_template_names_its_file_and_typsts_message(tmp_path: Path, sou
     assert "torq-typst-" not in text  # no temporary folder: the names the user knows
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
     assert not (tmp_path / "broken.pdf").exists()
+
+
+def test_a_long_table_is_set_in_parts_at_the_top_and_whole_inside_a_cell(tmp_path: Path) -> None:
+    rows = 2_100  # over the template's run-rows (2,000): a top-level table is split, one in a cell's output is not
+    nb = new_notebook()
+    nb.cells = [
+        new_markdown_cell("| key | value |\n|---|---:|\n" + "\n".join(f"| top-{i} | {i} |" for i in range(rows))),
+        new_code_cell("df", execution_count=1, outputs=[new_output("execute_result", execution_count=1, data={
+            "text/plain": "frame", "text/html": "<table><tr><th>name</th></tr>" +
+            "".join(f"<tr><td>inner-{i}</td></tr>" for i in range(rows)) + "</table>"})]),
+    ]
+    pdf, _ = TypstPDFExporter().from_notebook_node(nb)
+    path = tmp_path / "long.pdf"
+    path.write_bytes(pdf)
+    text = pdftext(path)
+    assert all(f"top-{i} {i}" in text for i in range(rows)) and all(f"inner-{i}\n" in text for i in range(rows))
+    pages = [pdftext(path, "-f", str(p), "-l", str(p)) for p in range(1, int(pdfinfo(path)["Pages"]) + 1)]
+    second_part = next(i for i, page in enumerate(pages) if "top-2000 " in page)
+    lines = pages[second_part].lstrip().splitlines()  # the running title, the table's header, then the part's first row
+    assert lines[1].startswith("key value") and lines[2].startswith("top-2000 "), lines[:3]
+    assert "top-1999 " in pages[second_part - 1] and "inner-" not in pages[second_part - 1]
