@@ -381,7 +381,7 @@ def test_a_broken_template_names_its_file_and_typsts_message(tmp_path: Path, sou
 
 
 def test_a_long_table_is_set_in_parts_at_the_top_and_whole_inside_a_cell(tmp_path: Path) -> None:
-    rows = 2_100  # over the template's run-rows (2,000): a top-level table is split, one in a cell's output is not
+    rows = 2_100  # over the template's run-rows (1,250): a top-level table is split in two, one in a cell's output is not
     nb = new_notebook()
     nb.cells = [
         new_markdown_cell("| key | value |\n|---|---:|\n" + "\n".join(f"| top-{i} | {i} |" for i in range(rows))),
@@ -395,7 +395,7 @@ def test_a_long_table_is_set_in_parts_at_the_top_and_whole_inside_a_cell(tmp_pat
     text = pdftext(path)
     assert all(f"top-{i} {i}" in text for i in range(rows)) and all(f"inner-{i}\n" in text for i in range(rows))
     pages = [pdftext(path, "-f", str(p), "-l", str(p)) for p in range(1, int(pdfinfo(path)["Pages"]) + 1)]
-    second_part = next(i for i, page in enumerate(pages) if "top-2000 " in page)
+    second_part = next(i for i, page in enumerate(pages) if "top-1050 " in page)  # equal parts
     lines = pages[second_part].lstrip().splitlines()  # the running title, the table's header, then the part's first row
-    assert lines[1].startswith("key value") and lines[2].startswith("top-2000 "), lines[:3]
-    assert "top-1999 " in pages[second_part - 1] and "inner-" not in pages[second_part - 1]
+    assert lines[1].startswith("key value") and lines[2].startswith("top-1050 "), lines[:3]
+    assert "top-1049 " in pages[second_part - 1] and "inner-" not in pages[second_part - 1]
