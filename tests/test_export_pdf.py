@@ -352,6 +352,25 @@ def test_the_documented_template_restyles_the_pdf(tmp_path: Path) -> None:
     assert "DejaVuSans" in fonts and "Libertinus" not in fonts.split("DejaVuSansMono")[0].replace("DejaVuSans-", "")
 
 
+def test_a_batch_pdf_takes_the_same_style(tmp_path: Path) -> None:
+    from torq_nb.research.batch import BatchResults, _Outcome
+
+    topics = ["solar heat", "wind power"]
+    batch = BatchResults(topics=topics, outcomes={t: _Outcome("complete", t, factory.results(30)) for t in topics},
+                         depth="standard", source="searxng")
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(_png(120, 40))
+    template = docs_template(tmp_path)
+    path = batch.export(tmp_path / "batch.pdf", title=BRANDED_TITLE, author=BRANDED_AUTHOR, logo=logo, template=template)
+    info = pdfinfo(path)
+    assert info["Title"].strip() == BRANDED_TITLE and info["Author"].strip() == BRANDED_AUTHOR
+    assert pdftext(path, "-f", "2", "-l", "2").startswith(f"Example Lab · {BRANDED_TITLE} internal")
+    assert [(row[0], row[3], row[4]) for row in pdfimages(path)] == [("1", "120", "40")]
+    with pytest.raises(ValueError, match="brand.typ is a PDF template, but this is a html export"):
+        batch.export(tmp_path / "batch.html", template=template)
+    assert not (tmp_path / "batch.html").exists()
+
+
 def test_nbconvert_takes_the_same_template(tmp_path: Path) -> None:
     source = tmp_path / "any.ipynb"
     nbformat.write(any_notebook(), source)

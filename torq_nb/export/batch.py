@@ -20,7 +20,7 @@ import nbformat
 import polars as pl
 
 from torq_nb.export.atomic import file_name
-from torq_nb.export.manager import _WRITERS, _exporter, _zip_into, resolve_format
+from torq_nb.export.manager import _WRITERS, _exporter, _zip_into, resolve_format, typst_report
 from torq_nb.export.report import (
     Column,
     Fact,
@@ -34,7 +34,6 @@ from torq_nb.export.report import (
     notebook,
     report_sections,
     table_section,
-    trees,
 )
 from torq_nb.export.style import PLAIN, ReportStyle
 from torq_nb.export.tabular import write_file
@@ -123,13 +122,12 @@ def _document(kind: str) -> Callable[[IO[bytes], BatchResults, dict[str, Any]], 
         sections = batch_sections(batch, style)
         if kind == "html":
             return fh.write(html_document(sections, _title(batch, style), style).encode("utf-8"))
-        nb = batch_notebook(batch, sections, style)
         if kind == "pdf":
             if options.get("engine", "typst") != "typst":
                 raise ValueError("a batch report's PDF is written with engine='typst'")
-            from torq_nb.export.typst_pdf import render_pdf
-
-            return fh.write(render_pdf(nb, title=_title(batch, style), trees=trees(sections)))
+            return fh.write(typst_report(lambda bare: batch_notebook(batch, bare, style), sections, _title(batch, style),
+                                         style))
+        nb = batch_notebook(batch, sections, style)
         if kind == "ipynb":
             return fh.write((nbformat.writes(nb) + "\n").encode("utf-8"))
         body, _ = _exporter().from_notebook_node(nb)
@@ -164,7 +162,7 @@ def export_batch(batch: BatchResults, path: str | os.PathLike[str], format: str 
     ``storage_options`` go to fsspec when ``path`` is a URL.
     """
     name = resolve_format(path, format)
-    style = ReportStyle.of(title=title, author=author, logo=logo, template=template)
+    style = ReportStyle.of(title=title, author=author, logo=logo, template=template, format=name)
     options = {"engine": engine, "bom": bom, "neutralize": neutralize, "metadata_comments": metadata_comments,
                "style": style}
     if name == "zip":

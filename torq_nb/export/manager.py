@@ -18,11 +18,13 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from torq_nb.export import tabular
 from torq_nb.export.atomic import file_name, write_bytes, write_text
 from torq_nb.export.data import ExportInput, normalize
-from torq_nb.export.style import PLAIN, TEMPLATE_SUFFIXES, ReportStyle
+from torq_nb.export.style import PLAIN, ReportStyle
 from torq_nb.results import ResearchResults
 
 if TYPE_CHECKING:
     import nbformat
+
+    from torq_nb.export.report import Section
 
 Engine = Literal["typst", "webpdf", "latex"]
 
@@ -100,22 +102,30 @@ def to_html(results: ExportInput, style: ReportStyle = PLAIN) -> str:
     return html_document(report_sections(run, style=style), title(run, style), style)
 
 
+def typst_report(notebook_of: Callable[[list[Section]], nbformat.NotebookNode], sections: list[Section], title: str,
+                 style: ReportStyle) -> bytes:
+    """A report's PDF through Typst (a run's or a batch's): the one place a style becomes Typst's arguments.
+    Typst gets the tables' and lists' nodes, so the notebook (``notebook_of`` the sections) leaves their Markdown
+    out (a 10,000-row table's is ~0.1 s)."""
+    from dataclasses import replace
+
+    from torq_nb.export.report import trees
+    from torq_nb.export.typst_pdf import TEMPLATE, render_pdf
+
+    bare = [replace(section, build_markdown=str) if section.tree is not None else section for section in sections]
+    return render_pdf(notebook_of(bare), title=title, trees=trees(sections), author=style.author, logo=style.logo,
+                      template=style.template_for("pdf") or TEMPLATE)
+
+
 def to_pdf(results: ExportInput, engine: Engine = "typst", style: ReportStyle = PLAIN) -> bytes:
     """The report as PDF bytes: Typst by default (``style``: title, author, logo, a Typst template);
     nbconvert's ``webpdf`` or ``latex`` where installed."""
-    from torq_nb.export.report import report_notebook, report_sections, title, trees
+    from torq_nb.export.report import report_notebook, report_sections, title
 
     run = normalize(results)
     sections = report_sections(run, style=style)
     if engine == "typst":
-        from dataclasses import replace
-
-        from torq_nb.export.typst_pdf import TEMPLATE, render_pdf
-
-        # Typst gets the tables' and lists' nodes: their cells need no Markdown (a 10,000-row table's is ~0.1 s).
-        bare = [replace(section, build_markdown=str) if section.tree is not None else section for section in sections]
-        return render_pdf(report_notebook(run, bare, style), title=title(run, style), trees=trees(sections),
-                          author=style.author, logo=style.logo, template=style.template_for("pdf") or TEMPLATE)
+        return typst_report(lambda bare: report_notebook(run, bare, style), sections, title(run, style), style)
     nb = report_notebook(run, sections, style)
     if engine == "latex":
         missing = [tool for tool in ("xelatex", "pandoc") if shutil.which(tool) is None]
@@ -181,11 +191,7 @@ def export(results: ExportInput, path: str | os.PathLike[str], format: str | Non
     (``tabular.write_file``), with ``storage_options`` (endpoint, credentials) passed to fsspec.
     """
     name = resolve_format(path, format)
-    style = ReportStyle.of(title=title, author=author, logo=logo, template=template)
-    if style.template is not None and TEMPLATE_SUFFIXES[style.template.suffix.lower()] != name and name != "zip":
-        kind = TEMPLATE_SUFFIXES[style.template.suffix.lower()]
-        raise ValueError(f"template {style.template.name} is a {kind.upper()} template, but {file_name(path)} is a {name} "
-                         f"export; pass it when exporting a .{kind} file")
+    style = ReportStyle.of(title=title, author=author, logo=logo, template=template, format=name)
     run = normalize(results)
     options = {"engine": engine, "bom": bom, "neutralize": neutralize, "metadata_comments": metadata_comments,
                "style": style}

@@ -38,14 +38,21 @@ class ReportStyle:
 
     @classmethod
     def of(cls, *, title: str | None = None, author: str | None = None, logo: str | os.PathLike[str] | None = None,
-           template: str | os.PathLike[str] | None = None) -> ReportStyle:
-        """A checked style: the logo and the template must be existing files of a known kind."""
+           template: str | os.PathLike[str] | None = None, format: str | None = None) -> ReportStyle:
+        """A checked style: the logo and the template must be existing files of a known kind, and the template
+        one for ``format`` (the export's format name; a ZIP holds every document, so any template fits it)."""
         for name, value in (("title", title), ("author", author)):
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be text, got {type(value).__name__}")
-        return cls(title=title or None, author=author or None,
-                   logo=_existing(logo, "logo", LOGO_SUFFIXES) if logo is not None else None,
-                   template=_existing(template, "template", tuple(TEMPLATE_SUFFIXES)) if template is not None else None)
+        style = cls(title=title or None, author=author or None,
+                    logo=_existing(logo, "logo", LOGO_SUFFIXES) if logo is not None else None,
+                    template=_existing(template, "template", tuple(TEMPLATE_SUFFIXES)) if template is not None else None)
+        if style.template is not None and format not in (None, "zip"):
+            kind = TEMPLATE_SUFFIXES[style.template.suffix.lower()]
+            if kind != format:
+                raise ValueError(f"template {style.template.name} is a {kind.upper()} template, but this is a {format} "
+                                 f"export; pass it when exporting a .{kind} file")
+        return style
 
     def template_for(self, document: str) -> Path | None:
         """The user's template if it is one for ``document`` ("pdf" or "html"), else None."""
