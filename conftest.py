@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,16 @@ def loopback_search() -> Iterator[SearchServer]:
     """The loopback search in a background thread, for tests that run notebooks outside nbval."""
     with serve_in_thread(SearchServer(load_pages())) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright, one per test module, for tests that open exported files in it."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.jupyter_server import launch_chromium
+
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()

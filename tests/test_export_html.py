@@ -9,7 +9,6 @@ import html
 import os
 import re
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +40,6 @@ def twelve_rows() -> ResearchResults:
     rows[0]["domain"] = "127.0.0.1"
     rows[0]["url"] = "http://127.0.0.1:8080/search/results/photovoltaic-efficiency/northern-climates?q=solar+energy&page=2"
     return factory.results(rows=rows, summary="Panels turn light into power [1]. Heat is stored [3].")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    from tests.jupyter_server import launch_chromium
-
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
 
 
 def open_page(browser: Any, path: Path, *, width: int = 1200, scheme: str = "light", javascript: bool = True) -> tuple[Any, Any, list[str]]:

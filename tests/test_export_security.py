@@ -10,7 +10,6 @@ very text it was, with no tag, attribute, dialog or request of its own, and with
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -240,18 +239,6 @@ def _tree_text(nodes: list[Any]) -> str:
 
 
 # --- In a real browser: the .html export, the .md as GitHub would render it, nbconvert's HTML, the card.
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    from tests.jupyter_server import launch_chromium
-
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
 
 
 def load(browser: Any, path: Path) -> tuple[list[str], list[str], Any]:
