@@ -397,3 +397,6 @@ def test_dollar_signs_in_the_results_card_stay_text_in_jupyterlab(tmp_path: Path
         # The card's own layout beats JupyterLab's right-aligned table cells: titles read from the left.
         title = card.locator("tbody td").nth(1)
         assert title.evaluate("cell => getComputedStyle(cell).textAlign") in ("left", "start")
+        # Each heading stands over its column: aligned as the column's cells are (JupyterLab's right-aligns th).
+        aligned = card.locator("thead th").evaluate_all("hs => hs.map(h => [h.textContent, getComputedStyle(h).textAlign])")
+        assert dict(aligned)["title"] in ("left", "start") and dict(aligned)["words"] == "right", aligned

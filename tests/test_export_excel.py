@@ -96,6 +96,16 @@ def test_header_widths_dates_and_the_run_sheet(tmp_path: Path) -> None:
     run = dict(book["run"].iter_rows(min_row=2, values_only=True))
     assert run["topic"] == "Solar energy" and run["depth"] == "standard" and run["results"] == "3"
     assert run["summary"].startswith("Solar panels convert light")
+    assert run["state"] == "complete" and run["duration"] == "4.2"
+
+
+def test_the_run_sheet_names_each_field_once(tmp_path: Path) -> None:
+    results = factory.results(3)
+    results.metadata.update({"duration": 7.978382982000767, "started_at": results.date, "pages": {"ok": 3}})
+    book = openpyxl.load_workbook(export(results, tmp_path / "r.xlsx"))
+    keys = [key for key, _ in book["run"].iter_rows(min_row=2, values_only=True)]
+    assert len(keys) == len(set(keys)) and "started_at" not in keys, keys  # the date is there once, as "date"
+    assert dict(book["run"].iter_rows(min_row=2, values_only=True))["pages"] == '{"ok": 3}'
 
 
 def test_fastexcel_reads_the_table_back(tmp_path: Path) -> None:

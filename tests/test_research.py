@@ -164,6 +164,10 @@ async def test_cancelling_the_awaiting_task_raises_with_partial_results():
         task.cancel()
         results = await task
     assert results.df["status"].to_list() == ["ok", "cancelled"]
+    # Its report says that it is partial, and why a page is missing.
+    report = to_markdown(results)
+    assert "**Status:** cancelled before it finished: these are its partial results, with no summary" in report
+    assert "2 results: 1 fetched, 0 failed, 1 not read (the run stopped)" in report
 
 
 def test_research_works_from_plain_sync_code_with_local_files(tmp_path):

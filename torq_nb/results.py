@@ -189,8 +189,10 @@ class ResearchResults:
             return html_text(clip(str(value), CELL_CHARS)) if value is not None else ""
 
         present = set(self.df.columns) | ({"title"} if "url" in self.df.columns else set())
+        if "error" in present and self.df.get_column("error").null_count() == self.df.height:
+            present.discard("error")  # no row failed: no empty column
         shown = [column for column in _CARD_COLUMNS if column[0] in present]
-        names = [name for name, *_ in _CARD_COLUMNS if name in self.df.columns] + (["url"] if "url" in self.df.columns else [])
+        names = [name for name, *_ in shown if name in self.df.columns] + (["url"] if "url" in self.df.columns else [])
         state = self.progress.state if self.progress else "complete"
         facts = [f"{self.df.height} hits", f"{self.count('ok')} read", f"{self.count('error')} failed"]
         facts += [f"{self.count(s)} {s}" for s in ("snippet", "cancelled") if self.count(s)]
@@ -199,7 +201,7 @@ class ResearchResults:
                              f"{cell(name, row)}</td>" for name, _, right, whole in shown) + "</tr>"
             for row in self.df.select(names).iter_rows(named=True)
         )
-        heads = "".join(f"<th>{head}</th>" for _, head, _, _ in shown)
+        heads = "".join(f"<th style='text-align:{'right' if right else 'left'}'>{head}</th>" for _, head, right, _ in shown)
         table = f"<table><thead><tr>{heads}</tr></thead><tbody>{rows}</tbody></table>" if shown else ""
         context = " · ".join(html_text(clip(value, CELL_CHARS)) for value in (self.depth, self.source, state) if value)
         return (

@@ -240,11 +240,16 @@ def date_fact(value: str) -> Fact:
 
 
 def _header(run: ResearchResults, level: int, style: ReportStyle) -> Section:
-    ok, failed, snippets = run.count("ok"), run.count("error"), run.count("snippet")
-    pages = f"{run.df.height} results: {ok} fetched, {failed} failed" + (f", {snippets} snippets only" if snippets else "")
+    ok, failed, snippets, cancelled = (run.count(s) for s in ("ok", "error", "snippet", "cancelled"))
+    pages = f"{run.df.height} results: {ok} fetched, {failed} failed" + (f", {snippets} snippets only" if snippets else "") \
+        + (f", {cancelled} not read (the run stopped)" if cancelled else "")
+    state = run.progress.state if run.progress is not None else "complete"
+    unfinished = [Fact("Status", f"{state} before it finished: these are its partial results"
+                               + ("" if run.summary.strip() else ", with no summary"))] if state in ("cancelled", "failed") else []
     return header_section(title(run, style), style.author, [
-        Fact("Topic", run.topic), Fact("Depth", clip(run.depth, TITLE_CHARS)), Fact("Source", clip(run.source, TITLE_CHARS)),
-        date_fact(run.date), Fact("Duration", duration(run.duration)), Fact("Pages", pages)], level)
+        Fact("Topic", run.topic), *unfinished, Fact("Depth", clip(run.depth, TITLE_CHARS)),
+        Fact("Source", clip(run.source, TITLE_CHARS)), date_fact(run.date), Fact("Duration", duration(run.duration)),
+        Fact("Pages", pages)], level)
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,18 @@ def _metadata_items(run: ResearchResults) -> list[tuple[str, str]]:
     """The run's metadata as (key, text) pairs, empty values left out: the CSV's comments, the Excel's "run" sheet."""
     info = run.to_dict(rows=False)
     counts = info.pop("counts")
-    info.pop("progress")
+    progress = info.pop("progress") or {}
     extra = info.pop("metadata")
-    return [(key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=json_default))
-            for key, value in [*info.items(), *counts.items(), *extra.items()] if value is not None and value != ""]
+    fields = {**info, "state": progress.get("state"), **counts}
+    shown = list(fields.values())
+    fields.update((key, value) for key, value in extra.items() if key not in fields and value not in shown)  # each once
+
+    def text(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.3f}".rstrip("0").rstrip(".")  # 7.978, not 7.978382982000767
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=json_default)
+
+    return [(key, text(value)) for key, value in fields.items() if value is not None and value != ""]
 
 
 def _comment_lines(run: ResearchResults) -> str:
