@@ -79,7 +79,8 @@ def _sources_help() -> str:
             where = None
         if where is not None:
             variables.append(where.env)
-    return (f"where to search: {', '.join(names)} (default: wikipedia) [env: TORQ_NB_SOURCE]. Each source has flags "
+    default = os.environ.get("TORQ_NB_SOURCE") or "wikipedia"
+    return (f"where to search: {', '.join(names)} (default: {default}) [env: TORQ_NB_SOURCE]. Each source has flags "
             f"of its own, listed by --source NAME --help; where it searches can also be set by {', '.join(variables)}")
 
 
@@ -159,7 +160,7 @@ def _parser(source: type[Source] | None = None) -> argparse.ArgumentParser:
                      help="also fetch pages on loopback and private addresses (refused by default) "
                           "[env: TORQ_NB_ALLOW_PRIVATE_NETWORKS=1]")
     run.add_argument("--export", action="append", default=[], metavar="PATH",
-                     help="write the results to PATH; the suffix picks the format (.md .html .pdf .csv .json "
+                     help="write the results to PATH; the suffix picks the format (.md .html .pdf .csv .xlsx .json "
                           ".ndjson .parquet .ipynb .zip); repeat for several files")
     run.add_argument("--stream", default=None, metavar="PATH",
                      help="write each result row to PATH (.ndjson .jsonl .csv) as soon as its page is finished, "
@@ -172,7 +173,8 @@ def _parser(source: type[Source] | None = None) -> argparse.ArgumentParser:
                     f"{_FORMATS}. OUTPUT is a path or an fsspec URL (s3://bucket/report.pdf, gcs://..., "
                     "memory://...), uploaded once complete; S3 reads its endpoint and credentials from the usual "
                     "AWS_* variables and files (AWS_ENDPOINT_URL for a local server).")
-    again.add_argument("run", type=Path, help="a run saved as JSON by torq-nb or results.export('run.json')")
+    again.add_argument("run", type=Path, help="a run saved as JSON by torq-nb or results.export('run.json'), or the "
+                                              "full id of a run in the run store (torq_nb.runs() lists them)")
     again.add_argument("output", help="the file or URL to write; its suffix picks the format (see above)")
     again.add_argument("--format", default=None, help="the format, when OUTPUT's suffix does not say it")
 
@@ -180,7 +182,7 @@ def _parser(source: type[Source] | None = None) -> argparse.ArgumentParser:
         "research-many", help="research every topic of a file at once, with one progress view, and export them",
         description="Research every topic of TOPICS (one per line) concurrently over one fetch budget, print each "
                     "topic's outcome and export the batch: one report with a section per topic (.md .html .pdf), "
-                    "one table of every row (.csv .json .ndjson .parquet). Exits 0 if any topic completed, 1 if none "
+                    "one table of every row (.csv .xlsx .json .ndjson .parquet). Exits 0 if any topic completed, 1 if none "
                     "did, 2 for bad arguments and 130 on Ctrl-C (partial results are still exported).",
     )
     many.add_argument("topics", help="a text file with one topic per line ('-' reads standard input); blank lines "
