@@ -113,13 +113,13 @@ def test_marimo_shows_every_view_live_and_cancel_works(tmp_path: Path) -> None:
                 assert any(w["state"] == "running" for w in research_seen), research_seen
                 # While research() holds the cell, marimo cannot take a click: the widget says how to stop it.
                 running = next(w for w in research_seen if w["state"] == "running")
-                assert not running["cancel"] and "interrupt" in str(running["hint"])
+                assert not running["cancel"] and "marimo's ■ stop button" in str(running["hint"])
                 final = seen[-1]
                 assert final[0]["state"] == "complete"
                 assert [w["operation"] for w in final[1:3]] == ["pipeline as a value", "pipeline through display()"]
                 # research_many() is live in its cell too, with the stop hint while it holds the cell.
                 batch_seen = [shown[0] for shown in batches if shown]
-                assert any(b["state"] == "running" and not b["cancel"] and "interrupt" in str(b["hint"])
+                assert any(b["state"] == "running" and not b["cancel"] and "marimo's ■ stop button" in str(b["hint"])
                            for b in batch_seen), batch_seen
                 assert batch_seen[-1]["state"] == "complete" and not batch_seen[-1]["hint"], batch_seen[-1]
 

@@ -42,17 +42,18 @@ def view(obj: Any) -> Any:
         from torq_nb.progress.widget import ProgressWidget
 
         return ProgressWidget(obj)
-    from torq_nb.progress.widget import LiveView
+    from torq_nb.progress.widget import MARIMO_STOP_HINT, STOP_HINT, LiveView
 
+    hint = MARIMO_STOP_HINT if _in_marimo() else STOP_HINT  # how to stop a run that holds the cell, in this host
     widget: LiveView
     if isinstance(obj.tracker, BatchTracker):
         from torq_nb.progress.batch_widget import BatchWidget
 
-        widget = BatchWidget(obj.tracker, on_cancel=obj.cancel)
+        widget = BatchWidget(obj.tracker, on_cancel=obj.cancel, hint=hint)
     else:
         from torq_nb.progress.widget import ProgressWidget
 
-        widget = ProgressWidget(obj.tracker, on_cancel=obj.cancel)
+        widget = ProgressWidget(obj.tracker, on_cancel=obj.cancel, hint=hint)
     if not widget.takes_clicks_while_busy:  # a busy kernel cannot take the click: say how to stop instead
         obj.on_blocking(widget.set_blocking)
     return widget

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import nbformat
 import polars as pl
 
 from torq_nb.export.atomic import file_name
@@ -129,6 +128,8 @@ def _document(kind: str) -> Callable[[IO[bytes], BatchResults, dict[str, Any]], 
                                          style))
         nb = batch_notebook(batch, sections, style)
         if kind == "ipynb":
+            import nbformat
+
             return fh.write((nbformat.writes(nb) + "\n").encode("utf-8"))
         body, _ = _exporter().from_notebook_node(nb)
         return fh.write(str(body).encode("utf-8"))

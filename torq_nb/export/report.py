@@ -21,17 +21,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import nbformat
 import polars as pl
-from nbformat.v4 import new_markdown_cell, new_notebook
 
 from torq_nb.export.atomic import write_text
 from torq_nb.export.data import ExportInput, normalize
-from torq_nb.export.mdtree import Cell, Node, Tree, table_node
-from torq_nb.export.mdtree import text as text_node
 from torq_nb.export.style import PLAIN, ReportStyle
 from torq_nb.export.text import (
     CELL_CHARS,
@@ -49,6 +45,11 @@ from torq_nb.export.text import (
     summary_paragraphs,
 )
 from torq_nb.results import ResearchResults
+
+if TYPE_CHECKING:  # imported where used: nbformat's import takes seconds (jsonschema), mdtree's loads nbconvert,
+    import nbformat  # and an HTML report needs neither
+
+    from torq_nb.export.mdtree import Cell, Node, Tree
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -326,6 +327,8 @@ _CELL_SPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace() and c !=
 
 def _text_nodes(value: str) -> list[Node]:
     """Plain text as inline nodes: text runs and a ``br`` for each line break (what ``<br>`` parses to)."""
+    from torq_nb.export.mdtree import text as text_node
+
     nodes: list[Node] = []
     for i, line in enumerate(value.split("\n")):
         if i:
@@ -386,6 +389,8 @@ class Table:
 
     def node(self) -> Node:
         """The table as the PDF's table node (``mdtree.table_node``): what the parser makes of ``markdown()``."""
+        from torq_nb.export.mdtree import table_node
+
         link = self.link_column
         rows: list[list[Cell]] = []
         for *values, target in self.frame.iter_rows():
@@ -454,6 +459,8 @@ def _sources(df: pl.DataFrame, level: int, prefix: str) -> Section:
 
 def _source_list(frame: pl.DataFrame, prefix: str) -> tuple[list[Node], list[Node]]:
     """The source list's PDF node, and its anchor nodes."""
+    from torq_nb.export.mdtree import text as text_node
+
     items: list[list[Node]] = []
     anchors: list[Node] = []
     for number, label, where, address, target in frame.iter_rows():
@@ -489,6 +496,8 @@ def _html_heading(level: int, heading: str) -> str:
 
 def _tree(level: int, heading: str, nodes: list[Node], anchors: list[Node] | None = None) -> Tree:
     """A heading and the nodes of its body."""
+    from torq_nb.export.mdtree import text as text_node
+
     return [{"t": "h", "level": level, "c": [text_node(heading)]}, *nodes], anchors or [], []
 
 
@@ -533,6 +542,8 @@ def report_sections(results: ExportInput, *, level: int = 2, prefix: str = "", s
 
 def notebook(sections: list[Section], title: str, metadata: dict[str, Any]) -> nbformat.NotebookNode:
     """The report notebook of ``sections`` (one Markdown cell each)."""
+    from nbformat.v4 import new_markdown_cell, new_notebook
+
     nb: nbformat.NotebookNode = new_notebook()
     nb.cells = [new_markdown_cell(section.markdown) for section in sections]
     nb.metadata["title"] = title
@@ -558,6 +569,8 @@ def build_report(results: ExportInput, style: ReportStyle = PLAIN) -> nbformat.N
 
 def save_notebook(results: ExportInput, path: str | os.PathLike[str]) -> Path:
     """Write the report notebook to ``path`` (atomically) and return the path."""
+    import nbformat
+
     return write_text(path, nbformat.writes(build_report(results)) + "\n")
 
 

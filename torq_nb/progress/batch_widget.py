@@ -20,7 +20,7 @@ import traitlets
 
 from torq_nb.progress.batch import BatchTracker, batch_html, batch_line
 from torq_nb.progress.models import TERMINAL_STATES
-from torq_nb.progress.widget import LiveView, widget_asset
+from torq_nb.progress.widget import STOP_HINT, LiveView, widget_asset
 
 __all__ = ["BatchWidget"]
 
@@ -39,13 +39,14 @@ class BatchWidget(LiveView):
 
     view = traitlets.Dict().tag(sync=True)
 
-    def __init__(self, tracker: BatchTracker, *, on_cancel: Callable[[], object] | None = None) -> None:
+    def __init__(self, tracker: BatchTracker, *, on_cancel: Callable[[], object] | None = None,
+                 hint: str = STOP_HINT) -> None:
         if not isinstance(tracker, BatchTracker):
             raise TypeError(f"BatchWidget shows a BatchTracker, got {type(tracker).__name__}")
         self._tracker = tracker
         with tracker._lock:  # no publish can fall between the first snapshot and the subscription
             latest = tracker.status()
-            super().__init__(latest, on_cancel=on_cancel, view=latest)
+            super().__init__(latest, on_cancel=on_cancel, hint=hint, view=latest)
             tracker.add_callback(self._on_status)
         self._unsubscribe = lambda: tracker.remove_callback(self._on_status)
 

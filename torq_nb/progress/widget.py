@@ -38,8 +38,10 @@ log = logging.getLogger(__name__)
 #: ticks its own clock from ``duration``, so it needs no timestamp.
 KERNEL_ONLY: frozenset[str] = frozenset({"metadata", "timestamp"})
 
-#: What a blocked run's widget says instead of offering a Cancel button the kernel could not receive.
+#: What a blocked run's widget says instead of offering a Cancel button the kernel could not receive, per host.
 STOP_HINT = "This cell is busy with the run: to stop it, interrupt the kernel (■, or I, I). Results so far are kept."
+MARIMO_STOP_HINT = ("This cell is busy with the run: to stop it, interrupt it (marimo's ■ stop button on the running "
+                    "cell, in the editor). Results so far are kept.")
 
 
 def asset_dir() -> Path:
@@ -147,12 +149,13 @@ class LiveView(anywidget.AnyWidget):
     cancellable = traitlets.Bool(False).tag(sync=True)
     stop_hint = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, latest: Any, *, on_cancel: Callable[[], object] | None, **traits: Any) -> None:
+    def __init__(self, latest: Any, *, on_cancel: Callable[[], object] | None, hint: str = STOP_HINT, **traits: Any) -> None:
         self._lock = threading.Lock()  # taken inside the tracker's (publishing holds it), never around it
         self._handles: list[Any] = []
         self._closed = False
         self._final_shown = False
         self._on_cancel = on_cancel
+        self._hint = hint
         self._latest = latest
         self._unsubscribe: Callable[[], None] | None = None
         super().__init__(cancellable=on_cancel is not None, **traits)
@@ -178,7 +181,7 @@ class LiveView(anywidget.AnyWidget):
             return
         with self.hold_sync():
             self.cancellable = not blocking
-            self.stop_hint = STOP_HINT if blocking else ""
+            self.stop_hint = self._hint if blocking else ""
 
     def _show(self, snapshot: Any, final: bool) -> None:
         """A published snapshot (any thread): one comm message; the first final one also rewrites the static parts."""
@@ -236,7 +239,7 @@ class ProgressWidget(LiveView):
 
     ``on_cancel``, if given, shows a Cancel button that calls it while the operation runs. Where the kernel
     can take the click while a cell is busy (ipykernel 7's subshells), it works at any time; elsewhere only
-    while no cell is busy, and ``set_blocking(True)`` swaps the button for a hint on how to stop the run.
+    while no cell is busy, and ``set_blocking(True)`` swaps the button for ``hint``, how to stop the run there.
     """
 
     _esm = widget_asset("progress.js")
@@ -244,12 +247,13 @@ class ProgressWidget(LiveView):
 
     status = traitlets.Dict().tag(sync=True)
 
-    def __init__(self, tracker: ProgressTracker, *, on_cancel: Callable[[], object] | None = None) -> None:
+    def __init__(self, tracker: ProgressTracker, *, on_cancel: Callable[[], object] | None = None,
+                 hint: str = STOP_HINT) -> None:
         if not isinstance(tracker, ProgressTracker):
             raise TypeError(f"ProgressWidget shows a ProgressTracker, got {type(tracker).__name__}")
         self._tracker = tracker
         latest = tracker.status()
-        super().__init__(latest, on_cancel=on_cancel, status=view_state(latest))
+        super().__init__(latest, on_cancel=on_cancel, hint=hint, status=view_state(latest))
         self._unsubscribe = tracker.subscribe(lambda status: self._show(status, status.finished))
 
     @property
