@@ -447,6 +447,17 @@ def test_snapshot_html_shows_final_state_stages_and_error() -> None:
     assert "ValueError: no pages" in html_text
 
 
+def test_rates_are_in_the_trackers_unit() -> None:
+    tracker = ProgressTracker("crawl", unit="pages")
+    tracker.progress("searching")
+    tracker.update(120, total=400)
+    status = tracker.get_status()
+    assert status["unit"] == "pages" and " pages/s | ETA " in status_line(status)
+    assert " pages/s" in status_html(status)
+    with pytest.raises(ValueError, match="unit must be a non-empty string"):
+        ProgressTracker("crawl", unit="")
+
+
 def test_status_line_running_with_counts() -> None:
     tracker = ProgressTracker("research_task")
     tracker.progress("searching", "querying\nsources")

@@ -7,8 +7,9 @@
 
 const VIEW_TRAITS = ["status", "cancellable", "stop_hint"];
 
-function formatRate(rate) {
-  return rate >= 100 ? `${Math.round(rate).toLocaleString("en-US")} it/s` : `${rate.toFixed(2)} it/s`;
+/** A rate in the tracker's unit ("it", "pages", ...), as tqdm writes it. */
+function formatRate(rate, unit) {
+  return rate >= 100 ? `${Math.round(rate).toLocaleString("en-US")} ${unit}/s` : `${rate.toFixed(2)} ${unit}/s`;
 }
 
 function formatCount(n) {
@@ -132,7 +133,7 @@ function render({ model, el }) {
     bar.setAttribute("aria-valuetext", [`${phrase}, ${shown}%`, countText && `${countText} items`].filter(Boolean).join(", "));
 
     show(counts, countText);
-    show(rate, s.rate ? formatRate(s.rate) : "");
+    show(rate, s.rate ? formatRate(s.rate, s.unit || "it") : "");
     show(message, s.message || "");
     show(error, s.error ? `${s.error.type}: ${s.error.message}` : "");
 

@@ -132,6 +132,9 @@ test("rate and ETA show when counts are known, and hide otherwise", async (host)
   equal(root.querySelector(".torq-progress__counts").textContent, "120/400", "counts");
   equal(root.querySelector(".torq-progress__rate").textContent, "53.20 it/s", "rate");
   assert(root.querySelector(".torq-progress__eta").textContent.startsWith("ETA 00:1"), "ETA shown");
+  push(model, { unit: "pages" });
+  await settle();
+  equal(root.querySelector(".torq-progress__rate").textContent, "53.20 pages/s", "rate in the tracker's unit");
   push(model, { done: 0, total: null, rate: null, eta: null });
   await settle();
   assert(!visible(".torq-progress__counts"), "counts hidden without counts");

@@ -54,6 +54,8 @@ class ProgressStatus:
     rate: float | None
     eta: float | None
     error: ErrorInfo | None
+    #: What ``done`` counts, as tqdm's ``unit``: "it" (items), "pages", ... (rates are ``unit``/s).
+    unit: str = "it"
     metadata: dict[str, Any] = field(default_factory=dict)
     stages: tuple[StageStatus, ...] = ()
 

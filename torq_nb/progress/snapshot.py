@@ -56,8 +56,8 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
-def _format_rate(rate: float) -> str:
-    return f"{rate:,.0f} it/s" if rate >= 100 else f"{rate:.2f} it/s"
+def _format_rate(rate: float, unit: str) -> str:
+    return f"{rate:,.0f} {unit}/s" if rate >= 100 else f"{rate:.2f} {unit}/s"
 
 
 def _details(status: Mapping[str, Any]) -> list[str]:
@@ -70,7 +70,7 @@ def _details(status: Mapping[str, Any]) -> list[str]:
         parts.append(f"{done:,}")
     rate, eta = status.get("rate"), status.get("eta")
     if rate:
-        parts.append(_format_rate(rate))
+        parts.append(_format_rate(rate, _clean(str(status.get("unit") or "it"))))
     if eta is not None and status.get("state") == "running":
         parts.append(f"ETA {format_duration(eta)}")
     parts.append(f"elapsed {format_duration(status.get('duration'))}")

@@ -245,7 +245,8 @@ class ProgressTracker(_StatusTraits):  # type: ignore[misc]  # a base made from 
     time, in order.
 
     ``clock`` (seconds, monotonic; default ``time.monotonic``) times durations, rates, ETAs and the
-    throttle: a test can pass a fake one and move time forward without sleeping.
+    throttle: a test can pass a fake one and move time forward without sleeping. ``unit`` names what is
+    counted (tqdm's ``unit``: "it", "pages", "files"), as the views show counts and rates.
     """
 
     def __init__(
@@ -256,10 +257,14 @@ class ProgressTracker(_StatusTraits):  # type: ignore[misc]  # a base made from 
         *,
         refresh_interval: float = 0.1,
         clock: Callable[[], float] = monotonic,
+        unit: str = "it",
     ) -> None:
         super().__init__()
         if not isinstance(operation_name, str) or not operation_name:
             raise ValueError(f"operation_name must be a non-empty string, got {operation_name!r}")
+        if not isinstance(unit, str) or not unit.strip():
+            raise ValueError(f"unit must be a non-empty string such as 'it' or 'pages', got {unit!r}")
+        self._unit = unit.strip()
         if not isinstance(refresh_interval, (int, float)) or not refresh_interval >= 0:
             raise ValueError(f"refresh_interval must be a number of seconds >= 0, got {refresh_interval!r}")
         self._stage_spec = _normalise_stages(stages)
@@ -379,6 +384,7 @@ class ProgressTracker(_StatusTraits):  # type: ignore[misc]  # a base made from 
                 rate=rate,
                 eta=eta,
                 error=self._error,
+                unit=self._unit,
                 metadata=dict(self._metadata),
                 stages=tuple(stages),
             )

@@ -98,7 +98,7 @@ class WebSearchProvider:
     def _prepare(self, topic: str, depth: str, progress_callback: ProgressCallback | None,
                  on_row: RowCallback | None = None) -> Run:
         topic, depth_spec = self.check_run(topic, depth, progress_callback)
-        tracker = ProgressTracker(f"research: {topic}", metadata={"topic": topic, "depth": depth,
+        tracker = ProgressTracker(f"research: {topic}", unit="pages", metadata={"topic": topic, "depth": depth,
                                                                  "source": self.source.name})
         if progress_callback is not None:
             tracker.add_callback(progress_callback)
