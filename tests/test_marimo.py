@@ -134,6 +134,13 @@ def test_marimo_shows_every_view_live_and_cancel_works(tmp_path: Path) -> None:
                     " + parseFloat(getComputedStyle(c).paddingRight))"
                 )
                 assert min(padding) >= 8, (padding, first_row.text_content())
+                # Its heading, paragraphs and links keep their look under marimo's reset styles.
+                looks = page.locator(".torq-results").first.evaluate("""card => {
+                    const style = (selector) => getComputedStyle(card.querySelector(selector));
+                    return {h3: parseFloat(style('h3').fontSize), p: parseFloat(style('p').fontSize),
+                            margin: parseFloat(style('p').marginTop), link: style('a').textDecorationLine};
+                }""")
+                assert looks["h3"] >= 1.2 * looks["p"] and looks["margin"] > 0 and looks["link"] == "underline", looks
                 page.screenshot(path=str(tmp_path / "marimo.png"), full_page=True)
             finally:
                 browser.close()

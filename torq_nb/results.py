@@ -59,6 +59,10 @@ _CARD_CSS = (  # "table td": more specific than JupyterLab's own ".jp-RenderedHT
     ".torq-results table th,.torq-results table td{padding:2px 8px;text-align:left;vertical-align:top;"
     "border-bottom:1px solid rgba(128,128,128,0.25)}"
     ".torq-results table td.whole{white-space:nowrap}"
+    # Hosts that reset headings, paragraphs and links (marimo's Tailwind preflight) still show a card that reads.
+    ".torq-results h3{font-size:1.25em;font-weight:600;margin:0.3em 0}"
+    ".torq-results p{margin:0.5em 0}"
+    ".torq-results a{color:var(--jp-content-link-color,#1a5fb4);text-decoration:underline}"
 )
 #: The card's columns, those of them the table has: (column, heading, right-aligned, never broken across lines).
 #: "title" is shown when there is a title or a URL (the URL is its link).
