@@ -233,7 +233,9 @@ async def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path, afte
         output = (await asyncio.wait_for(reading, 120)).decode(errors="replace")
         await asyncio.wait_for(process.wait(), 60)
         os.close(leader)
-    assert process.returncode == 130, output
+    # What the shell reports ($? = 130): an exit with status 130, or (interrupted while Python starts the command,
+    # about 1 in 7 at 0.4 s here) its death by SIGINT after saying "interrupted", the Unix way of ending on Ctrl-C.
+    assert process.returncode in (130, -signal.SIGINT), output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     assert "interrupted" in output
     assert await group_ends(process.pid), "a worker or the fork server outlived the interrupted command"
