@@ -100,7 +100,7 @@ def test_empty_results_write_valid_tables(tmp_path: Path) -> None:
     assert pl.read_parquet(export(results, tmp_path / "e.parquet")).schema == pl.Schema(SCHEMA)
 
 
-def test_writers_upload_to_urls_and_local_only_writers_refuse_them(tmp_path: Path) -> None:
+def test_every_writer_uploads_to_a_url(tmp_path: Path) -> None:
     import fsspec
 
     results = factory.results(2)
@@ -110,6 +110,9 @@ def test_writers_upload_to_urls_and_local_only_writers_refuse_them(tmp_path: Pat
         assert write(results, f"memory://tabular/{name}") == f"memory://tabular/{name}"
         assert memory.cat_file(f"/tabular/{name}")
     assert pl.read_csv(memory.cat_file("/tabular/w.csv"), schema=SCHEMA).equals(results.df)
-    with pytest.raises(ValueError, match=r"s3://b/r\.pdf is a URL.*results\.export\(url\)"):
-        ExportManager().export_to_pdf(results, "s3://b/r.pdf")
-    assert not Path("s3:").exists()
+    # The seed's ExportManager writes through the same path rule: a URL is uploaded, not a folder named "memory:".
+    assert ExportManager().export_to_pdf(results, "memory://seed/r.pdf") == "memory://seed/r.pdf"
+    assert memory.cat_file("/seed/r.pdf").startswith(b"%PDF-")
+    assert ExportManager().save_notebook(results, "memory://seed/r.ipynb") == "memory://seed/r.ipynb"
+    assert b'"cells"' in memory.cat_file("/seed/r.ipynb")
+    assert not Path("memory:").exists()

@@ -223,8 +223,8 @@ class ResearchResults:
 
         return to_notebook(self)
 
-    def save_notebook(self, path: str | os.PathLike[str]) -> Path:
-        """Write the report notebook to ``path`` (atomically) and return the path."""
+    def save_notebook(self, path: str | os.PathLike[str]) -> Path | str:
+        """Write the report notebook to ``path`` (atomically; or an fsspec URL) and return where it went."""
         from torq_nb.export.report import save_notebook
 
         return save_notebook(self, path)

@@ -29,8 +29,7 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 def prepare_target(path: str | os.PathLike[str]) -> Path:
     """Resolve ``path``, create its missing parent folders, and fail clearly if it cannot be written."""
     if is_url(path):  # else s3://b/r.pdf would become a local folder named "s3:"
-        raise ValueError(f"{path} is a URL, and this writer writes local files; export it with torq_nb.export(results, "
-                         "url) or results.export(url), which upload")
+        raise ValueError(f"{path} is a URL: write it with write_file, which uploads")
     target = local_path(path)
     parent = target.parent
     if target.is_dir():
@@ -68,15 +67,29 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically and return the target path."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return local_path(path)
+def write_file(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object],
+               storage_options: Mapping[str, Any] | None = None) -> Path | str:
+    """The one path rule of every export writer. A local path: run ``write`` on a fresh file that replaces
+    ``path`` only once it is complete (``atomic_path``) and return the Path, ``~`` expanded. An fsspec URL
+    (``s3://bucket/r.pdf``, ``memory://r.csv``): build the document in memory, upload it in one write
+    (``write_remote``; ``storage_options`` go to fsspec) and return the URL as given."""
+    if is_url(path):
+        return write_remote(str(path), write, storage_options)
+    if storage_options:
+        raise ValueError(f"storage_options apply to URLs (s3://..., gcs://...), not to the local path {path}")
+    target = local_path(path)
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        write(fh)
+    return target
 
 
-def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` as UTF-8 to ``path`` atomically and return the target path."""
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path | str:
+    """Write ``data`` to ``path`` (a local path or an fsspec URL; see ``write_file``) and return where."""
+    return write_file(path, lambda fh: fh.write(data))
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path | str:
+    """Write ``text`` as UTF-8 to ``path`` (see ``write_bytes``) and return where."""
     return write_bytes(path, text.encode("utf-8"))
 
 

@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import polars as pl
 
-from torq_nb.export.atomic import file_name
+from torq_nb.export.atomic import file_name, write_file
 from torq_nb.export.manager import _WRITERS, _exporter, _zip_into, resolve_format, typst_report
 from torq_nb.export.report import (
     Column,
@@ -35,7 +35,6 @@ from torq_nb.export.report import (
     table_section,
 )
 from torq_nb.export.style import PLAIN, ReportStyle
-from torq_nb.export.tabular import write_file
 from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, clip, html_text
 from torq_nb.results import ResearchResults
 

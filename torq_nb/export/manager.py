@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from torq_nb.export import tabular
-from torq_nb.export.atomic import file_name, write_bytes, write_text
+from torq_nb.export.atomic import file_name, write_bytes, write_file, write_text
 from torq_nb.export.data import ExportInput, normalize
 from torq_nb.export.style import PLAIN, ReportStyle
 from torq_nb.results import ResearchResults
@@ -188,7 +188,7 @@ def export(results: ExportInput, path: str | os.PathLike[str], format: str | Non
     all of them. The documents take a ``title``, an ``author`` line, a ``logo`` image and a ``template`` of
     your own (.typ for PDF, .html.j2 for HTML). ``path`` may be an fsspec URL (``s3://bucket/r.pdf``,
     ``gcs://...``, ``memory://...``): the document is built in memory and uploaded once, complete
-    (``tabular.write_file``), with ``storage_options`` (endpoint, credentials) passed to fsspec.
+    (``atomic.write_file``), with ``storage_options`` (endpoint, credentials) passed to fsspec.
     """
     name = resolve_format(path, format)
     style = ReportStyle.of(title=title, author=author, logo=logo, template=template, format=name)
@@ -197,8 +197,8 @@ def export(results: ExportInput, path: str | os.PathLike[str], format: str | Non
                "style": style}
     if name == "zip":
         stem = Path(file_name(path)).stem or "results"
-        return tabular.write_file(path, lambda fh: _zip_into(fh, run, stem, options), storage_options)
-    return tabular.write_file(path, lambda fh: _WRITERS[name](fh, run, options), storage_options)
+        return write_file(path, lambda fh: _zip_into(fh, run, stem, options), storage_options)
+    return write_file(path, lambda fh: _WRITERS[name](fh, run, options), storage_options)
 
 
 class ExportManager:
@@ -212,7 +212,7 @@ class ExportManager:
         """The report as one self-contained HTML document."""
         return to_html(results)
 
-    def export_to_pdf(self, results: ExportInput, path: str | os.PathLike[str], engine: Engine = "typst") -> Path:
+    def export_to_pdf(self, results: ExportInput, path: str | os.PathLike[str], engine: Engine = "typst") -> Path | str:
         """Write the report as PDF to ``path`` and return it."""
         return write_bytes(path, to_pdf(results, engine))
 
@@ -225,6 +225,6 @@ class ExportManager:
         """Write ``results`` in the format of ``path``'s suffix (or ``format``); see ``torq_nb.export.export``."""
         return export(results, path, format, **options)
 
-    def save_notebook(self, results: ExportInput, path: str | os.PathLike[str]) -> Path:
+    def save_notebook(self, results: ExportInput, path: str | os.PathLike[str]) -> Path | str:
         """Write the report notebook (.ipynb) to ``path`` and return it."""
         return write_text(path, _ipynb(results))

@@ -567,7 +567,7 @@ def build_report(results: ExportInput, style: ReportStyle = PLAIN) -> nbformat.N
     return report_notebook(run, report_sections(run, style=style), style)
 
 
-def save_notebook(results: ExportInput, path: str | os.PathLike[str]) -> Path:
+def save_notebook(results: ExportInput, path: str | os.PathLike[str]) -> Path | str:
     """Write the report notebook to ``path`` (atomically) and return the path."""
     import nbformat
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import polars as pl
 
-from torq_nb.export.atomic import atomic_path, is_url, local_path, write_remote
+from torq_nb.export.atomic import write_file
 from torq_nb.export.data import ExportInput, _kind, normalize
 from torq_nb.results import ResearchResults, json_default
 
@@ -186,22 +186,6 @@ def excel_into(fh: IO[bytes], results: ExportInput, *, neutralize: bool = True) 
             sheet.write_url(row, column, url, style, url)
     _sheet(meta, workbook, "run", wrap=("value",))
     workbook.close()
-
-
-def write_file(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object],
-               storage_options: Mapping[str, Any] | None = None) -> Path | str:
-    """The one path rule of every export writer. A local path: run ``write`` on a fresh file that replaces
-    ``path`` only once it is complete (``atomic_path``) and return the Path, ``~`` expanded. An fsspec URL
-    (``s3://bucket/r.pdf``, ``memory://r.csv``): build the document in memory, upload it in one write
-    (``atomic.write_remote``; ``storage_options`` go to fsspec) and return the URL as given."""
-    if is_url(path):
-        return write_remote(str(path), write, storage_options)
-    if storage_options:
-        raise ValueError(f"storage_options apply to URLs (s3://..., gcs://...), not to the local path {path}")
-    target = local_path(path)
-    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
-        write(fh)
-    return target
 
 
 def write_csv(results: ExportInput, path: str | os.PathLike[str], *, bom: bool = False, neutralize: bool = True,
