@@ -103,16 +103,10 @@ def _stream(stream_to: str | os.PathLike[str] | None) -> RowStream | None:
 def _start(provider: WebSearchProvider, run: dict[str, Any], stream_to: str | os.PathLike[str] | None,
            *, blocking: bool) -> ResearchJob:
     """Start the run's job, its rows streaming to ``stream_to``; the stream closes when the job ends."""
-    rows = _stream(stream_to)
-    if rows is None:
-        return provider.start(**run, blocking=blocking)
-    try:
-        job = provider.start(**run, blocking=blocking, on_row=rows.write)
-    except BaseException:
-        rows.close()
-        raise
-    job.add_done_callback(rows.close)
-    return job
+    from torq_nb.export.stream import start_streamed
+    from torq_nb.results import SCHEMA
+
+    return start_streamed(stream_to, SCHEMA, lambda write: provider.start(**run, blocking=blocking, on_row=write))
 
 
 @_takes_parameters_of(_request)

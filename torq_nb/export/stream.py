@@ -27,15 +27,15 @@ import io
 import os
 import threading
 import warnings
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol, TypeVar
 
 import polars as pl
 
 from torq_nb.export.atomic import atomic_path, is_url, local_path
 from torq_nb.export.tabular import neutralize_formulas
 
-__all__ = ["STREAM_SUFFIXES", "RowStream", "StreamWarning", "stream_format"]
+__all__ = ["STREAM_SUFFIXES", "RowStream", "StreamWarning", "start_streamed", "stream_format"]
 
 StreamFormat = Literal["ndjson", "csv"]
 
@@ -127,3 +127,26 @@ class RowStream:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class _Job(Protocol):
+    def add_done_callback(self, callback: Callable[[], object]) -> None: ...
+
+
+J = TypeVar("J", bound=_Job)
+
+
+def start_streamed(stream_to: str | os.PathLike[str] | None, schema: Mapping[str, pl.DataType],
+                   start: Callable[[Callable[[Mapping[str, Any]], None] | None], J]) -> J:
+    """``start(write)`` a job whose rows go to ``stream_to`` through ``write`` (None without a stream): the
+    file is started afresh first, and closed when the job ends, or at once if it cannot start."""
+    if stream_to is None:
+        return start(None)
+    rows = RowStream(stream_to, schema)
+    try:
+        job = start(rows.write)
+    except BaseException:
+        rows.close()
+        raise
+    job.add_done_callback(rows.close)
+    return job

@@ -643,19 +643,11 @@ def start_research_many(*args: Any, **kwargs: Any) -> BatchJob:
     Displayed, the job is the batch widget with a Cancel button; ``job.cancel()``, ``job.result()`` and
     ``job.partial_results`` work from any cell.
     """
-    plan, progress_callback, display, stream_to = _request(*args, **kwargs)
-    if stream_to is None:
-        job = BatchJob(_Batch(plan, progress_callback))
-    else:
-        from torq_nb.export.stream import RowStream
+    from torq_nb.export.stream import start_streamed
 
-        rows = RowStream(stream_to, BATCH_SCHEMA)
-        try:
-            job = BatchJob(_Batch(plan, progress_callback, lambda topic, row: rows.write({"topic": topic, **row})))
-        except BaseException:
-            rows.close()
-            raise
-        job.add_done_callback(rows.close)
+    plan, progress_callback, display, stream_to = _request(*args, **kwargs)
+    job = start_streamed(stream_to, BATCH_SCHEMA, lambda write: BatchJob(_Batch(
+        plan, progress_callback, None if write is None else lambda topic, row: write({"topic": topic, **row}))))
     if display:
         from torq_nb.display import show
 
