@@ -51,23 +51,35 @@ def test_opt_out_keeps_text_verbatim_and_still_not_a_formula(tmp_path: Path) -> 
     assert cell.value == HOSTILE[0] and cell.data_type == "s"  # type: ignore[attr-defined]
 
 
-def test_only_short_http_urls_are_links(tmp_path: Path) -> None:
-    long_url = "https://example.org/" + "a" * 300
-    urls = ["https://example.org/a", "HTTP://example.org/b", "javascript:alert(1)", "file:///etc/passwd", long_url,
-            "ftp://example.org/c"]
+def test_a_column_of_http_urls_is_links_with_every_value_whole(tmp_path: Path) -> None:
+    urls = ["https://example.org/a", "HTTP://example.org/b", "https://example.org/" + "a" * 300, "https://例え.jp/パス"]
     path = export(factory.results(rows=[factory.row(i + 1, url=u) for i, u in enumerate(urls)]), tmp_path / "u.xlsx")
     cells = column(sheet(path), "url")
     assert [c.value for c in cells] == urls  # type: ignore[attr-defined]  # every value whole, the long one too
     targets = [c.hyperlink.target if c.hyperlink else None for c in cells]  # type: ignore[attr-defined]
-    assert targets == [urls[0], urls[1], None, None, None, None]
+    assert targets[:3] == urls[:3] and targets[3] is not None
 
 
-def test_links_stop_at_the_per_sheet_limit_and_the_rest_stay_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tabular, "EXCEL_LINKS", 3)
-    path = export(factory.results(5), tmp_path / "many.xlsx")
+@pytest.mark.parametrize("other", ["javascript:alert(1)", "file:///etc/passwd", "file://attacker.test/share", "ftp://example.org/c",
+                                   "=HYPERLINK(\"http://evil.test\")", "relative/page.html"])
+def test_a_column_with_any_other_address_is_plain_text(tmp_path: Path, other: str) -> None:
+    urls = ["https://example.org/a", other]
+    path = export(factory.results(rows=[factory.row(i + 1, url=u) for i, u in enumerate(urls)]), tmp_path / "u.xlsx")
     cells = column(sheet(path), "url")
-    assert [c.hyperlink is not None for c in cells] == [True, True, True, False, False]  # type: ignore[attr-defined]
+    assert [c.value for c in cells] == [urls[0], "'" + other if other.startswith("=") else other]  # type: ignore[attr-defined]
+    assert [c.hyperlink for c in cells] == [None, None]  # type: ignore[attr-defined]
+    with zipfile.ZipFile(path) as zf:
+        assert not any("rels" in name and "worksheets" in name for name in zf.namelist())  # no link target at all
+
+
+def test_more_links_than_a_sheet_holds_are_plain_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tabular, "EXCEL_LINKS", 3)
+    cells = column(sheet(export(factory.results(5), tmp_path / "many.xlsx")), "url")
+    assert [c.hyperlink for c in cells] == [None] * 5  # type: ignore[attr-defined]
     assert all(str(c.value).startswith("https://") for c in cells)  # type: ignore[attr-defined]
+    monkeypatch.setattr(tabular, "EXCEL_LINKS", 5)
+    cells = column(sheet(export(factory.results(5), tmp_path / "five.xlsx")), "url")
+    assert all(c.hyperlink is not None for c in cells)  # type: ignore[attr-defined]
 
 
 def test_header_widths_dates_and_the_run_sheet(tmp_path: Path) -> None:
@@ -77,8 +89,7 @@ def test_header_widths_dates_and_the_run_sheet(tmp_path: Path) -> None:
     ws = book["results"]
     assert book.sheetnames == ["results", "run"]
     assert ws.freeze_panes == "A2" and all(cell.font.b for cell in ws[1])
-    table = next(iter(ws.tables.values()))
-    assert table.ref == f"A1:Q{len(rows) + 1}" and table.autoFilter is not None
+    assert ws.auto_filter.ref == f"A1:Q{len(rows) + 1}"
     names = [cell.value for cell in ws[1]]
 
     def width(name: str) -> float:
@@ -161,12 +172,26 @@ def test_zip_bundle_and_batch_exports_hold_the_workbook(tmp_path: Path) -> None:
         assert "batch.xlsx" in zf.namelist()
 
 
-def test_any_frame_writes_nan_lists_and_no_text_columns(tmp_path: Path) -> None:
-    df = pl.DataFrame({"score": [float("nan"), float("inf"), 1.5], "tags": [["a", "b"], [], ["c"]]})
-    ws = sheet(export(df.select("score"), tmp_path / "numbers.xlsx"))
-    assert [cell.value for cell in column(ws, "score")][2] == 1.5  # type: ignore[attr-defined]
-    ws = sheet(export(df, tmp_path / "lists.xlsx"))
-    assert [cell.value for cell in column(ws, "tags")] == ["['a', 'b']", "[]", "['c']"]  # type: ignore[attr-defined]
+def test_any_frame_keeps_every_value_a_sheet_can_hold(tmp_path: Path) -> None:
+    df = pl.DataFrame({
+        "score": [float("nan"), float("inf"), -float("inf")],
+        "tags": [["a", "b"], [], None],
+        "where": [{"city": "Zürich", "n": 1}, None, {"city": "=cmd", "n": 2}],
+        "kind": pl.Series(["x", "=y", None], dtype=pl.Categorical),
+        "at": pl.Series([datetime(2026, 1, 1, 13)] * 3).dt.replace_time_zone("Europe/Paris"),
+        "nothing": [None, None, None],
+    })
+    ws = sheet(export(df, tmp_path / "frame.xlsx"))
+    values = {name: [cell.value for cell in column(ws, name)] for name in df.columns}  # type: ignore[attr-defined]
+    assert values["score"] == [None, "INF", "-INF"]
+    assert values["tags"] == ['["a", "b"]', "[]", None]
+    assert values["where"] == ['{"city": "Zürich", "n": 1}', None, '{"city": "=cmd", "n": 2}']  # starts with "{": not a formula
+    assert values["kind"] == ["x", "'=y", None]
+    assert values["at"] == [datetime(2026, 1, 1, 12)] * 3  # 13:00 in Paris is 12:00 UTC
+    assert values["nothing"] == [None] * 3
+    with pytest.raises(ValueError, match=r"object column\(s\) thing; convert them to text or drop them"):
+        export(pl.DataFrame({"thing": [object()]}, schema={"thing": pl.Object}), tmp_path / "thing.xlsx")
+    assert not (tmp_path / "thing.xlsx").exists()
 
 
 def test_more_rows_than_excel_holds_is_refused_before_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,5 +199,5 @@ def test_more_rows_than_excel_holds_is_refused_before_writing(tmp_path: Path, mo
     with pytest.raises(ValueError, match=r"at most 2 rows .* has 3; export CSV or Parquet"):
         export(factory.results(3), tmp_path / "big.xlsx")
     assert list(tmp_path.iterdir()) == []
-    df = pl.DataFrame({"url": [None, None]})
-    assert column(sheet(export(df, tmp_path / "null.xlsx")), "url")[0].value is None  # type: ignore[attr-defined]
+    ws = sheet(export(pl.DataFrame({"url": [None, None]}), tmp_path / "null.xlsx"))
+    assert [cell.value for cell in ws[1]] == ["url"] and ws.auto_filter.ref == "A1:A3"  # two empty rows under the header

@@ -11,16 +11,13 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, BinaryIO, cast
 
 import polars as pl
 
 from torq_nb.export.atomic import write_file
 from torq_nb.export.data import ExportInput, _kind, normalize
 from torq_nb.results import ResearchResults, json_default
-
-if TYPE_CHECKING:
-    from polars.selectors import Selector
 
 #: A text cell starting with one of these is a formula to Excel/LibreOffice (OWASP CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -92,12 +89,10 @@ def parquet_into(fh: IO[bytes], results: ExportInput) -> None:
     run.df.write_parquet(fh, metadata={"torq_nb": json.dumps(run.to_dict(rows=False), ensure_ascii=False, default=json_default)})
 
 
-#: Excel's limits: characters in a cell, hyperlinks in a sheet, and a link's length in Excel before 2016 (and
-#: so the length every Excel opens as a link).
+#: Excel's limits: characters in a cell, hyperlinks in a sheet, rows under the header.
 EXCEL_CELL_CHARS = 32_767
 EXCEL_LINKS = 65_530
-EXCEL_LINK_CHARS = 255
-EXCEL_ROWS = 1_048_575  # below the header row
+EXCEL_ROWS = 1_048_575
 #: Widest a column opens, in characters: snippets and page text are paragraphs, not column headings.
 _MAX_WIDTH = 60
 _WIDTHS = {"date": 11, "datetime": 19, "integer": 9, "number": 9, "bool": 7}
@@ -107,9 +102,9 @@ _ASTRAL = r"[\x{10000}-\x{10FFFF}]"
 
 def _split_long(df: pl.DataFrame) -> pl.DataFrame:
     """Each text column with a cell over Excel's 32,767 characters continues in columns ``NAME (2)``,
-    ``NAME (3)``, ... right after it, so that joining them gives the whole text. Excel (and xlsxwriter, which
-    cuts longer cells) counts UTF-16 units, two for a character beyond U+FFFF such as an emoji: a column holding
-    any of those is cut into pieces of half the length, which always fit."""
+    ``NAME (3)``, ... right after it, so that joining them gives the whole text. Excel counts UTF-16 units, two
+    for a character beyond U+FFFF such as an emoji: a column holding any of those is cut into pieces of half the
+    length, which always fit."""
     text = [name for name, dtype in df.schema.items() if dtype == pl.String()]
     wide = {name: pl.col(name).str.count_matches(_ASTRAL) for name in text}
     stats = df.select(
@@ -127,65 +122,74 @@ def _split_long(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(columns)
 
 
-def _widths(df: pl.DataFrame) -> dict[str | Selector, int]:
-    """Column widths in pixels: a text column as wide as its longest cell up to 60 characters (never narrower
-    than its heading), other columns by kind. Polars measures the cells; xlsxwriter's autofit would be a
-    Python loop over every cell."""
+def _cells(df: pl.DataFrame, neutralize: bool) -> pl.DataFrame:
+    """``df`` with only the cell types a workbook holds, so that no value is dropped on the way: nested values
+    as their JSON text, categories as text, times with a zone as UTC; then formula-neutralised and split at
+    Excel's cell limit. Object columns are refused: a spreadsheet has no cell for them."""
+    objects = [name for name, dtype in df.schema.items() if dtype == pl.Object()]
+    if objects:
+        raise ValueError(f"Excel cannot store the object column(s) {', '.join(objects)}; convert them to text or drop them")
+    columns: list[pl.Series | pl.Expr] = []
+    for name, dtype in df.schema.items():
+        if dtype.is_nested():
+            columns.append(pl.Series(name, [None if value is None else json.dumps(value, ensure_ascii=False, default=json_default)
+                                            for value in df.get_column(name).to_list()], dtype=pl.String))
+        elif isinstance(dtype, (pl.Categorical, pl.Enum)):
+            columns.append(pl.col(name).cast(pl.String))
+        elif isinstance(dtype, pl.Datetime) and dtype.time_zone:
+            columns.append(pl.col(name).dt.convert_time_zone("UTC").dt.replace_time_zone(None))
+    df = df.with_columns(columns) if columns else df
+    return _split_long(neutralize_formulas(df) if neutralize else df)
+
+
+def _widths(df: pl.DataFrame) -> dict[str, float]:
+    """Column widths in characters: a text column as wide as its longest cell up to 60 (never narrower than its
+    heading), other columns by kind. Polars measures the cells."""
     text = [name for name, dtype in df.schema.items() if dtype == pl.String()]
     longest = df.select(pl.col(text).str.len_chars().max().fill_null(0)).row(0, named=True) if text else {}
-    widths: dict[str | Selector, int] = {}
-    for name, dtype in df.schema.items():
-        chars = longest[name] if name in longest else _WIDTHS.get(_kind(dtype), 12)
-        widths[name] = 7 * min(max(chars, len(name) + 3), _MAX_WIDTH) + 5
-    return widths
+    return {name: float(min(max(longest[name] if name in longest else _WIDTHS.get(_kind(dtype), 12), len(name) + 3), _MAX_WIDTH))
+            for name, dtype in df.schema.items()}
 
 
-def _sheet(df: pl.DataFrame, workbook: Any, name: str, wrap: tuple[str, ...] = ()) -> Any:
-    """``df`` as a table on a new sheet: bold header row, frozen, with filters; dates as dates (UTC); the text
-    of the ``wrap`` columns wrapped onto several lines."""
-    sheet = workbook.add_worksheet(name)
-    df.write_excel(workbook, sheet, header_format={"bold": True}, freeze_panes=(1, 0), autofilter=True,
-                   column_widths=_widths(df), dtype_formats={pl.Datetime: "yyyy-mm-dd hh:mm:ss", pl.Date: "yyyy-mm-dd"},
-                   column_formats={column: {"text_wrap": True, "valign": "top"} for column in wrap})
-    return sheet
+def _linked(df: pl.DataFrame) -> bool:
+    """Whether the ``url`` column's cells are links: only when every URL in it is http(s) and the sheet stays
+    within Excel's 65,530 links, so that no ``file:`` or ``javascript:`` address is ever a link."""
+    if df.schema.get("url") != pl.String():
+        return False
+    urls = df.get_column("url").drop_nulls()
+    return 0 < urls.len() <= EXCEL_LINKS and bool(urls.str.contains(_LINK).all())
 
 
 def excel_into(fh: IO[bytes], results: ExportInput, *, neutralize: bool = True) -> None:
-    """Write the Excel workbook (.xlsx, through Polars' ``write_excel`` and xlsxwriter) to ``fh``.
+    """Write the Excel workbook (.xlsx, through rustpy-xlsxwriter, a compiled writer) to ``fh``.
 
-    Sheet "results": the rows as a table, the header bold, frozen and with filters, columns sized to their
-    text up to 60 characters, dates and times (UTC) as Excel dates. No text cell is ever a formula or a link by
-    its content: every cell is written as text, and those a spreadsheet would run once edited (``=``, ``+``,
-    ``-``, ``@``, ...) get a leading ``'`` as in CSV unless ``neutralize=False``. In the ``url`` column, http(s)
-    URLs up to 255 characters are links (the first 65,530: Excel's limit per sheet); every other URL
-    (``javascript:``, ``file:``, longer ones) stays plain text, its whole value kept. A cell longer than
-    Excel's 32,767 characters continues in the next columns (``content (2)``, ...). Sheet "run": the run's
-    metadata (topic, summary, depth, counts, ...) as field/value rows.
+    Sheet "results": the rows, the header bold, frozen and with filters, columns sized to their text up to 60
+    characters, dates and times (UTC) as Excel dates. No text cell is ever a formula: every cell is written as
+    text, and those a spreadsheet would run once edited (``=``, ``+``, ``-``, ``@``, ...) get a leading ``'``
+    as in CSV unless ``neutralize=False``. The ``url`` column is links when all its URLs are http(s) (a
+    research run's always are) and there are at most 65,530 of them (Excel's limit per sheet); otherwise it is
+    plain text, every value kept. Nested values are their JSON text; NaN is an empty cell and infinities read
+    ``INF``/``-INF``. A cell longer than Excel's 32,767 characters continues in the next columns
+    (``content (2)``, ...). Sheet "run": the run's metadata (topic, summary, depth, counts, ...) as
+    field/value rows.
     """
-    import xlsxwriter
+    import rustpy_xlsxwriter as xlsx
 
     run = normalize(results)
-    objects = [name for name, dtype in run.df.schema.items() if dtype == pl.Object()]
-    if objects:
-        raise ValueError(f"Excel cannot store the object column(s) {', '.join(objects)}; convert them to text or drop them")
     if run.df.height > EXCEL_ROWS:
         raise ValueError(f"Excel holds at most {EXCEL_ROWS:,} rows under its header and this table has {run.df.height:,}; "
                          "export CSV or Parquet, or export it in parts (df.slice)")
-    df = _split_long(neutralize_formulas(run.df) if neutralize else run.df)
-    meta = pl.DataFrame(_metadata_items(run), schema={"field": pl.String, "value": pl.String}, orient="row")
-    meta = _split_long(neutralize_formulas(meta) if neutralize else meta)
-    workbook = xlsxwriter.Workbook(fh, {"strings_to_formulas": False, "strings_to_urls": False, "in_memory": True,
-                                        "remove_timezone": True, "nan_inf_to_errors": True})
-    sheet = _sheet(df, workbook, "results")
-    if df.schema.get("url") == pl.String():
-        column = df.get_column_index("url")
-        links = df.select(pl.int_range(1, pl.len() + 1).alias("row"), "url").filter(
-            pl.col("url").str.contains(_LINK) & (pl.col("url").str.len_chars() <= EXCEL_LINK_CHARS)).head(EXCEL_LINKS)
-        style = workbook.get_default_url_format()
-        for row, url in links.iter_rows():
-            sheet.write_url(row, column, url, style, url)
-    _sheet(meta, workbook, "run", wrap=("value",))
-    workbook.close()
+    df = _cells(run.df, neutralize)
+    meta = _cells(pl.DataFrame(_metadata_items(run), schema={"field": pl.String, "value": pl.String}, orient="row"), neutralize)
+    day = xlsx.Format().set_num_format("yyyy-mm-dd")
+    formats: dict[str, dict[str, xlsx.Format] | list[xlsx.Format]] = {
+        "results": {name: day for name, dtype in df.schema.items() if dtype == pl.Date()},
+        "run": {"value": xlsx.Format().set_text_wrap().set_align("top")}}
+    xlsx.write_worksheets(
+        [("results", df), ("run", meta)], cast(BinaryIO, fh), bold_headers=True, freeze_panes={"general": {"row": 1, "col": 0}},
+        autofilter={"results": True, "run": True}, column_widths={"results": _widths(df), "run": _widths(meta)},
+        column_formats=formats, datetime_format="yyyy-mm-dd hh:mm:ss", inf_value="INF",
+        url_columns={"results": ["url"]} if _linked(df) else None)
 
 
 def write_csv(results: ExportInput, path: str | os.PathLike[str], *, bom: bool = False, neutralize: bool = True,
