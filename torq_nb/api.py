@@ -136,16 +136,24 @@ def research(*args: Any, **kwargs: Any) -> ResearchResults:
     In a notebook the live progress widget appears (``display=False`` turns it off); ``progress_callback``
     receives every published status as a dict. Its Cancel button (where the kernel can take a click while
     the cell is busy: ipykernel 7), an interrupt (Ctrl-C, the kernel's stop button) or Ctrl-C in a script
-    cancel the run and raise ResearchCancelled, whose ``.results`` are the partial results.
+    cancel the run and raise ResearchCancelled, whose ``.results`` are the partial results (a Ctrl-C before the
+    run has started raises KeyboardInterrupt).
     """
-    from torq_nb.research.pipeline import ResearchCancelled
-    from torq_nb.research.sources import SourceError
+    from torq_nb.research.interrupts import ctrl_c_noted, raise_if_interrupted
 
-    job = _start(*_request(*args, **kwargs), blocking=True)
     try:
-        return job.wait_interruptibly()
-    except (SourceError, ResearchCancelled) as expected:  # they say what happened and what to do: the library's
-        raise expected.with_traceback(None) from None  # frames add nothing
+        with ctrl_c_noted():  # from here a Ctrl-C is noted, not raised inside the imports below
+            from torq_nb.research.pipeline import ResearchCancelled
+            from torq_nb.research.sources import SourceError
+
+            request = _request(*args, **kwargs)
+            raise_if_interrupted()  # while the engine loaded: nothing has started
+            try:
+                return _start(*request, blocking=True).wait_interruptibly()
+            except (SourceError, ResearchCancelled) as expected:  # they say what happened and what to do: the
+                raise expected.with_traceback(None) from None  # library's frames add nothing
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt from None  # where the Ctrl-C was noted says nothing either
 
 
 @_takes_parameters_of(_request)

@@ -201,8 +201,10 @@ def _parser(source: type[Source] | None = None) -> argparse.ArgumentParser:
 
 def _write_exports(results: ResearchResults, paths: Sequence[str]) -> None:
     from torq_nb.export import export
+    from torq_nb.research.interrupts import raise_if_interrupted
 
     for path in paths:
+        raise_if_interrupted()  # a Ctrl-C while the last one was written
         written = export(results, path)
         print(f"wrote {written}", file=sys.stderr)
 
@@ -290,11 +292,13 @@ def _research_many(args: argparse.Namespace) -> int:
     _check_exports(args.export)
     from torq_nb.progress.batch_terminal import BatchTerminalProgress
     from torq_nb.research.batch import BatchCancelled, BatchResults, research_many
+    from torq_nb.research.interrupts import raise_if_interrupted
 
     options = _source_options(args)
 
     def write(results: BatchResults) -> None:
         for path in args.export:
+            raise_if_interrupted()  # a Ctrl-C while the last one was written
             print(f"wrote {results.export(path)}", file=sys.stderr)
 
     try:
@@ -333,18 +337,21 @@ def _unrecognized(unknown: list[str], source: type[Source] | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    from torq_nb.research.interrupts import ctrl_c_noted
+
     try:
-        source, unavailable = _chosen_source(argv)
-        parser = _parser(source)
-        args, unknown = parser.parse_known_args(argv)
-        if unavailable and args.command in _SEARCHING:
-            parser.error(unavailable)
-        if unknown:
-            parser.error(_unrecognized(unknown, source if args.command in _SEARCHING else None))
-        try:
-            return {"research": _research, "research-many": _research_many, "export": _export}[args.command](args)
-        except _UsageError as error:
-            parser.error(str(error))  # exits 2
+        with ctrl_c_noted():  # the one Ctrl-C handling: the run stops on it, anything else at its end
+            source, unavailable = _chosen_source(argv)
+            parser = _parser(source)
+            args, unknown = parser.parse_known_args(argv)
+            if unavailable and args.command in _SEARCHING:
+                parser.error(unavailable)
+            if unknown:
+                parser.error(_unrecognized(unknown, source if args.command in _SEARCHING else None))
+            try:
+                return {"research": _research, "research-many": _research_many, "export": _export}[args.command](args)
+            except _UsageError as error:
+                parser.error(str(error))  # exits 2
     except KeyboardInterrupt:  # before the run started (while importing), or while exporting
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

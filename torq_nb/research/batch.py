@@ -30,6 +30,7 @@ from torq_nb.api import DepthName, _takes_parameters_of
 from torq_nb.progress.batch import BatchTracker, batch_line
 from torq_nb.research.extract import Extractor, extract, shared_extractor
 from torq_nb.research.fetch import Fetcher, FetchPolicy
+from torq_nb.research.interrupts import ctrl_c_noted
 from torq_nb.research.jobs import CANCEL_GRACE, ResearchJob
 from torq_nb.research.models import Document, Page
 from torq_nb.research.pipeline import ResearchCancelled, get_depth, run_research
@@ -674,4 +675,5 @@ def research_many(*args: Any, **kwargs: Any) -> BatchResults:
     A topic that fails is a row of ``.summaries`` with its reason; the batch goes on. In a notebook one live
     widget shows the batch. An interrupt cancels it and raises BatchCancelled, whose ``.results`` are partial.
     """
-    return start_research_many(*args, **kwargs).wait_interruptibly()
+    with ctrl_c_noted():  # a Ctrl-C meanwhile is noted, and stops the batch (wait_interruptibly looks)
+        return start_research_many(*args, **kwargs).wait_interruptibly()

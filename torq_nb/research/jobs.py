@@ -13,11 +13,13 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 from torq_nb.progress.models import ProgressStatus
 from torq_nb.progress.tracker import ProgressTracker
+from torq_nb.research.interrupts import interrupted
 from torq_nb.research.pipeline import ResearchCancelled, Run
 from torq_nb.research.results import ResearchResults
 
@@ -177,33 +179,41 @@ class ResearchJob:
     def wait_interruptibly(self) -> ResearchResults:
         """Wait for the results, blocking the calling (main) thread, as ``research()`` does.
 
-        A KeyboardInterrupt (the kernel's interrupt, Ctrl-C) or a cancel meanwhile (the widget's Cancel button,
-        where the host delivers clicks to a busy kernel; ``job.cancel()`` from another thread) stops the run
-        and raises ResearchCancelled, whose ``.results`` are the partial results.
+        A Ctrl-C (noted by ``ctrl_c_noted``; or a KeyboardInterrupt: the kernel's interrupt, another handler) or
+        a cancel meanwhile (the widget's Cancel button, where the host delivers clicks to a busy kernel;
+        ``job.cancel()`` from another thread) stops the run and raises ResearchCancelled, whose ``.results`` are
+        the partial results.
         """
         self._set_blocking(True)
         try:
             try:
-                while True:
-                    # Wake up now and then: a signal delivered to another thread is only handled (raising
-                    # KeyboardInterrupt here) once the main thread runs Python code again.
-                    try:
-                        results = self._future.result(timeout=0.1)
-                        break
-                    except concurrent.futures.TimeoutError:
-                        continue
-            except KeyboardInterrupt:
+                results = self._result_unless_interrupted()
+            except KeyboardInterrupt:  # raised by another handler, or by the run's own thread
+                results = None
+            if results is not None and self.tracker.status()["state"] != "cancelled":
+                return results
+            interrupted()  # taken, however the run stopped (Polars also raises a Ctrl-C inside its calls, any thread)
+            if results is None:
                 self.cancel()
                 try:
-                    results = self._future.result(self._cancel_grace)
-                except concurrent.futures.TimeoutError:
-                    results = self.partial_results
-                raise self._cancelled(results) from None
-            if self.tracker.status()["state"] == "cancelled":  # by cancel(): the Cancel button, another thread
-                raise self._cancelled(results)
-            return results
+                    results = self._result_unless_interrupted(self._cancel_grace)
+                except (Exception, KeyboardInterrupt):  # it failed while stopping; a second Ctrl-C, another handler's
+                    results = None
+            raise self._cancelled(self.partial_results if results is None else results) from None
         finally:
             self._set_blocking(False)
+
+    def _result_unless_interrupted(self, timeout: float | None = None) -> ResearchResults | None:
+        """The run's results, or None at a Ctrl-C or after ``timeout`` seconds. The wait wakes every 0.1 s: a
+        signal handler runs only when the main thread runs Python code again."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not interrupted():
+            try:
+                return self._future.result(timeout=0.1)
+            except concurrent.futures.TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+        return None
 
     def __await__(self) -> Generator[Any, None, ResearchResults]:
         return asyncio.wrap_future(self._future).__await__()
