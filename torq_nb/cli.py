@@ -337,9 +337,9 @@ def _unrecognized(unknown: list[str], source: type[Source] | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    from torq_nb.research.interrupts import ctrl_c_noted
-
     try:
+        from torq_nb.research.interrupts import ctrl_c_noted
+
         with ctrl_c_noted():  # the one Ctrl-C handling: the run stops on it, anything else at its end
             source, unavailable = _chosen_source(argv)
             parser = _parser(source)
