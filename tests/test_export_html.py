@@ -141,6 +141,16 @@ def test_addresses_and_dates_are_never_broken_mid_word(browser: Any, tmp_path: P
     context.close()
 
 
+def test_a_long_unbroken_token_wraps_inside_its_column(browser: Any, tmp_path: Path) -> None:
+    rows = [factory.row(i + 1) for i in range(3)]
+    rows[1] = factory.row(2, title="x" * 300, snippet="y" * 250)
+    context, page, _ = open_page(browser, export(factory.results(rows=rows), tmp_path / "r.html"), width=1280)
+    right = page.evaluate("""() => Math.max(...[...document.querySelectorAll('main table')[0].tHead.rows[0].cells]
+        .map(c => c.getBoundingClientRect().right))""")
+    assert right <= 1280  # every column, the last ("Snippet") too, is on the page, not pushed off by the token
+    context.close()
+
+
 def test_light_dark_and_print(browser: Any, tmp_path: Path) -> None:
     path = export(twelve_rows(), tmp_path / "r.html")
     backgrounds = {}

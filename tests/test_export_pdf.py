@@ -26,7 +26,9 @@ HOSTILE = ['#read("/etc/passwd")', "]#set page(width: 1pt)", "$x^2$ @source-1 <l
 
 
 def pdftext(path: Path, *args: str) -> str:
-    return subprocess.run(["pdftotext", "-raw", *args, str(path), "-"], capture_output=True, text=True, check=True).stdout
+    """The text as pdftotext reads it, without the zero-width spaces that let long runs wrap."""
+    out = subprocess.run(["pdftotext", "-raw", *args, str(path), "-"], capture_output=True, text=True, check=True).stdout
+    return out.replace("\u200b", "")
 
 
 def joined(text: str) -> str:
@@ -418,3 +420,14 @@ def test_a_long_table_is_set_in_parts_at_the_top_and_whole_inside_a_cell(tmp_pat
     lines = pages[second_part].lstrip().splitlines()  # the running title, the table's header, then the part's first row
     assert lines[1].startswith("key value") and lines[2].startswith("top-1050 "), lines[:3]
     assert "top-1049 " in pages[second_part - 1] and "inner-" not in pages[second_part - 1]
+
+
+def test_a_long_unbroken_token_wraps_inside_the_page(tmp_path: Path) -> None:
+    rows = [factory.row(1, title="Tab\tstart " + "x" * 300, snippet="y" * 250)]
+    path = export(factory.results(rows=rows), tmp_path / "long.pdf")
+    bbox = pdftext(path, "-bbox")
+    width = float(re.search(r'<page width="([0-9.]+)"', bbox).group(1))  # type: ignore[union-attr]
+    words = re.findall(r'xMax="([0-9.]+)"[^>]*>([^<]*)<', bbox)
+    assert words and max(float(x) for x, _ in words) < width - 20  # nothing runs into the right margin
+    text = pdftext(path)
+    assert "Tab start " + "x" * 30 in text and "x" * 200 in text.replace("\n", "")  # all of it, a tab as a space

@@ -117,6 +117,14 @@ def gfm(markdown: str) -> str:
 #: Links a renderer may make: the report's own (web pages, citations) and GFM's e-mail autolinks
 #: (``x@y.test``, ``xmpp:x@y.test``: cmark-gfm finds them in the text itself, after every escape).
 SAFE_HREF = re.compile(r"(https?://|#|mailto:|xmpp:)")
+#: An address's scheme as a browser's URL parser finds it (after dropping leading C0 controls and spaces, and
+#: tabs and line breaks anywhere); an address without one is relative: it loads nothing but this site's pages.
+SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def scheme_of(href: str) -> str | None:
+    match = SCHEME.match(re.sub(r"^[\x00-\x20]+", "", re.sub(r"[\t\n\r]", "", href)))
+    return match.group(0).lower() if match else None
 
 
 def assert_inert(html: str, allowed: set[str]) -> Scan:
@@ -127,8 +135,8 @@ def assert_inert(html: str, allowed: set[str]) -> Scan:
         assert not any(name.startswith("on") or name in ("src", "srcset") for name in attrs), (tag, attrs)
         assert re.fullmatch(r"(text-align: ?(left|right|center);?)?", attrs.get("style") or ""), (tag, attrs)
         href = attrs.get("href")
-        assert href is None or SAFE_HREF.match(href) or ":" not in href, (tag, attrs)  # (cmark-gfm can make a
-        # relative link of a run of e-mail addresses: no scheme, nothing it loads)
+        assert href is None or SAFE_HREF.match(href) or scheme_of(href) is None, (tag, attrs)  # (cmark-gfm can make
+        # a relative link of a run of e-mail addresses, "--mailto:x@y.test" among them: no scheme, nothing it loads)
     return found
 
 

@@ -11,7 +11,9 @@ as plain text. Each writer escapes it here, exactly once, where it writes its fo
 - HTML (the .html report, the results card): ``html_text`` and its column form ``html_expr``, which write
   exactly what Jinja's autoescape writes (``&``, ``<``, ``>``, ``"`` and ``'`` as entities), so the report's
   template and its prebuilt fragments agree; ``summary_html`` for the card.
-- Typst needs no escaping: text goes in as JSON data through ``sys_inputs``.
+- Typst needs no escaping: text goes in as JSON data through ``sys_inputs``; a long unbroken run (a URL, a
+  hash, a 300-character token) gets break opportunities (``breakable``), as CSS's ``overflow-wrap: anywhere``
+  gives the HTML report, so that it wraps at its column's edge instead of running past the page.
 
 Documents lay text out, so each value is first bounded (``clip``/``clip_expr``, cutting at a word
 boundary): a 1 MB title would cost a layout engine gigabytes. The tables (CSV, JSON, Parquet) keep every
@@ -51,6 +53,18 @@ _WWW = r"(?i)(www)\."
 #: At the start of a paragraph these would begin a list, a thematic break or an ordered list.
 _BLOCK_START = re.compile(r"^([-+=])|^(\d+)([.)])")
 _CITATION = re.compile(r"\[(\d+)\]")
+#: A run of this many characters with no break opportunity gets one every ``_BREAK_EVERY`` characters.
+_LONG_WORD = re.compile(r"[^\s\u200b]{40,}")
+_BREAK_EVERY = 6
+
+
+def breakable(value: str) -> str:
+    """``value`` with a zero-width space every few characters of any very long unbroken run (a URL, a
+    hash, a row of digits), so that Typst wraps it at the text's edge instead of cutting it there."""
+    if len(value) < 40 or not _LONG_WORD.search(value):
+        return value
+    return _LONG_WORD.sub(lambda m: "\u200b".join(m.group(0)[i:i + _BREAK_EVERY]
+                                                  for i in range(0, len(m.group(0)), _BREAK_EVERY)), value)
 
 
 def truncation_mark(length: int) -> str:

@@ -30,7 +30,7 @@ from traitlets import List, Unicode, default
 
 from torq_nb.export.mdtree import Node, Tree, html_blocks, html_tables, markdown_tree
 from torq_nb.export.texmath import definitions, math_node, to_typst
-from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, URL_CHARS, clip
+from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, URL_CHARS, breakable, clip
 
 _TEMPLATES = Path(__file__).parent / "templates" / "typst"
 TEMPLATE = _TEMPLATES / "notebook.typ"
@@ -169,9 +169,6 @@ def _source(value: Any) -> str:
 _ANSI_PALETTE = ("#3e424d", "#e75c58", "#00a250", "#ddb62b", "#208ffb", "#d160c4", "#60c6c8", "#c5c1b4",
                  "#282c36", "#b22b31", "#007427", "#b27d12", "#0065ca", "#a03196", "#258f8f", "#a1a6b2")
 _ANSI_ESCAPE = re.compile(r"\x1b\[([0-9;]*)m|\x1b\[[0-9;?]*[A-Za-ln-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[()][A-Z0-9]")
-#: A run of this many characters with no break opportunity gets one every ``_BREAK_EVERY`` characters.
-_LONG_WORD = re.compile(r"[^\s\u200b]{40,}")
-_BREAK_EVERY = 6
 
 
 def _ansi_colour(codes: list[int], i: int) -> tuple[str | None, int]:
@@ -239,15 +236,6 @@ def _ansi_runs(value: str) -> tuple[str, list[list[Any]] | None]:
         elif run[0]:
             merged.append(run)
     return plain, merged if styled else None
-
-
-def breakable(value: str) -> str:
-    """``value`` with a zero-width space every few characters of any very long unbroken run (a URL, a
-    hash, a row of digits), so that Typst wraps it at the text's edge instead of cutting it there."""
-    if len(value) < 40 or not _LONG_WORD.search(value):
-        return value
-    return _LONG_WORD.sub(lambda m: "\u200b".join(m.group(0)[i:i + _BREAK_EVERY]
-                                                  for i in range(0, len(m.group(0)), _BREAK_EVERY)), value)
 
 
 def _text_output(kind: str, value: str) -> Node:
@@ -375,13 +363,16 @@ def _link_targets(blocks: list[Node], anchors: list[Node], refs: list[Node]) -> 
 
 
 def _bound(nodes: list[Node], maths: list[Node]) -> list[Node]:
-    """Clip, in place, every string of the tree that Typst would lay out; a link to an over-long URL
-    becomes a plain span (its text kept). One pass over the nodes, which also collects the math nodes into
-    ``maths`` (in document order) and returns it. (Over-long labels: ``_link_targets``.)"""
+    """Clip, in place, every string of the tree that Typst would lay out, and let its long unbroken runs wrap
+    (``_text``); a link to an over-long URL becomes a plain span (its text kept). One pass over the nodes,
+    which also collects the math nodes into ``maths`` (in document order) and returns it. (Over-long labels:
+    ``_link_targets``.)"""
     for n in nodes:
         for key in ("v", "src", "tex"):
             if isinstance(value := n.get(key), str) and len(value) > TEXT_CHARS:
                 n[key] = clip(value, TEXT_CHARS)
+        if n.get("t") == "text":
+            n["v"] = _text(n["v"])
         if isinstance(lang := n.get("lang"), str) and len(lang) > 40:
             n["lang"] = ""
         kind = n.get("t")
@@ -393,8 +384,7 @@ def _bound(nodes: list[Node], maths: list[Node]) -> list[Node]:
             for row in (n["head"], *n["rows"]):
                 for i, cell in enumerate(row):
                     if isinstance(cell, str):
-                        if len(cell) > TABLE_CELL_CHARS:
-                            row[i] = clip(cell, TABLE_CELL_CHARS)
+                        row[i] = _text(clip(cell, TABLE_CELL_CHARS) if len(cell) > TABLE_CELL_CHARS else cell)
                     else:
                         _bound(cell, maths)
             n["widths"] = [clip(w, TITLE_CHARS) if isinstance(w, str) else w for w in n["widths"]]
@@ -406,6 +396,11 @@ def _bound(nodes: list[Node], maths: list[Node]) -> list[Node]:
         if isinstance(n.get("c"), list):
             _bound(n["c"], maths)
     return maths
+
+
+def _text(value: str) -> str:
+    """Text as Typst should lay it out: a tab as a space (Typst drops it, gluing the words), long runs breakable."""
+    return breakable(value.replace("\t", " "))
 
 
 def _unlink(node: Node) -> None:
