@@ -382,8 +382,9 @@ class Extractor:
                 pool.submit(int)
         except BrokenProcessPool:
             pass  # a worker died starting: the first page finds the pool broken and replaces it
-        except RuntimeError:
-            # The pool refuses work: the interpreter is exiting (or close() came first).
+        except Exception:
+            # The interpreter is exiting (or close() came first): the pool refuses work (RuntimeError), or the
+            # fork server's files are gone already (FileNotFoundError, OSError). Quiet then; else it is a fault.
             if not self._closed and threading.main_thread().is_alive():
                 raise
         finally:
