@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 
@@ -52,3 +53,18 @@ def test_unreachable_source_in_a_script_has_no_library_frames(tmp_path):
     assert len(frames) <= 2, done.stderr  # the user's line, and the line of research() that raised
     assert not any("pipeline.py" in frame or "site-packages" in frame for frame in frames), done.stderr
     assert "search elsewhere" in done.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("call", ['torq_nb.research("solar", depth="fast")', 'torq_nb.research("solar", source="local", pth=".")',
+                                  'torq_nb.start_research("")', 'torq_nb.research_many(["a", "b"], concurrency=0)'])
+def test_a_wrong_argument_in_a_script_is_raised_at_the_call(tmp_path, call):
+    script = tmp_path / "wrong.py"
+    script.write_text(f"import torq_nb\n{call}\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**_unreachable_wikipedia(), "TORQ_NB_STORE": "off"}, cwd=tmp_path)
+    assert done.returncode == 1
+    frames = [line for line in done.stderr.splitlines() if line.strip().startswith("File ")]
+    assert frames[0].startswith(f'  File "{script}", line 2'), done.stderr
+    assert not any(name in frame for frame in frames for name in ("provider.py", "pipeline.py", "sources")), done.stderr
+    assert len(frames) <= 4, done.stderr  # the user's line, the function called (research_many: its two), the check
+    assert done.stderr.splitlines()[-1].startswith(("ValueError: ", "TypeError: ")), done.stderr

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 for _package in ("torq_nb.research", "torq_nb.export"):
     importlib.import_module(_package)
 
+from torq_nb.research.calls import raised_at_the_call  # noqa: E402 (light, as the next)
 from torq_nb.research.store import DEFAULT_MAX_AGE, DEFAULT_STORE  # noqa: E402 (a light module: the defaults)
 
 __all__ = ["DepthName", "aresearch", "export", "research", "start_research"]
@@ -58,6 +59,7 @@ def _takes_parameters_of(model: Callable[P, object]) -> Callable[[Callable[..., 
     return give
 
 
+@raised_at_the_call
 def _request(
     topic: str,
     depth: DepthName = "standard",
@@ -76,17 +78,17 @@ def _request(
 ) -> tuple[WebSearchProvider, dict[str, Any], str | os.PathLike[str] | None]:
     """The parameters of every research function (documented on ``research``): the provider they build
     (WebSearchProvider validates them), the arguments of the run and where its rows stream. Everything is
-    checked here, before a stream file is started afresh."""
+    checked here, before a stream file is started afresh; a wrong one raises here (``raised_at_the_call``)."""
     from torq_nb.research.provider import WebSearchProvider
 
     provider = WebSearchProvider(source, policy=policy, allow_private_networks=allow_private_networks,
                                  synthesizer=synthesizer, store=store, max_age=max_age, refresh=refresh,
                                  **source_options)
+    provider.check_run(topic, depth, progress_callback)
     if stream_to is not None:
         from torq_nb.export.stream import stream_format
 
         stream_format(stream_to)
-        provider.check_run(topic, depth, progress_callback)
     return provider, {"topic": topic, "depth": depth, "progress_callback": progress_callback, "display": display}, stream_to
 
 

@@ -28,6 +28,7 @@ import polars as pl
 
 from torq_nb.api import DepthName, _takes_parameters_of
 from torq_nb.progress.batch import BatchTracker, batch_line
+from torq_nb.research.calls import raised_at_the_call
 from torq_nb.research.extract import Extractor, extract, shared_extractor
 from torq_nb.research.fetch import Fetcher, FetchPolicy
 from torq_nb.research.interrupts import ctrl_c_noted
@@ -285,6 +286,7 @@ class _Plan:
         return f"research_many: {len(self.topics):,} topic{'s' if len(self.topics) != 1 else ''}"
 
 
+@raised_at_the_call
 def _request(
     topics: Iterable[str] | pl.Series,
     depth: DepthName = "standard",
