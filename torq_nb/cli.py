@@ -254,9 +254,11 @@ def _research(args: argparse.Namespace) -> int:
     except Exception as error:  # noqa: BLE001 - the run failed; say why, exit 1
         print(f"torq-nb: research failed: {error}", file=sys.stderr)
         return EXIT_FAILED
+    from torq_nb.results import hits
+
     print(_wrapped(results.summary))
     counts = results.metadata.get("pages", {})
-    print(f"\n{results.df.height} hits: {counts.get('ok', 0)} read, {counts.get('error', 0)} failed "
+    print(f"\n{hits(results.df.height)}: {counts.get('ok', 0)} read, {counts.get('error', 0)} failed "
           f"({results.progress.duration if results.progress else 0:.1f} s)", file=sys.stderr)
     _write_exports(results, args.export)
     return EXIT_OK

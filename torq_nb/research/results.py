@@ -8,9 +8,9 @@ import os
 from collections.abc import Mapping
 
 from torq_nb.research.store import DEFAULT_STORE, StoreArgument, resolve_store
-from torq_nb.results import SCHEMA, ResearchResults, empty_frame
+from torq_nb.results import SCHEMA, ResearchResults, empty_frame, hits
 
-__all__ = ["SCHEMA", "ResearchResults", "empty_frame", "load_run"]
+__all__ = ["SCHEMA", "ResearchResults", "empty_frame", "hits", "load_run"]
 
 
 def load_run(run: str | os.PathLike[str], *, store: StoreArgument = DEFAULT_STORE) -> ResearchResults:
