@@ -39,9 +39,11 @@ log = logging.getLogger(__name__)
 KERNEL_ONLY: frozenset[str] = frozenset({"metadata", "timestamp"})
 
 #: What a blocked run's widget says instead of offering a Cancel button the kernel could not receive, per host.
-STOP_HINT = "This cell is busy with the run: to stop it, interrupt the kernel (■, or I, I). Results so far are kept."
+#: (The interrupt raises ResearchCancelled or BatchCancelled, which hold the results so far: say where they are.)
+STOP_HINT = ("This cell is busy with the run: to stop it, interrupt the kernel (■, or I, I). The error it "
+             "raises holds the results so far, as .results.")
 MARIMO_STOP_HINT = ("This cell is busy with the run: to stop it, interrupt it (marimo's ■ stop button on the running "
-                    "cell, in the editor). Results so far are kept.")
+                    "cell, in the editor). The error it raises holds the results so far, as .results.")
 
 
 def asset_dir() -> Path:
