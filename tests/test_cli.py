@@ -75,6 +75,22 @@ async def test_export_re_exports_a_saved_run(tmp_path):
     assert pl.read_csv(tmp_path / "again.csv")["status"].to_list() == ["snippet"] * pl.read_csv(tmp_path / "again.csv").height
 
 
+async def test_export_takes_several_outputs_and_a_stored_run_by_the_start_of_its_id(tmp_path):
+    store = {"TORQ_NB_STORE": str(tmp_path / "store.sqlite")}
+    async with SearchServer(load_pages()) as server:
+        code, _, err = await run_cli("research", "solar power water", "--depth", "quick", "--export", str(tmp_path / "run.json"),
+                                     env={**searxng_env(server), **store})
+    assert code == 0, err
+    run_id = json.loads((tmp_path / "run.json").read_text())["operation_id"]
+    code, _, err = await run_cli("export", run_id[:8], str(tmp_path / "again.md"), str(tmp_path / "again.xlsx"), env=store)
+    assert code == 0, err
+    assert err.count("wrote ") == 2 and (tmp_path / "again.md").read_text().startswith("# ")
+    saved = json.loads((tmp_path / "run.json").read_text())["results"]
+    assert saved and pl.read_excel(tmp_path / "again.xlsx", sheet_name="results").height == len(saved)
+    code, _, err = await run_cli("export", run_id[:3], str(tmp_path / "short.md"), env=store)
+    assert code == 2 and "no run" in err and not (tmp_path / "short.md").exists()  # 3 characters are too few
+
+
 async def test_bad_arguments_exit_2_before_any_work(tmp_path):
     code, _, err = await run_cli("research", "x", "--export", str(tmp_path / "out.docx"))
     assert code == 2 and "unknown suffix" in err and not (tmp_path / "out.docx").exists()

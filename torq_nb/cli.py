@@ -1,7 +1,7 @@
 """The torq-nb command: research a topic from a terminal, or re-export a saved run.
 
     torq-nb research "solar storage" --depth standard --source wikipedia --export report.pdf --export results.csv
-    torq-nb export run.json report.pdf
+    torq-nb export run.json report.pdf results.xlsx
 
 Exit status: 0 success, 1 the run failed, 2 bad arguments, 130 interrupted (partial results still exported).
 
@@ -169,14 +169,16 @@ def _parser(source: type[Source] | None = None) -> argparse.ArgumentParser:
 
     again = commands.add_parser(
         "export", help="re-export a saved run (its JSON export) to any format, locally or to cloud storage",
-        description="Read RUN (a run saved with --export run.json) and write OUTPUT, whose suffix picks the format: "
-                    f"{_FORMATS}. OUTPUT is a path or an fsspec URL (s3://bucket/report.pdf, gcs://..., "
+        description="Read RUN (a run saved with --export run.json, or a stored run's id) and write each OUTPUT, whose "
+                    f"suffix picks the format: {_FORMATS}. An OUTPUT is a path or an fsspec URL (s3://bucket/report.pdf, gcs://..., "
                     "memory://...), uploaded once complete; S3 reads its endpoint and credentials from the usual "
                     "AWS_* variables and files (AWS_ENDPOINT_URL for a local server).")
     again.add_argument("run", type=Path, help="a run saved as JSON by torq-nb or results.export('run.json'), or the "
-                                              "full id of a run in the run store (torq_nb.runs() lists them)")
-    again.add_argument("output", help="the file or URL to write; its suffix picks the format (see above)")
-    again.add_argument("--format", default=None, help="the format, when OUTPUT's suffix does not say it")
+                                              "id of a run in the run store, or its first characters (at least 4, "
+                                              "as git takes a commit's; torq_nb.runs() lists them)")
+    again.add_argument("outputs", nargs="+", metavar="OUTPUT",
+                       help="a file or URL to write; its suffix picks the format (see above); give several to write several")
+    again.add_argument("--format", default=None, help="the format, when an OUTPUT's suffix does not say it")
 
     many = commands.add_parser(
         "research-many", help="research every topic of a file at once, with one progress view, and export them",
@@ -269,16 +271,18 @@ def _export(args: argparse.Namespace) -> int:
     from torq_nb.research.results import load_run
 
     try:
-        resolve_format(args.output, args.format)
+        for output in args.outputs:
+            resolve_format(output, args.format)
         run = load_run(args.run)
     except (ValueError, OSError) as error:
         raise _UsageError(str(error)) from None
-    try:
-        written = export(run, args.output, args.format)
-    except (ImportError, ValueError, OSError) as error:  # a missing fsspec backend, an unknown protocol, an upload
-        print(f"torq-nb: export failed: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"wrote {written}", file=sys.stderr)
+    for output in args.outputs:
+        try:
+            written = export(run, output, args.format)
+        except (ImportError, ValueError, OSError) as error:  # a missing fsspec backend, an unknown protocol, an upload
+            print(f"torq-nb: export failed: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"wrote {written}", file=sys.stderr)
     return EXIT_OK
 
 

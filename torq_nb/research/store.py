@@ -470,15 +470,25 @@ class RunStore:
         return pl.DataFrame([(*row[:3], _utc(row[3]), *row[4:]) for row in rows], schema=schema, orient="row")
 
     def load(self, run_id: str) -> ResearchResults:
-        """The stored run ``run_id`` as ResearchResults; a KeyError if there is none."""
+        """The stored run ``run_id`` (or the one run whose id starts with it, at least 4 characters, as git takes a
+        commit's) as ResearchResults; a KeyError if there is none, or more than one."""
         import polars as pl
 
         from torq_nb.research.results import SCHEMA, ResearchResults
 
-        row = self._do(lambda conn: conn.execute(
-            "SELECT topic, depth, source, summary, rows, info FROM runs WHERE run_id = ?", (run_id,)).fetchone())
-        if row is None:
-            raise KeyError(f"no run {run_id!r} in the store {self.path}; torq_nb.runs() lists the stored runs")
+        def find(conn: sqlite3.Connection) -> list[Any]:
+            query = "SELECT topic, depth, source, summary, rows, info, run_id FROM runs WHERE "
+            rows = conn.execute(query + "run_id = ?", (run_id,)).fetchall()
+            if rows or len(run_id) < 4:
+                return rows
+            return conn.execute(query + "substr(run_id, 1, ?) = ? LIMIT 2", (len(run_id), run_id)).fetchall()
+
+        rows = self._do(find)
+        if len(rows) != 1:
+            what = "more than one run whose id starts with" if rows else "no run"
+            raise KeyError(f"{what} {run_id!r} in the store {self.path}; torq_nb.runs() lists the stored runs")
+        row = rows[0]
+        run_id = row[6]
         df = pl.read_parquet(io.BytesIO(row[4]))
         # A run stored by an older torq_nb lacks later columns: they come back empty, in the documented order.
         df = df.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in SCHEMA.items() if name not in df.columns)
