@@ -14,9 +14,10 @@ __all__ = ["SCHEMA", "ResearchResults", "empty_frame", "hits", "load_run"]
 
 
 def load_run(run: str | os.PathLike[str], *, store: StoreArgument = DEFAULT_STORE) -> ResearchResults:
-    """A past run as ResearchResults, to look at or export again. ``run`` is a run id from ``torq_nb.runs()``, or
-    its first characters (at least 4, as git takes a commit's; read from ``store``: by default ``$TORQ_NB_STORE`` or the user's cache folder), or the path of a run saved
-    as JSON (``results.export("run.json")``): one that names a file or ends in ``.json``."""
+    """A past run as ResearchResults, to look at or export again. ``run`` is a run id from ``torq_nb.runs()`` or
+    its first characters (at least 4, as git takes a commit's), read from ``store`` (by default
+    ``$TORQ_NB_STORE`` or the user's cache folder); or the path of a run saved as JSON
+    (``results.export("run.json")``): one that names a file or ends in ``.json``."""
     text = os.fspath(run)
     if text.lower().endswith(".json") or os.path.isfile(text):
         return _read_json_run(text)
