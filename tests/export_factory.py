@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import date, datetime, timezone
+from pathlib import Path
 
 import polars as pl
 
@@ -10,6 +12,13 @@ from torq_nb.progress.models import ProgressStatus, StageStatus
 from torq_nb.research.results import SCHEMA, ResearchResults
 
 STARTED = "2026-11-25T12:00:00+00:00"
+
+
+def pdf_text(path: Path, *args: str) -> str:
+    """A PDF's text as pdftotext reads it (``args``: its options, e.g. ``-raw``, ``-bbox``), without the
+    zero-width spaces the PDF puts in long unbroken runs so that they wrap: the text a reader sees."""
+    out = subprocess.run(["pdftotext", *args, str(path), "-"], capture_output=True, text=True, check=True).stdout
+    return out.replace("\u200b", "")
 
 
 def row(rank: int, *, title: str | None = None, url: str | None = None, status: str = "ok",

@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 import pytest
 from aiohttp import web
+from export_factory import pdf_text
 from fake_search import FIXTURE_PAGES, SearchServer, load_pages, serve_in_thread
 
 from torq_nb.progress.batch import BatchTracker, batch_html, batch_line
@@ -204,8 +205,7 @@ def test_export_every_format_reads_back(server: BatchServer, tmp_path: Path) -> 
     saved = json.loads(results.export(tmp_path / "all.json").read_text("utf-8"))
     assert len(saved["results"]) == results.df.height and len(saved["metadata"]["topics"]) == 3
     assert pl.read_parquet(results.export(tmp_path / "all.parquet")).equals(results.df)
-    text = subprocess.run(["pdftotext", str(results.export(tmp_path / "all.pdf")), "-"], capture_output=True,
-                          text=True, check=True).stdout
+    text = pdf_text(results.export(tmp_path / "all.pdf"))
     for topic in topics:
         assert topic in text
     html = results.export(tmp_path / "all.html").read_text("utf-8")

@@ -26,9 +26,7 @@ HOSTILE = ['#read("/etc/passwd")', "]#set page(width: 1pt)", "$x^2$ @source-1 <l
 
 
 def pdftext(path: Path, *args: str) -> str:
-    """The text as pdftotext reads it, without the zero-width spaces that let long runs wrap."""
-    out = subprocess.run(["pdftotext", "-raw", *args, str(path), "-"], capture_output=True, text=True, check=True).stdout
-    return out.replace("\u200b", "")
+    return factory.pdf_text(path, "-raw", *args)
 
 
 def joined(text: str) -> str:

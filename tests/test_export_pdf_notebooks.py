@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from export_factory import pdf_text
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from torq_nb.export import TypstPDFExporter, typst_pdf
@@ -33,8 +34,7 @@ def run(*cmd: str) -> str:
 
 
 def pdftext(path: Path) -> str:
-    """The text as pdftotext reads it, without the zero-width spaces that let long runs wrap."""
-    return run("pdftotext", "-raw", str(path), "-").replace("\u200b", "")
+    return pdf_text(path, "-raw")
 
 
 def images(path: Path) -> list[dict[str, str]]:

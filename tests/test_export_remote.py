@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import socket
-import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,7 +113,7 @@ def test_csv_xlsx_and_pdf_reach_s3_whole(s3: Any, tmp_path: Path) -> None:
 
     export(factory.results(2, topic="Uploaded topic"), "s3://reports/run/r.pdf", storage_options=options(s3))
     (tmp_path / "back.pdf").write_bytes(read(s3, "run/r.pdf"))
-    text = subprocess.run(["pdftotext", str(tmp_path / "back.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    text = factory.pdf_text(tmp_path / "back.pdf")
     assert "Research: Uploaded topic" in text and "example.org/articles/2" in text
 
 

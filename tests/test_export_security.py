@@ -191,11 +191,10 @@ def test_summary_is_escaped_once_in_every_format(tmp_path: Path) -> None:
 
 def _pdftext(path: Path) -> str:
     import shutil
-    import subprocess
 
     if shutil.which("pdftotext") is None:
         pytest.skip("needs poppler-utils (pdftotext)")
-    return subprocess.run(["pdftotext", "-raw", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    return factory.pdf_text(path, "-raw")
 
 
 def test_results_card_shows_page_text_as_text() -> None:
