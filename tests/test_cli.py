@@ -88,7 +88,8 @@ async def test_export_takes_several_outputs_and_a_stored_run_by_the_start_of_its
     saved = json.loads((tmp_path / "run.json").read_text())["results"]
     assert saved and pl.read_excel(tmp_path / "again.xlsx", sheet_name="results").height == len(saved)
     code, _, err = await run_cli("export", run_id[:3], str(tmp_path / "short.md"), env=store)
-    assert code == 2 and "no run" in err and not (tmp_path / "short.md").exists()  # 3 characters are too few
+    assert code == 2 and "at least 4 characters" in err and not (tmp_path / "short.md").exists()  # 3 are too few
+    assert err.startswith("usage: torq-nb export ")  # the command's own usage, not the top level's
 
 
 async def test_bad_arguments_exit_2_before_any_work(tmp_path):

@@ -198,6 +198,8 @@ def _parser(source: type[Source] | None = None) -> argparse.ArgumentParser:
     if source is not None:  # after each command's own flags, which a source's option never shadows
         for command in (run, many):
             _add_source_flags(command, source)
+    for command in (run, again, many):  # a usage error names the command's own usage, not the top level's
+        command.set_defaults(usage=command)
     return parser
 
 
@@ -350,14 +352,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             source, unavailable = _chosen_source(argv)
             parser = _parser(source)
             args, unknown = parser.parse_known_args(argv)
+            usage: argparse.ArgumentParser = args.usage
             if unavailable and args.command in _SEARCHING:
-                parser.error(unavailable)
+                usage.error(unavailable)
             if unknown:
-                parser.error(_unrecognized(unknown, source if args.command in _SEARCHING else None))
+                usage.error(_unrecognized(unknown, source if args.command in _SEARCHING else None))
             try:
                 return {"research": _research, "research-many": _research_many, "export": _export}[args.command](args)
             except _UsageError as error:
-                parser.error(str(error))  # exits 2
+                usage.error(str(error))  # exits 2
     except KeyboardInterrupt:  # before the run started (while importing), or while exporting
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -22,14 +22,13 @@ def load_run(run: str | os.PathLike[str], *, store: StoreArgument = DEFAULT_STOR
     if text.lower().endswith(".json") or os.path.isfile(text):
         return _read_json_run(text)
     found = resolve_store(store)
+    missing = f"no run {text!r} (the run store is off)"
     try:
         if found is not None:
             return found.load(text)
-    except KeyError:
-        pass
-    where = f"in the store {found.path}" if found is not None else "(the run store is off)"
-    raise FileNotFoundError(f"no run {text!r} {where} and no saved run file of that name; torq_nb.runs() lists "
-                            "the stored runs")
+    except KeyError as error:  # none, or more than one, with what to do: the store's message says which
+        missing = str(error.args[0]).split("; ")[0]
+    raise FileNotFoundError(f"{missing}, and no saved run file of that name; torq_nb.runs() lists the stored runs")
 
 
 def _read_json_run(path: str) -> ResearchResults:
