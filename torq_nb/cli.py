@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from torq_nb.api import DepthName
 
 if TYPE_CHECKING:
+    from torq_nb.research.batch import BatchResults
     from torq_nb.research.results import ResearchResults
     from torq_nb.research.sources import Source
 
@@ -203,14 +204,13 @@ def _parser(source: type[Source] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _write_exports(results: ResearchResults, paths: Sequence[str]) -> None:
-    from torq_nb.export import export
+def _write_exports(results: ResearchResults | BatchResults, paths: Sequence[str]) -> None:
+    """Write each export of a run or a batch, saying where; a Ctrl-C meanwhile stops before the next."""
     from torq_nb.research.interrupts import raise_if_interrupted
 
     for path in paths:
         raise_if_interrupted()  # a Ctrl-C while the last one was written
-        written = export(results, path)
-        print(f"wrote {written}", file=sys.stderr)
+        print(f"wrote {results.export(path)}", file=sys.stderr)
 
 
 def _wrapped(text: str) -> str:
@@ -258,11 +258,11 @@ def _research(args: argparse.Namespace) -> int:
     except Exception as error:  # noqa: BLE001 - the run failed; say why, exit 1
         print(f"torq-nb: research failed: {error}", file=sys.stderr)
         return EXIT_FAILED
-    from torq_nb.results import hits
+    from torq_nb.results import counted
 
     print(_wrapped(results.summary))
     counts = results.metadata.get("pages", {})
-    print(f"\n{hits(results.df.height)}: {counts.get('ok', 0)} read, {counts.get('error', 0)} failed "
+    print(f"\n{counted(results.df.height, 'hit')}: {counts.get('ok', 0)} read, {counts.get('error', 0)} failed "
           f"({results.progress.duration if results.progress else 0:.1f} s)", file=sys.stderr)
     _write_exports(results, args.export)
     return EXIT_OK
@@ -299,16 +299,9 @@ def _research_many(args: argparse.Namespace) -> int:
         raise _UsageError(f"{args.topics} holds no topics (write one per line; # starts a comment)")
     _check_exports(args.export)
     from torq_nb.progress.batch_terminal import BatchTerminalProgress
-    from torq_nb.research.batch import BatchCancelled, BatchResults, research_many
-    from torq_nb.research.interrupts import raise_if_interrupted
+    from torq_nb.research.batch import BatchCancelled, research_many
 
     options = _source_options(args)
-
-    def write(results: BatchResults) -> None:
-        for path in args.export:
-            raise_if_interrupted()  # a Ctrl-C while the last one was written
-            print(f"wrote {results.export(path)}", file=sys.stderr)
-
     try:
         results = research_many(topics, args.depth, args.source, query=args.query, concurrency=args.concurrency,
                                 display=False, progress_callback=None if args.quiet else BatchTerminalProgress(sys.stderr),
@@ -316,7 +309,7 @@ def _research_many(args: argparse.Namespace) -> int:
                                 **options)
     except BatchCancelled as cancelled:
         print("interrupted" + (": exporting the partial results" if args.export else ""), file=sys.stderr)
-        write(cancelled.results)
+        _write_exports(cancelled.results, args.export)
         return EXIT_INTERRUPTED
     except (ValueError, TypeError) as error:
         raise _UsageError(str(error)) from None
@@ -326,7 +319,7 @@ def _research_many(args: argparse.Namespace) -> int:
     for row in results.summaries.iter_rows(named=True):
         reason = f"  ({row['reason']})" if row["reason"] else ""
         print(f"{row['status']:<9} {row['pages_read']:>4} read {row['pages_failed']:>3} failed  {row['topic']}{reason}")
-    write(results)
+    _write_exports(results, args.export)
     return EXIT_OK if (results.summaries.get_column("status") == "complete").any() else EXIT_FAILED
 
 

@@ -46,9 +46,9 @@ SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def hits(n: int) -> str:
-    """``n`` search hits in words: "1 hit", "2 hits"."""
-    return f"{n:,} hit" + ("" if n == 1 else "s")
+def counted(n: int, noun: str) -> str:
+    """``n`` of ``noun`` in words: "1 hit", "2 hits", "1,000 topics"."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def empty_frame() -> pl.DataFrame:
@@ -105,7 +105,7 @@ class ResearchResults:
         state = self.progress.state if self.progress else "complete"
         return (
             f"<ResearchResults {self.topic!r} depth={self.depth} source={self.source or '-'} {state}>\n"
-            f"{hits(self.df.height)} ({tally or 'none'}); summary {len(self.summary):,} characters; "
+            f"{counted(self.df.height, 'hit')} ({tally or 'none'}); summary {len(self.summary):,} characters; "
             "see .df, .summary, .errors"
         )
 
@@ -203,7 +203,7 @@ class ResearchResults:
         shown = [column for column in _CARD_COLUMNS if column[0] in present]
         names = [name for name, *_ in shown if name in self.df.columns] + (["url"] if "url" in self.df.columns else [])
         state = self.progress.state if self.progress else "complete"
-        facts = [hits(self.df.height), f"{self.count('ok')} read", f"{self.count('error')} failed"]
+        facts = [counted(self.df.height, "hit"), f"{self.count('ok')} read", f"{self.count('error')} failed"]
         facts += [f"{self.count(s)} {s}" for s in ("snippet", "cancelled") if self.count(s)]
         rows = "".join(
             "<tr>" + "".join(f"<td style='text-align:{'right' if right else 'left'}'{' class=whole' if whole else ''}>"

@@ -36,7 +36,7 @@ from torq_nb.export.report import (
 )
 from torq_nb.export.style import PLAIN, ReportStyle
 from torq_nb.export.text import CELL_CHARS, TITLE_CHARS, clip, html_text
-from torq_nb.results import ResearchResults
+from torq_nb.results import ResearchResults, counted
 
 if TYPE_CHECKING:
     from torq_nb.research.batch import BatchResults
@@ -49,7 +49,7 @@ _DOCUMENTS = ("markdown", "html", "pdf", "ipynb")
 def _title(batch: BatchResults, style: ReportStyle = PLAIN) -> str:
     if style.title:
         return clip(style.title, TITLE_CHARS)
-    return f"Research: {len(batch):,} topic{'s' if len(batch) != 1 else ''}"
+    return f"Research: {counted(len(batch), 'topic')}"
 
 
 def table_data(batch: BatchResults) -> ResearchResults:

@@ -36,7 +36,7 @@ from torq_nb.research.jobs import CANCEL_GRACE, ResearchJob
 from torq_nb.research.models import Document, Page
 from torq_nb.research.pipeline import ResearchCancelled, get_depth, run_research
 from torq_nb.research.provider import WebSearchProvider
-from torq_nb.research.results import SCHEMA, ResearchResults
+from torq_nb.research.results import SCHEMA, ResearchResults, counted
 from torq_nb.research.sources import SourceError
 from torq_nb.research.store import DEFAULT_MAX_AGE, DEFAULT_STORE
 
@@ -283,7 +283,7 @@ class _Plan:
 
     @property
     def label(self) -> str:
-        return f"research_many: {len(self.topics):,} topic{'s' if len(self.topics) != 1 else ''}"
+        return f"research_many: {counted(len(self.topics), 'topic')}"
 
 
 @raised_at_the_call

@@ -22,7 +22,7 @@ from torq_nb.progress.tracker import ProgressTracker
 from torq_nb.research.extract import Extractor
 from torq_nb.research.fetch import Fetcher, FetchPolicy, store_answers
 from torq_nb.research.models import Document, Hit, Page
-from torq_nb.research.results import SCHEMA, ResearchResults, hits
+from torq_nb.research.results import SCHEMA, ResearchResults, counted
 from torq_nb.research.sources.base import Source, unique_hits
 from torq_nb.research.store import StoreSession
 from torq_nb.research.synthesize import QUICK_DEPTH, SourceText, Synthesizer
@@ -277,7 +277,7 @@ async def run_research(
         async with nullcontext(fetcher) if fetcher is not None else Fetcher(policy, store=store) as active:
             tracker.progress("searching", f"searching {run.source.name} for {run.topic!r}")
             run.hits = await _search(run, active, store)
-            tracker.progress("extracting", hits(len(run.hits)))
+            tracker.progress("extracting", counted(len(run.hits), "hit"))
             if run.depth.fetch:
                 await _read_all(run, active, extractor, store)
             else:
@@ -305,7 +305,7 @@ async def run_research(
     except BaseException as error:
         tracker.fail(error)
         raise
-    tracker.complete(hits(len(run.hits)))
+    tracker.complete(counted(len(run.hits), "hit"))
     results = run.results()
     await store.save_run(results)  # a store that cannot be written is a warning: the results are still returned
     return results

@@ -8,9 +8,9 @@ import os
 from collections.abc import Mapping
 
 from torq_nb.research.store import DEFAULT_STORE, StoreArgument, resolve_store
-from torq_nb.results import SCHEMA, ResearchResults, empty_frame, hits
+from torq_nb.results import SCHEMA, ResearchResults, counted, empty_frame
 
-__all__ = ["SCHEMA", "ResearchResults", "empty_frame", "hits", "load_run"]
+__all__ = ["SCHEMA", "ResearchResults", "counted", "empty_frame", "load_run"]
 
 
 def load_run(run: str | os.PathLike[str], *, store: StoreArgument = DEFAULT_STORE) -> ResearchResults:
@@ -26,8 +26,8 @@ def load_run(run: str | os.PathLike[str], *, store: StoreArgument = DEFAULT_STOR
     try:
         if found is not None:
             return found.load(text)
-    except KeyError as error:  # none, or more than one, with what to do: the store's message says which
-        missing = str(error.args[0]).split("; ")[0]
+    except KeyError as error:  # none, or more than one: the store's message says which
+        missing = str(error.args[0])
     raise FileNotFoundError(f"{missing}, and no saved run file of that name; torq_nb.runs() lists the stored runs")
 
 

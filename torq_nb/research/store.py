@@ -487,7 +487,7 @@ class RunStore:
         if len(rows) != 1:
             what = "more than one run whose id starts with" if rows else "no run"
             more = " (give at least 4 characters of its id)" if len(run_id) < 4 else ""
-            raise KeyError(f"{what} {run_id!r} in the store {self.path}{more}; torq_nb.runs() lists the stored runs")
+            raise KeyError(f"{what} {run_id!r} in the store {self.path}{more}")
         row = rows[0]
         run_id = row[6]
         df = pl.read_parquet(io.BytesIO(row[4]))
